@@ -1,0 +1,1 @@
+"""PyQt6 goal-image GUI (also an rclpy node)."""

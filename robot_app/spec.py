@@ -1,0 +1,122 @@
+"""The shared vocabulary of robot_app: sizes, rates, topic names and the action scaling.
+
+Everything that two parts of the system must agree on lives here, so the simulator, the
+bag writer, the dataset builder, the trainer, the ONNX runtime and the ROS nodes cannot
+drift apart. Nothing in this module imports ROS, torch or pybullet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+IMAGE_SIZE = 64  # default camera resolution (square, rgb8); 128 is the supported option
+SUPPORTED_IMAGE_SIZES = (64, 128)
+ACTION_DIM = 5  # (vx, vy, vz, wz, grip) in [-1, 1]
+CONTROL_HZ = 10.0  # one action per camera frame
+CONTROL_PERIOD_S = 1.0 / CONTROL_HZ
+COMMAND_TIMEOUT_S = 0.5  # a driver halts the arm when commands stop for this long
+CAMERA_STALE_S = 0.5  # the policy stops when the newest frame is older than this
+BASE_FRAME = "base_link"
+CAMERA_FRAME = "camera_optical_frame"
+
+
+class Topics:
+    """ROS 2 names of design section 2. All relative so a namespace applies."""
+
+    IMAGE = "camera/image_raw"
+    CAMERA_INFO = "camera/camera_info"
+    JOINT_STATES = "joint_states"
+    EE_POSE = "ee_pose"
+    CMD_EE_DELTA = "cmd/ee_delta"
+    CMD_GRIPPER = "cmd/gripper"
+    GOAL_IMAGE = "goal_image"
+    POLICY_STATUS = "policy/status"
+    TASK_SUCCESS = "task/success"
+    RESET = "reset"
+    POLICY_START = "policy/start"
+    POLICY_STOP = "policy/stop"
+
+
+# Topics an episode log holds, with their ROS 2 message types (bag and dataset contract).
+EPISODE_TOPICS: dict[str, str] = {
+    Topics.IMAGE: "sensor_msgs/msg/Image",
+    Topics.JOINT_STATES: "sensor_msgs/msg/JointState",
+    Topics.EE_POSE: "geometry_msgs/msg/PoseStamped",
+    Topics.CMD_EE_DELTA: "geometry_msgs/msg/TwistStamped",
+    Topics.CMD_GRIPPER: "std_msgs/msg/Float64",
+}
+TASK_SUCCESS_TYPE = "std_msgs/msg/Bool"
+
+# Panda finger joints, whose summed opening (0 .. 0.08 m) gives the gripper state.
+FINGER_JOINT_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
+FINGER_MAX_OPENING_M = 0.08
+
+
+@dataclass(frozen=True)
+class ActionScaling:
+    """Maps a normalised action in [-1, 1]^5 to physical commands and back.
+
+    Stored in every model card, so a policy trained with one scaling is never run with
+    another without anyone noticing.
+    """
+
+    max_linear_speed: float = 0.2  # m/s for |a| = 1 on vx, vy, vz
+    max_angular_speed: float = 1.0  # rad/s for |a| = 1 on wz
+    control_hz: float = CONTROL_HZ
+
+    def to_command(self, action: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Return (linear velocity xyz in m/s, yaw rate in rad/s, grip target in [0, 1])."""
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(ACTION_DIM), -1.0, 1.0)
+        linear = a[:3] * self.max_linear_speed
+        yaw_rate = float(a[3] * self.max_angular_speed)
+        grip = float((a[4] + 1.0) / 2.0)
+        return linear, yaw_rate, grip
+
+    def from_command(self, linear: np.ndarray, yaw_rate: float, grip: float) -> np.ndarray:
+        """Inverse of to_command: recover the normalised action from logged commands."""
+        a = np.empty(ACTION_DIM, dtype=np.float32)
+        a[:3] = np.asarray(linear, dtype=np.float64) / self.max_linear_speed
+        a[3] = yaw_rate / self.max_angular_speed
+        a[4] = 2.0 * grip - 1.0
+        return np.clip(a, -1.0, 1.0)
+
+    def step_displacement(self, action: np.ndarray) -> tuple[np.ndarray, float]:
+        """End-effector displacement (m) and yaw change (rad) over one control period."""
+        linear, yaw_rate, _ = self.to_command(action)
+        dt = 1.0 / self.control_hz
+        return linear * dt, yaw_rate * dt
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ActionScaling:
+        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+DEFAULT_SCALING = ActionScaling()
+
+
+def gripper_state_from_fingers(finger_positions) -> float:
+    """Gripper state in [0, 1] with the command's convention: 0 open, 1 closed.
+
+    Design section 3 calls it the gripper opening; we use the command's sense so that an
+    observed state and a commanded target compare directly.
+    """
+    opening = float(np.sum(np.asarray(finger_positions, dtype=np.float64)))
+    return float(np.clip(1.0 - opening / FINGER_MAX_OPENING_M, 0.0, 1.0))
+
+
+def check_image(image: np.ndarray, size: int | None = None, what: str = "image") -> np.ndarray:
+    """Validate an RGB uint8 HxWx3 image and return it; raise ValueError saying what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{what}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{what}: expected dtype uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what}: expected shape HxWx3, got {image.shape}")
+    if size is not None and image.shape[:2] != (size, size):
+        raise ValueError(f"{what}: expected {size}x{size}, got {image.shape[1]}x{image.shape[0]}")
+    return image

@@ -1,0 +1,149 @@
+"""The training store: memory-mappable arrays plus a manifest (design section 4).
+
+Layout of a store directory:
+    images.npy      uint8   N x H x W x 3   camera frame at each control tick
+    actions.npy     float32 N x 5           normalised action in force after that frame
+    gripper.npy     float32 N               gripper state (0 open .. 1 closed)
+    episode.npy     int32   N               episode index (0 .. E-1), steps of one episode contiguous
+    timestamps.npy  float64 N               seconds (bag receive time of the frame)
+    manifest.json   format version, image size, counts, per-episode records, skipped bags
+
+Step i's action leads from frame i to frame i+1 when both belong to the same episode; the
+last step of an episode has no successor. A store written by `write_store` opens with
+`Store.open` in O(1) memory whatever its size (np.load with mmap_mode="r").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+STORE_FORMAT_VERSION = 1
+ARRAYS = {
+    "images": np.uint8,
+    "actions": np.float32,
+    "gripper": np.float32,
+    "episode": np.int32,
+    "timestamps": np.float64,
+}
+
+
+@dataclass
+class Store:
+    root: Path
+    images: np.ndarray
+    actions: np.ndarray
+    gripper: np.ndarray
+    episode: np.ndarray
+    timestamps: np.ndarray
+    manifest: dict
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> Store:
+        root = Path(root)
+        manifest_path = root / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{root}: not a dataset store (no manifest.json)")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raise ValueError(f"{root}: store format {manifest.get('format_version')}, expected {STORE_FORMAT_VERSION}")
+        arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        n = len(arrays["images"])
+        for name, arr in arrays.items():
+            if len(arr) != n:
+                raise ValueError(f"{root}: {name}.npy has {len(arr)} rows, images.npy has {n}")
+        return cls(root=root, manifest=manifest, **arrays)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.manifest["episodes"])
+
+    def episode_bounds(self) -> np.ndarray:
+        """(E, 2) array of [start, end) step indices, one row per episode."""
+        return np.array([[e["start"], e["start"] + e["length"]] for e in self.manifest["episodes"]], dtype=np.int64)
+
+    def episode_success(self) -> np.ndarray:
+        """Per-episode task label as float (1 success, 0 failure, nan unlabelled)."""
+        return np.array(
+            [np.nan if e.get("success") is None else float(e["success"]) for e in self.manifest["episodes"]],
+            dtype=np.float64,
+        )
+
+    def manifest_hash(self) -> str:
+        return self.manifest.get("hash", "")
+
+
+def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: dict | None = None) -> Path:
+    """Write a store from in-memory episodes.
+
+    Each episode is a dict with arrays "images" (T,H,W,3 uint8), "actions" (T,5),
+    "gripper" (T,), "timestamps" (T,), and optional "source", "sha256", "success", "task".
+    Arrays are written to temporary names and renamed last, so a crash never leaves a
+    half store that opens.
+    """
+    import hashlib
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if not episodes:
+        raise ValueError("write_store: no episodes to write")
+    lengths = [len(ep["images"]) for ep in episodes]
+    n = int(sum(lengths))
+    h, w = episodes[0]["images"].shape[1:3]
+    shapes = {"images": (n, h, w, 3), "actions": (n, 5), "gripper": (n,), "episode": (n,), "timestamps": (n,)}
+    out = {
+        name: np.lib.format.open_memmap(root / f"{name}.tmp.npy", mode="w+", dtype=dtype, shape=shapes[name])
+        for name, dtype in ARRAYS.items()
+    }
+    records = []
+    start = 0
+    for index, (ep, length) in enumerate(zip(episodes, lengths, strict=True)):
+        sl = slice(start, start + length)
+        out["images"][sl] = ep["images"]
+        out["actions"][sl] = ep["actions"]
+        out["gripper"][sl] = np.asarray(ep["gripper"]).reshape(length)
+        out["episode"][sl] = index
+        out["timestamps"][sl] = ep["timestamps"]
+        records.append(
+            {
+                "index": index,
+                "start": start,
+                "length": length,
+                "source": str(ep.get("source", "")),
+                "sha256": ep.get("sha256", ""),
+                "success": ep.get("success"),
+                "task": ep.get("task"),
+            }
+        )
+        start += length
+    for arr in out.values():
+        arr.flush()
+    del out
+    for name in ARRAYS:
+        os.replace(root / f"{name}.tmp.npy", root / f"{name}.npy")
+    manifest = {
+        "format_version": STORE_FORMAT_VERSION,
+        "image_size": int(h),
+        "num_steps": n,
+        "num_episodes": len(episodes),
+        "episodes": records,
+        "skipped": [],
+    }
+    manifest.update(manifest_extra or {})
+    digest = hashlib.sha256(json.dumps([(r["source"], r["sha256"], r["length"]) for r in records]).encode())
+    manifest["hash"] = digest.hexdigest()
+    tmp = root / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, root / "manifest.json")
+    return root

@@ -1,0 +1,1 @@
+"""Training side of robot_app: everything that needs torch (datasets, algorithms, evaluation, export)."""

@@ -1,0 +1,1 @@
+"""Subcommands of `robot-app` that need torch (train, eval, export, finetune)."""

@@ -1,0 +1,94 @@
+"""Networks shared by every algorithm, in the QT-Opt shape (design section 5).
+
+Images enter as uint8 N x H x W x 3 (what the camera and the store hold) and are
+normalised inside the module, so the exported ONNX graph takes raw camera frames and the
+runtime needs no preprocessing of its own. Permuting NHWC to NCHW yields a channels_last
+tensor for free, which is the fast layout for convolutions on CPU.
+
+The trunk encodes (image, goal) once; `head` scores any number of candidate actions
+against that encoding, which is what makes CEM cheap: the convolutions run once per
+state, only the small MLP runs once per sampled action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from robot_app.spec import ACTION_DIM, IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    image_size: int = IMAGE_SIZE  # square camera frames, 64 or 128
+    channels: tuple[int, ...] = (32, 64, 64, 64)  # conv widths, each a stride-2 3x3 conv
+    feature_dim: int = 256  # state-goal embedding width
+    head_hidden: int = 256  # width of the action-conditioned head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkConfig:
+        d = dict(d)
+        if "channels" in d:
+            d["channels"] = tuple(d["channels"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def to_float_nchw(images_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 (or float 0..255) NHWC -> float NCHW in [0, 1], channels_last in memory."""
+    return images_nhwc.permute(0, 3, 1, 2).float() / 255.0
+
+
+class StateGoalEncoder(nn.Module):
+    """Conv trunk over the current and goal images stacked on channels (6 in)."""
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        layers, in_ch = [], 6
+        for out_ch in config.channels:
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            in_ch = out_ch
+        self.convs = nn.Sequential(*layers)
+        side = config.image_size // (2 ** len(config.channels))
+        self.project = nn.Sequential(nn.Flatten(), nn.Linear(in_ch * side * side, config.feature_dim), nn.ReLU())
+
+    def forward(self, image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([to_float_nchw(image), to_float_nchw(goal)], dim=1)
+        return self.project(self.convs(x))
+
+
+class QNetwork(nn.Module):
+    """Q(s, a, g) in (0, 1): probability-like value of reaching goal image g."""
+
+    def __init__(self, config: NetworkConfig | None = None):
+        super().__init__()
+        self.config = config or NetworkConfig()
+        c = self.config
+        self.encoder = StateGoalEncoder(c)
+        self.action_embed = nn.Sequential(nn.Linear(ACTION_DIM + 1, c.feature_dim), nn.ReLU(), nn.Linear(c.feature_dim, c.feature_dim))
+        self.head = nn.Sequential(
+            nn.Linear(c.feature_dim, c.head_hidden), nn.ReLU(), nn.Linear(c.head_hidden, c.head_hidden), nn.ReLU(),
+            nn.Linear(c.head_hidden, 1),
+        )
+
+    def encode(self, image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """(B, feature_dim) embedding of the state-goal pair."""
+        return self.encoder(image, goal)
+
+    def head_logits(self, features: torch.Tensor, gripper: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits for N candidate actions per state: features (B,F), gripper (B,1), actions (B,N,5) -> (B,N)."""
+        n = actions.shape[1]
+        grip = gripper.reshape(-1, 1, 1).expand(-1, n, 1)
+        z = features.unsqueeze(1) + self.action_embed(torch.cat([actions, grip], dim=-1))
+        return self.head(torch.relu(z)).squeeze(-1)
+
+    def logits(self, image, goal, gripper, actions) -> torch.Tensor:
+        return self.head_logits(self.encode(image, goal), gripper, actions)
+
+    def forward(self, image, goal, gripper, actions) -> torch.Tensor:
+        """The ONNX contract: uint8 image/goal (B,H,W,3), gripper (B,1), actions (B,N,5) -> q (B,N)."""
+        return torch.sigmoid(self.logits(image, goal, gripper, actions))
