@@ -8,14 +8,15 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
+
 def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all). Known: {', '.join(available()) or 'none'}")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
 
-    return argparse.SUPPRESS
 
 def run(args) -> int:
     names = available()
