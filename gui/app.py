@@ -1,0 +1,440 @@
+"""The goal-image window: live camera, goal gallery, chosen goal, Start/Stop/Reset,
+policy status with Q over time, and which parts of the ROS graph are alive.
+
+The window never blocks: ROS spins in RosBridge's thread, gallery sources that take time
+(a dataset, the sim's suites) load in a worker thread, and every failure ends up as a line
+in the message bar instead of a dialog that waits or an exception that closes the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QSettings, QSize, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QIcon
+from PyQt6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui import gallery
+from gui.gallery import GalleryLoad, GoalEntry
+from gui.images import IMAGE_SUFFIXES, GoalImageError, fit_to_camera
+from gui.ros_bridge import RosBridge, TopicHealth
+from gui.widgets import HealthPanel, ImageView, QPlot, to_pixmap
+
+SETTINGS_GOAL_FOLDER = "goal_folder"
+CAMERA_STALE_S = 1.0  # the live view says "stale" past this
+THUMB = 72
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+class MainWindow(QMainWindow):
+    gallery_loaded = pyqtSignal(object, str)  # GalleryLoad, what was loaded
+
+    def __init__(self, bridge: RosBridge, settings: QSettings, models_dir: Path | None = None):
+        super().__init__()
+        self.bridge = bridge
+        self.settings = settings
+        self.models_dir = models_dir
+        self.entries: list[GoalEntry] = []
+        self.current_goal: GoalEntry | None = None
+        self.camera_shape: tuple[int, int] | None = None  # (height, width) of the newest frame
+        self.frame_time = 0.0
+        self.frames_shown = 0
+        self.last_health: dict[str, TopicHealth] = {}
+        self.messages: list[tuple[str, str]] = []  # (level, text), newest last
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery")
+        self.setWindowTitle("robot_app: goal-image GUI")
+        self._build()
+        bridge.frame_ready.connect(self.on_frame)
+        bridge.status.connect(self.on_status)
+        bridge.health.connect(self.on_health)
+        bridge.service_result.connect(self.on_service_result)
+        bridge.problem.connect(lambda text: self.report("error", text))
+        self.gallery_loaded.connect(self.on_gallery_loaded)
+        self._stale_timer = QTimer(self, interval=250, timeout=self._check_camera)
+        self._stale_timer.start()
+
+    # --- layout -----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.live_view = ImageView(
+            "Live camera", f"waiting for frames on {self.bridge.node.topic_names['camera']}"
+        )
+        self.goal_view = ImageView("Goal", "no goal chosen: pick one from the gallery below")
+        self.start_button = QPushButton("Start", clicked=lambda: self.call("start"))
+        self.stop_button = QPushButton("Stop", clicked=lambda: self.call("stop"))
+        self.reset_button = QPushButton("Reset", clicked=lambda: self.call("reset"))
+        self.status_label = QLabel("policy: no status yet")
+        self.status_label.setWordWrap(True)
+        self.q_plot = QPlot()
+        self.health_panel = HealthPanel()
+
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.stop_button, self.reset_button):
+            buttons.addWidget(button)
+        policy_box = QGroupBox("Policy")
+        policy_layout = QVBoxLayout(policy_box)
+        policy_layout.addLayout(buttons)
+        policy_layout.addWidget(self.status_label)
+        policy_layout.addWidget(self.q_plot)
+        graph_box = QGroupBox("ROS graph")
+        QVBoxLayout(graph_box).addWidget(self.health_panel)
+        side = QVBoxLayout()
+        side.addWidget(policy_box)
+        side.addWidget(graph_box)
+        side.addStretch(1)
+
+        top = QHBoxLayout()
+        top.addWidget(self.live_view, 3)
+        top.addWidget(self.goal_view, 3)
+        top.addLayout(side, 3)
+
+        sources = QGridLayout()
+        source_buttons = [
+            ("Goal folder...", self.pick_folder),
+            ("Image file...", self.pick_file),
+            ("Dataset...", self.pick_dataset),
+            ("Sim goal suites", self.load_suites),
+            ("Tasks (models)", self.load_tasks),
+            ("Use current view as goal", self.use_current_view),
+        ]
+        self.source_buttons = {}
+        for column, (text, slot) in enumerate(source_buttons):
+            button = QPushButton(text, clicked=slot)
+            self.source_buttons[text] = button
+            sources.addWidget(button, 0, column)
+        self.switch_model = QCheckBox("choosing a task also switches the policy's model")
+        self.switch_model.setChecked(True)
+        sources.addWidget(self.switch_model, 1, 0, 1, len(source_buttons))
+
+        self.gallery_list = QListWidget()
+        self.gallery_list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.gallery_list.setIconSize(QSize(THUMB, THUMB))
+        self.gallery_list.setGridSize(QSize(THUMB + 40, THUMB + 34))
+        self.gallery_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.gallery_list.setMovement(QListWidget.Movement.Static)
+        self.gallery_list.setWordWrap(True)
+        self.gallery_list.setMinimumHeight(THUMB + 50)
+        self.gallery_list.itemClicked.connect(self._on_item)
+        self.gallery_list.itemActivated.connect(self._on_item)
+        gallery_box = QGroupBox("Goal gallery")
+        gallery_layout = QVBoxLayout(gallery_box)
+        gallery_layout.addLayout(sources)
+        gallery_layout.addWidget(self.gallery_list)
+
+        self.message_bar = QLabel("ready")
+        self.message_bar.setWordWrap(True)
+        self.message_log = QPlainTextEdit(readOnly=True, maximumBlockCount=500)
+        self.message_log.setMaximumHeight(70)
+
+        root = QVBoxLayout()
+        root.addLayout(top, 5)
+        root.addWidget(gallery_box, 3)
+        root.addWidget(self.message_bar)
+        root.addWidget(self.message_log)
+        central = QWidget()
+        central.setLayout(root)
+        self.setCentralWidget(central)
+        self.resize(1100, 760)
+
+    # --- messages ---------------------------------------------------------------------
+    def report(self, level: str, text: str) -> None:
+        """Show a message in the bar and keep it in the log; level: info, warning, error."""
+        self.messages.append((level, text))
+        colour = {"info": "#1f2328", "warning": "#9a6700", "error": "#cf222e"}[level]
+        self.message_bar.setText(text)
+        self.message_bar.setStyleSheet(
+            f"color: {colour}; font-weight: {'bold' if level != 'info' else 'normal'}"
+        )
+        self.message_log.appendPlainText(f"{time.strftime('%H:%M:%S')} {level}: {text}")
+
+    # --- camera -----------------------------------------------------------------------
+    def on_frame(self) -> None:
+        image, arrived = self.bridge.latest_frame()
+        if image is None:
+            return
+        self.frame_time = arrived
+        self.frames_shown += 1
+        shape = image.shape[:2]
+        self.live_view.set_image(image, f"{shape[1]}x{shape[0]}")
+        if shape != self.camera_shape:
+            self.camera_shape = shape
+            if self.current_goal is not None and self.goal_view.image is not None:
+                if self.goal_view.image.shape[:2] != shape:
+                    self.report(
+                        "warning",
+                        f"camera is {shape[1]}x{shape[0]} now: publishing the goal again at that size",
+                    )
+                    self.choose(self.current_goal)
+
+    def _check_camera(self) -> None:
+        if self.frames_shown == 0:
+            camera = self.last_health.get("camera")
+            if camera is not None and camera.publishers == 0:
+                self.live_view.set_message(f"No camera: no publisher on {camera.name}")
+            return
+        age = time.monotonic() - self.frame_time
+        if age > CAMERA_STALE_S and self.live_view.image is not None:
+            self.live_view.caption = f"STALE: last frame {age:.1f} s ago"
+            self.live_view.update()
+
+    # --- policy -----------------------------------------------------------------------
+    def call(self, role: str) -> None:
+        self.report("info", f"{role}: calling ...")
+        if role == "start":
+            self.q_plot.clear()
+        self.bridge.call_service(role)
+
+    def on_service_result(self, what: str, ok: bool, message: str) -> None:
+        if ok:
+            self.report("info", f"{what}: ok" + (f" ({message})" if message else ""))
+        else:
+            self.report("error", f"{what}: {message or 'refused'}")
+
+    def on_status(self, status: dict) -> None:
+        state = status.get("state", "?")
+        parts = [f"<b>{state}</b>"]
+        if status.get("step") is not None:
+            parts.append(f"step {status['step']}")
+        q = status.get("q_value")
+        if isinstance(q, int | float) and np.isfinite(q):
+            parts.append(f"Q {q:.3f}")
+            self.q_plot.add(q)
+        text = "policy: " + " · ".join(parts)
+        if status.get("reason"):
+            text += f"<br><i>{status['reason']}</i>"
+        self.status_label.setText(text)
+
+    def on_health(self, health: dict) -> None:
+        self.last_health = health
+        self.health_panel.set_health(health)
+
+    # --- gallery ----------------------------------------------------------------------
+    def load_async(self, what: str, job, *args) -> None:
+        """Run a gallery gatherer in the worker thread; the result comes back as a signal."""
+        self.report("info", f"loading {what} ...")
+
+        def work():
+            try:
+                return job(*args)
+            except Exception as exc:  # a gatherer bug must not leave the window waiting
+                return GalleryLoad(problems=[f"{what}: {type(exc).__name__}: {exc}"])
+
+        future = self._loader.submit(work)
+        future.add_done_callback(lambda f: self.gallery_loaded.emit(f.result(), what))
+
+    def on_gallery_loaded(self, load: GalleryLoad, what: str) -> None:
+        for entry in load.entries:
+            self.add_entry(entry)
+        for problem in load.problems:
+            self.report("error" if problem.startswith("refused") else "warning", problem)
+        if load.entries:
+            self.report("info", f"{what}: {len(load.entries)} goal(s) added")
+        elif not load.problems:
+            self.report("warning", f"{what}: nothing found")
+
+    def add_entry(self, entry: GoalEntry) -> QListWidgetItem:
+        self.entries.append(entry)
+        item = QListWidgetItem(QIcon(to_pixmap(entry.image, THUMB)), entry.name)
+        item.setData(Qt.ItemDataRole.UserRole, len(self.entries) - 1)
+        item.setToolTip(entry.detail or entry.name)
+        self.gallery_list.addItem(item)
+        return item
+
+    def _on_item(self, item: QListWidgetItem) -> None:
+        self.choose(self.entries[item.data(Qt.ItemDataRole.UserRole)])
+
+    def load_folder(self, folder: str) -> None:
+        self.settings.setValue(SETTINGS_GOAL_FOLDER, str(folder))
+        self.settings.sync()
+        self.load_async(f"goal folder {folder}", gallery.from_folder, folder)
+
+    def load_file(self, path: str) -> None:
+        self.load_async(f"image {Path(path).name}", gallery.from_file, path)
+
+    def load_dataset(self, path: str) -> None:
+        self.load_async(f"dataset {path}", gallery.from_dataset, path)
+
+    def load_suites(self) -> None:
+        self.load_async("sim goal suites", gallery.from_suites, self.goal_size()[0])
+
+    def load_tasks(self) -> None:
+        if self.models_dir is None:
+            self.report("warning", "no models folder given (--models)")
+            return
+        self.load_async(f"tasks in {self.models_dir}", gallery.from_models, self.models_dir)
+
+    def pick_folder(self) -> None:
+        start = str(self.settings.value(SETTINGS_GOAL_FOLDER, "") or Path.cwd())
+        folder = QFileDialog.getExistingDirectory(self, "Folder of goal images", start)
+        if folder:
+            self.load_folder(folder)
+
+    def pick_file(self) -> None:
+        start = str(self.settings.value(SETTINGS_GOAL_FOLDER, "") or Path.cwd())
+        pattern = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
+        path, _ = QFileDialog.getOpenFileName(self, "Goal image", start, pattern)
+        if path:
+            self.load_file(path)
+
+    def pick_dataset(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Dataset store (built by `robot-app dataset build`)")
+        if folder:
+            self.load_dataset(folder)
+
+    def use_current_view(self) -> None:
+        image, _ = self.bridge.latest_frame()
+        if image is None:
+            self.report("error", "no camera frame yet: cannot use the current view as goal")
+            return
+        entry = GoalEntry(name=f"view {time.strftime('%H:%M:%S')}", image=image.copy(), source="camera")
+        entry.detail = f"camera frame from {self.bridge.node.topic_names['camera']}"
+        item = self.add_entry(entry)
+        self.gallery_list.setCurrentItem(item)
+        self.choose(entry)
+
+    # --- choosing a goal --------------------------------------------------------------
+    def goal_size(self) -> tuple[int, int]:
+        """(width, height) a goal must have: the camera's, or the configured size before frames arrive."""
+        if self.camera_shape is not None:
+            return self.camera_shape[1], self.camera_shape[0]
+        return self.bridge.image_size, self.bridge.image_size
+
+    def choose(self, entry: GoalEntry) -> bool:
+        """Publish the entry as the goal (resized if sound); say what happened."""
+        width, height = self.goal_size()
+        try:
+            image, note = fit_to_camera(entry.image, width, height, entry.name)
+        except GoalImageError as exc:
+            self.report("error", f"refused {exc}")
+            return False
+        try:
+            self.bridge.publish_goal(image)
+        except Exception as exc:  # e.g. the ROS context is gone during shutdown
+            self.report("error", f"could not publish the goal: {exc}")
+            return False
+        self.current_goal = entry
+        self.goal_view.set_image(image, f"{entry.name} → {self.bridge.goal_topic}")
+        if note:
+            self.report("warning", note)
+        self.report("info", f"goal '{entry.name}' published on {self.bridge.goal_topic}")
+        if entry.model is not None and self.switch_model.isChecked():
+            self.report("info", f"asking the policy to load {entry.model.name} for task {entry.task!r}")
+            self.bridge.set_policy_model(str(entry.model))
+        return True
+
+    def closeEvent(self, event) -> None:
+        self._stale_timer.stop()
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        super().closeEvent(event)
+
+
+def make_settings(settings_file: str | None) -> QSettings:
+    if settings_file:
+        return QSettings(settings_file, QSettings.Format.IniFormat)
+    return QSettings("robot_app", "gui")
+
+
+def ros_args_from_params(params: list[str]) -> list[str]:
+    """--param NAME=VALUE options as ROS arguments; a malformed one is a clear error."""
+    ros_args = []
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE, e.g. camera_topic=/cam/image_raw")
+        ros_args += ["-p", f"{name.strip()}:={value}"]
+    return ros_args
+
+
+def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -> int:
+    """Open the window (parsed `robot-app gui` options); returns the exit status."""
+    try:
+        ros_args = ros_args_from_params(args.param) + list(extra_ros_args or [])
+    except ValueError as exc:
+        print(f"robot-app gui: {exc}", file=sys.stderr)
+        return 2
+    for option, path in (("--goals", args.goals), ("--dataset", args.dataset), ("--models", args.models)):
+        if path and not Path(path).is_dir():
+            print(f"robot-app gui: {option} {path}: not a directory", file=sys.stderr)
+            return 2
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    settings = make_settings(args.settings_file)
+    bridge = RosBridge(namespace=args.namespace, ros_args=ros_args)
+    models_dir = (
+        Path(args.models) if args.models else (DEFAULT_MODELS_DIR if DEFAULT_MODELS_DIR.is_dir() else None)
+    )
+    window = MainWindow(bridge, settings, models_dir)
+    goals = args.goals or settings.value(SETTINGS_GOAL_FOLDER, "")
+    if goals and Path(goals).is_dir():
+        window.load_folder(goals)
+    if args.dataset:
+        window.load_dataset(args.dataset)
+    if models_dir is not None:
+        window.load_tasks()
+    if args.suites:
+        window.load_suites()
+    window.show()
+    status = {"rc": 0}
+    if args.quit_after is not None:
+        QTimer.singleShot(int(args.quit_after * 1000), lambda: _finish(app, window, args.screenshot, status))
+    # Ctrl-C closes the window: Python handles signals only when it runs, so wake it up.
+    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    wake = QTimer(interval=200, timeout=lambda: None)
+    wake.start()
+    try:
+        app.exec()
+    finally:
+        wake.stop()
+        window.close()
+        bridge.shutdown()
+    return status["rc"]
+
+
+def _finish(app: QApplication, window: MainWindow, screenshot: str | None, status: dict) -> None:
+    if screenshot:
+        Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+        if window.grab().save(screenshot):
+            print(f"screenshot saved to {screenshot}")
+        else:
+            print(f"robot-app gui: could not write the screenshot {screenshot}", file=sys.stderr)
+            status["rc"] = 1
+    app.quit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry `gui_node`: the same options, plus ROS arguments (--ros-args ...)."""
+    from rclpy.utilities import remove_ros_args
+
+    from robot_app.commands.gui import add_arguments
+
+    argv = list(sys.argv if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="gui_node", description="The goal-image GUI as a ROS 2 node.")
+    add_arguments(parser)
+    args = parser.parse_args(remove_ros_args(argv)[1:])
+    ros_args = argv[argv.index("--ros-args") + 1 :] if "--ros-args" in argv else []
+    os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+    return run_gui(args, ros_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

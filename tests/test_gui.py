@@ -1,0 +1,318 @@
+"""The goal-image GUI against real ROS 2 nodes over DDS, on Qt's offscreen platform.
+
+A small fake robot (camera publisher, policy/start and policy/stop services, a status
+publisher, a goal subscriber and a `model` parameter, named like the policy node) runs in
+its own rclpy context and thread, so the GUI reaches it through DDS discovery exactly as
+it reaches a real driver in another process. `reset` is deliberately not offered: the GUI
+must say so instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("PyQt6")
+pytest.importorskip("rclpy")
+
+import rclpy  # noqa: E402
+from PyQt6.QtCore import QSettings, Qt  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from gui import gallery  # noqa: E402
+from gui.conversions import image_to_msg, msg_to_image  # noqa: E402
+from gui.images import GoalImageError, fit_to_camera  # noqa: E402
+from gui.ros_bridge import GOAL_QOS  # noqa: E402
+from robot_app.spec import Topics  # noqa: E402
+from robot_app.store import Store, write_store  # noqa: E402
+
+pytestmark = pytest.mark.ros
+REPO = Path(__file__).resolve().parents[1]
+WAIT_MS = 15000  # DDS discovery takes ~3 s; generous for a loaded CI machine
+
+
+def frame(step: int, size: int = 64) -> np.ndarray:
+    """A camera frame whose top-left pixel encodes the step, so a test can tell frames apart."""
+    image = np.zeros((size, size, 3), np.uint8)
+    image[:, :, 2] = np.linspace(60, 200, size, dtype=np.uint8)[None, :]
+    x = 8 + step % (size - 24)
+    image[24:40, x : x + 12] = (230, 60, 40)
+    image[0, 0] = (step % 256, 0, 0)
+    return image
+
+
+class FakeRobot(Node):
+    """Driver and policy stand-in: camera, status, start/stop services, goal subscriber."""
+
+    def __init__(self, context: Context, camera_size: int = 64):
+        super().__init__("policy_node", context=context)
+        self.declare_parameter("model", "")
+        self.camera_size = camera_size
+        self.step = 0
+        self.goals: list[np.ndarray] = []
+        self.calls = {"start": 0, "stop": 0}
+        self.camera_pub = self.create_publisher(Image, Topics.IMAGE, qos_profile_sensor_data)
+        self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, 10)
+        self.create_subscription(
+            Image, Topics.GOAL_IMAGE, lambda m: self.goals.append(msg_to_image(m)), GOAL_QOS
+        )
+        self.create_service(Trigger, Topics.POLICY_START, self._trigger("start"))
+        self.create_service(Trigger, Topics.POLICY_STOP, self._trigger("stop"))
+        self.create_timer(0.05, self._tick)
+
+    def _trigger(self, role):
+        def handle(_request, response):
+            self.calls[role] += 1
+            response.success, response.message = True, f"{role}ed"
+            return response
+
+        return handle
+
+    def _tick(self):
+        self.step += 1
+        self.camera_pub.publish(image_to_msg(frame(self.step, self.camera_size)))
+        q = 0.5 + 0.4 * np.sin(self.step / 10)
+        status = {"state": "running", "step": self.step, "q_value": q, "reason": ""}
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+
+@pytest.fixture(scope="module")
+def robot():
+    context = Context()
+    rclpy.init(context=context)
+    node = FakeRobot(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown(timeout_sec=1.0)
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+    thread.join(timeout=2.0)
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    cv2.imwrite(str(path), image[:, :, ::-1])
+    return path
+
+
+@pytest.fixture(scope="module")
+def goal_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("goals")
+    write_png(d / "a_exact.png", frame(3))
+    write_png(d / "b_large.png", cv2.resize(frame(5), (128, 128), interpolation=cv2.INTER_NEAREST))
+    write_png(d / "c_wide.png", np.zeros((40, 120, 3), np.uint8))  # aspect 3: refused
+    (d / "d_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (d / "notes.txt").write_text("ignored: not an image")
+    return d
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    (d / "grasp_heldout.onnx").write_bytes(b"stand-in")
+    (d / "grasp_heldout.json").write_text(json.dumps({"task": "grasp-heldout", "image_size": 64}))
+    write_png(d / "grasp_heldout_goal.png", frame(40))
+    (d / "general.json").write_text(json.dumps({"image_size": 64}))  # no task: not in the gallery
+    (d / "broken.json").write_text("{not json")
+    return d
+
+
+@pytest.fixture(scope="module")
+def window(qapp, robot, tmp_path_factory, models_dir):
+    from gui.app import MainWindow
+    from gui.ros_bridge import RosBridge
+
+    settings = QSettings(str(tmp_path_factory.mktemp("settings") / "gui.ini"), QSettings.Format.IniFormat)
+    bridge = RosBridge()
+    win = MainWindow(bridge, settings, models_dir)
+    win.show()
+    yield win
+    win.close()
+    bridge.shutdown()
+
+
+# --- without a window -------------------------------------------------------------------
+def test_fit_to_camera_resizes_when_sound_and_refuses_otherwise():
+    same, note = fit_to_camera(frame(1), 64, 64, "same")
+    assert note is None and same is not None
+    big = cv2.resize(frame(1), (128, 128), interpolation=cv2.INTER_NEAREST)
+    small, note = fit_to_camera(big, 64, 64, "big.png")
+    assert small.shape == (64, 64, 3) and "128x128 resized to 64x64" in note
+    assert np.abs(small.astype(int) - frame(1).astype(int)).mean() < 3
+    cropped, note = fit_to_camera(np.zeros((60, 70, 3), np.uint8), 64, 64, "near_square")
+    assert cropped.shape == (64, 64, 3) and note
+    with pytest.raises(GoalImageError, match="too far from square"):
+        fit_to_camera(np.zeros((40, 120, 3), np.uint8), 64, 64, "wide")
+    with pytest.raises(GoalImageError, match="too small"):
+        fit_to_camera(np.zeros((8, 8, 3), np.uint8), 64, 64, "tiny")
+
+
+def test_folder_gallery_keeps_good_images_and_names_refused_ones(goal_dir):
+    load = gallery.from_folder(goal_dir)
+    assert [e.name for e in load.entries] == ["a_exact", "b_large"]
+    assert np.array_equal(load.entries[0].image, frame(3))
+    problems = "\n".join(load.problems)
+    assert "c_wide.png" in problems and "too far from square" in problems
+    assert "d_broken.png" in problems and "not a readable image" in problems
+    assert "notes.txt" not in problems
+    assert gallery.from_folder(goal_dir / "missing").problems
+
+
+def test_dataset_gallery_shows_each_episode_final_frame(tmp_path):
+    episodes = []
+    for e in range(3):
+        images = np.stack([frame(10 * e + t) for t in range(4 + e)])
+        n = len(images)
+        episodes.append(
+            {
+                "images": images,
+                "actions": np.zeros((n, 5), np.float32),
+                "gripper": np.zeros(n),
+                "timestamps": np.arange(n, dtype=np.float64),
+                "success": e != 1,
+                "source": f"bag{e}",
+            }
+        )
+    store = write_store(tmp_path / "store", episodes)
+    load = gallery.from_dataset(store)
+    assert len(load.entries) == 3 and not load.problems
+    for e, entry in enumerate(load.entries):
+        assert np.array_equal(entry.image, frame(10 * e + 3 + e))
+    assert "failure" in load.entries[1].name and "success" in load.entries[0].name
+    assert len(Store.open(store)) == 15
+    bad = gallery.from_dataset(tmp_path)
+    assert not bad.entries and "not a dataset store" in bad.problems[0]
+
+
+def test_task_gallery_reads_cards_with_a_task(models_dir):
+    load = gallery.from_models(models_dir)
+    assert [e.task for e in load.entries] == ["grasp-heldout"]
+    assert load.entries[0].model == models_dir / "grasp_heldout.onnx"
+    assert any("broken.json" in p for p in load.problems)
+
+
+# --- the window against real nodes -------------------------------------------------------
+def messages(win) -> str:
+    return "\n".join(text for _, text in win.messages)
+
+
+def test_camera_view_updates_and_graph_shows_alive(qtbot, window, robot):
+    qtbot.waitUntil(lambda: window.frames_shown >= 3, timeout=WAIT_MS)
+    first = int(window.live_view.image[0, 0, 0])
+    qtbot.waitUntil(lambda: int(window.live_view.image[0, 0, 0]) != first, timeout=WAIT_MS)
+    assert window.live_view.image.shape == (64, 64, 3)
+    qtbot.waitUntil(lambda: window.health_panel.lines.get("camera", ("", False))[1], timeout=WAIT_MS)
+    text, ok = window.health_panel.lines["camera"]
+    assert "/camera/image_raw" in text and "Hz" in text
+    assert window.health_panel.lines["start"][1] and not window.health_panel.lines["reset"][1]
+
+
+def test_status_shown_as_text_and_q_plot(qtbot, window):
+    qtbot.waitUntil(lambda: len(window.q_plot.values) >= 5, timeout=WAIT_MS)
+    assert "running" in window.status_label.text() and "Q 0." in window.status_label.text()
+    assert all(0.0 <= q <= 1.0 for q in window.q_plot.values)
+
+
+def test_choosing_a_goal_publishes_it_resized_to_the_camera(qtbot, window, robot, goal_dir):
+    window.load_folder(str(goal_dir))
+    qtbot.waitUntil(lambda: window.gallery_list.count() >= 2, timeout=WAIT_MS)
+    assert window.settings.value("goal_folder") == str(goal_dir)
+    item = next(
+        window.gallery_list.item(i)
+        for i in range(window.gallery_list.count())
+        if window.gallery_list.item(i).text() == "b_large"
+    )
+    rect = window.gallery_list.visualItemRect(item)
+    qtbot.mouseClick(window.gallery_list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: len(robot.goals) >= 1, timeout=WAIT_MS)
+    goal = robot.goals[-1]
+    assert goal.shape == (64, 64, 3)
+    assert np.abs(goal.astype(int) - frame(5).astype(int)).mean() < 3
+    assert "128x128 resized to 64x64" in messages(window)
+    assert np.array_equal(window.goal_view.image, goal)
+    assert "c_wide.png" in messages(window) and "d_broken.png" in messages(window)
+
+
+def test_use_current_view_as_goal(qtbot, window, robot):
+    before = len(robot.goals)
+    window.source_buttons["Use current view as goal"].click()
+    qtbot.waitUntil(lambda: len(robot.goals) > before, timeout=WAIT_MS)
+    assert window.entries[-1].source == "camera"
+    assert np.array_equal(robot.goals[-1], window.entries[-1].image)
+
+
+def test_start_button_calls_the_service_and_missing_reset_is_reported(qtbot, window, robot):
+    qtbot.waitUntil(lambda: window.health_panel.lines.get("start", ("", False))[1], timeout=WAIT_MS)
+    qtbot.mouseClick(window.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: robot.calls["start"] == 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "start: ok (started)" in messages(window), timeout=WAIT_MS)
+    qtbot.mouseClick(window.reset_button, Qt.MouseButton.LeftButton)
+    assert "reset" in window.message_bar.text() and "not available" in window.message_bar.text()
+
+
+def test_bad_image_file_shows_error(qtbot, window, goal_dir):
+    count = window.gallery_list.count()
+    window.load_file(str(goal_dir / "d_broken.png"))
+    qtbot.waitUntil(lambda: "refused d_broken.png" in window.message_bar.text(), timeout=WAIT_MS)
+    assert "not a readable image" in window.message_bar.text()
+    assert window.gallery_list.count() == count
+
+
+def test_choosing_a_task_publishes_its_goal_and_sets_the_model(qtbot, window, robot, models_dir):
+    window.load_tasks()
+    qtbot.waitUntil(lambda: any(e.source == "task" for e in window.entries), timeout=WAIT_MS)
+    entry = next(e for e in window.entries if e.source == "task")
+    before = len(robot.goals)
+    assert window.choose(entry)
+    qtbot.waitUntil(lambda: len(robot.goals) > before, timeout=WAIT_MS)
+    assert np.array_equal(robot.goals[-1], frame(40))
+    model = str(models_dir / "grasp_heldout.onnx")
+    qtbot.waitUntil(lambda: robot.get_parameter("model").value == model, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "set model: ok" in messages(window), timeout=WAIT_MS)
+
+
+def test_cli_screenshot_renders_the_window(tmp_path, goal_dir, robot):
+    out = tmp_path / "gui.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    cmd = [
+        sys.executable,
+        "-m",
+        "robot_app.cli",
+        "gui",
+        "--goals",
+        str(goal_dir),
+        "--screenshot",
+        str(out),
+        "--quit-after",
+        "4",
+        "--settings-file",
+        str(tmp_path / "s.ini"),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    picture = cv2.imread(str(out))
+    assert picture is not None and picture.shape[0] > 400 and picture.shape[1] > 600
+    assert picture.std() > 10  # not a blank window
+
+
+def test_cli_refuses_bad_options(tmp_path):
+    from robot_app.cli import main
+
+    assert main(["gui", "--param", "camera_topic", "--quit-after", "0"]) == 2
+    assert main(["gui", "--goals", str(tmp_path / "missing"), "--quit-after", "0"]) == 2
