@@ -1,0 +1,99 @@
+"""`robot-app dataset build|info|recover`: bags to a training store, and a look at one.
+
+`build` never stops at a bad bag: it names it with the problem, builds the others, and
+exits non-zero only when nothing could be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    build = sub.add_parser("build", help="build a memory-mapped training store from rosbag2 bags")
+    build.add_argument("bags", nargs="+", metavar="BAG", help="bag directories, or directories holding bags")
+    build.add_argument("-o", "--out", required=True, help="store directory to write")
+    build.add_argument(
+        "--image-size", type=int, default=64, choices=(64, 128), help="square image size in the store"
+    )
+    build.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="ROLE=TOPIC",
+        help="topic of a role when remapped (roles: image, joint_states, ee_delta, gripper, success), "
+        "e.g. --topic image=/wrist/image_raw; names match with or without a leading slash",
+    )
+    build.add_argument("--workers", type=int, default=1, help="processes reading bags in parallel")
+    info = sub.add_parser("info", help="summarise a training store")
+    info.add_argument("store", help="store directory")
+    recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
+    recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"build": _build, "info": _info, "recover": _recover}[args.dataset_command](args)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from robot_app.dataset_build import build_dataset, parse_topic_map
+
+    try:
+        topic_map = parse_topic_map(args.topic)
+    except ValueError as exc:
+        print(f"robot-app dataset build: {exc}", file=sys.stderr)
+        return 2
+    summary = build_dataset(
+        args.bags, args.out, image_size=args.image_size, topic_map=topic_map, workers=args.workers
+    )
+    for item in summary["skipped"]:
+        print(f"skipped {item['bag']}: {item['error']}", file=sys.stderr)
+    if not summary["num_episodes"]:
+        print("robot-app dataset build: no bag could be built; nothing written", file=sys.stderr)
+        return 1
+    print(
+        f"built {args.out}: {summary['num_episodes']} episodes, {summary['num_steps']} steps; "
+        f"{len(summary['skipped'])} skipped"
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from robot_app.store import Store
+
+    try:
+        store = Store.open(args.store)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"robot-app dataset info: {exc}", file=sys.stderr)
+        return 1
+    success = store.episode_success()
+    labelled = success[~(success != success)]  # drop nan
+    info = {
+        "store": str(store.root),
+        "episodes": store.num_episodes,
+        "steps": len(store),
+        "image_size": store.image_size,
+        "labelled_episodes": int(len(labelled)),
+        "successes": int(labelled.sum()),
+        "tasks": sorted({str(e.get("task")) for e in store.manifest["episodes"]}),
+        "skipped": store.manifest.get("skipped", []),
+        "hash": store.manifest_hash(),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from robot_app.bags import BagError, recover_bag
+
+    failed = 0
+    for partial in args.partials:
+        try:
+            print(f"recovered {recover_bag(partial)}")
+        except BagError as exc:
+            print(f"robot-app dataset recover: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0

@@ -1,0 +1,244 @@
+"""`dataset build`: rosbag2 episode bags -> the memory-mapped training store (design section 4).
+
+One bag is one episode. Each camera frame becomes one step, paired with the command in
+force after it. The alignment rule, on bag receive timestamps:
+
+    the action of frame t is the last cmd/ee_delta and the last cmd/gripper received
+    before frame t+1 (strictly earlier); for the last frame, the last ones in the bag.
+    A part with no command yet is 0 (normalised), so frames before any command say
+    "hold still, grip half".
+
+Commands go back to normalised actions through `spec.ActionScaling.from_command`, the
+inverse of what a driver was sent. The gripper state of a frame comes from the latest
+joint_states at or before it (the first one if none is earlier), through
+`spec.gripper_state_from_fingers`. The episode's success label is the last task/success
+Bool if any; its task name comes from metadata custom_data (written by `robot-app
+collect`) if any.
+
+Bags written by anyone work: topic names match with or without a leading slash
+(`ros2 bag record` writes `/camera/image_raw`), and a `topic_map` renames the roles
+(image, joint_states, ee_delta, gripper, success) for a robot whose driver publishes
+elsewhere. A bag that cannot be used raises BagError naming it and the problem;
+`build_dataset` skips it, builds the others and lists it in the manifest's "skipped".
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from robot_app.bags import CUSTOM_TASK, BagError, BagReader, bag_sha256, find_bags, fit_image, image_from_msg
+from robot_app.spec import (
+    DEFAULT_SCALING,
+    EPISODE_TOPICS,
+    FINGER_JOINT_NAMES,
+    SUPPORTED_IMAGE_SIZES,
+    TASK_SUCCESS_TYPE,
+    ActionScaling,
+    Topics,
+    gripper_state_from_fingers,
+)
+
+# role -> (default topic, message type, required)
+ROLES: dict[str, tuple[str, str, bool]] = {
+    "image": (Topics.IMAGE, EPISODE_TOPICS[Topics.IMAGE], True),
+    "joint_states": (Topics.JOINT_STATES, EPISODE_TOPICS[Topics.JOINT_STATES], True),
+    "ee_delta": (Topics.CMD_EE_DELTA, EPISODE_TOPICS[Topics.CMD_EE_DELTA], True),
+    "gripper": (Topics.CMD_GRIPPER, EPISODE_TOPICS[Topics.CMD_GRIPPER], True),
+    "success": (Topics.TASK_SUCCESS, TASK_SUCCESS_TYPE, False),
+}
+
+
+def parse_topic_map(items: list[str] | None) -> dict[str, str]:
+    """`["image=/wrist/image_raw", ...]` -> {"image": "/wrist/image_raw"}; ValueError names a bad item."""
+    topic_map: dict[str, str] = {}
+    for item in items or []:
+        role, sep, topic = item.partition("=")
+        if not sep or not topic:
+            raise ValueError(f"--topic {item!r}: expected ROLE=TOPIC, e.g. image=/wrist/image_raw")
+        if role not in ROLES:
+            raise ValueError(f"--topic {item!r}: unknown role {role!r} (roles: {', '.join(ROLES)})")
+        topic_map[role] = topic
+    return topic_map
+
+
+def _norm(topic: str) -> str:
+    return topic.strip("/")
+
+
+def resolve_topics(bag: Path, available: dict[str, str], topic_map: dict[str, str] | None) -> dict[str, str]:
+    """role -> topic as recorded in this bag. Raises BagError for a missing or mistyped topic."""
+    by_norm = {_norm(name): name for name in available}
+    resolved: dict[str, str] = {}
+    for role, (default, msgtype, required) in ROLES.items():
+        wanted = (topic_map or {}).get(role, default)
+        name = by_norm.get(_norm(wanted))
+        if name is None:
+            if required:
+                have = ", ".join(sorted(available)) or "none"
+                raise BagError(bag, f"missing topic {wanted!r} ({role}); the bag has: {have}")
+            continue
+        if available[name] != msgtype:
+            raise BagError(bag, f"topic {name!r} ({role}) has type {available[name]}, expected {msgtype}")
+        resolved[role] = name
+    return resolved
+
+
+def _last_before(stamps: np.ndarray, values: np.ndarray, limits: np.ndarray, shape: tuple = ()) -> np.ndarray:
+    """values[k] of the last stamp strictly before each limit; 0 where there is none."""
+    out = np.zeros((len(limits), *shape), dtype=np.float32)
+    if len(stamps):
+        idx = np.searchsorted(stamps, limits, side="left") - 1
+        ok = idx >= 0
+        out[ok] = values[idx[ok]]
+    return out
+
+
+def _sorted(stamps: list[int], values: list) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
+    return np.asarray(stamps, dtype=np.int64)[order], np.asarray(values, dtype=np.float32)[order]
+
+
+def _finger_positions(bag: Path, msg) -> list[float]:
+    names = list(msg.name)
+    try:
+        return [float(msg.position[names.index(j)]) for j in FINGER_JOINT_NAMES]
+    except (ValueError, IndexError):
+        raise BagError(bag, f"joint_states lacks finger joints {FINGER_JOINT_NAMES} (has {names})") from None
+
+
+def episode_from_bag(
+    path: str | os.PathLike,
+    image_size: int = 64,
+    topic_map: dict[str, str] | None = None,
+    scaling: ActionScaling = DEFAULT_SCALING,
+) -> dict:
+    """One bag -> one episode dict as `store.write_store` takes it. Raises BagError."""
+    path = Path(path)
+    if image_size not in SUPPORTED_IMAGE_SIZES:
+        raise ValueError(f"image_size {image_size}: expected one of {SUPPORTED_IMAGE_SIZES}")
+    frames: list[np.ndarray] = []
+    frame_ns: list[int] = []
+    twist_ns: list[int] = []
+    twists: list[np.ndarray] = []
+    grip_ns: list[int] = []
+    grips: list[float] = []
+    joint_ns: list[int] = []
+    fingers: list[list[float]] = []
+    success = None
+    with BagReader(path) as reader:
+        roles = resolve_topics(path, reader.topics, topic_map)
+        role_of = {topic: role for role, topic in roles.items()}
+        task = reader.custom_data.get(CUSTOM_TASK)
+        for topic, _, stamp, msg in reader.messages(role_of):
+            role = role_of[topic]
+            if role == "image":
+                try:
+                    frames.append(fit_image(image_from_msg(msg), image_size))
+                except ValueError as exc:
+                    raise BagError(path, f"{topic} frame {len(frames)}: {exc}") from None
+                frame_ns.append(stamp)
+            elif role == "ee_delta":
+                lin, ang = msg.twist.linear, msg.twist.angular
+                twist_ns.append(stamp)
+                twists.append(scaling.from_command([lin.x, lin.y, lin.z], ang.z, 0.5)[:4])
+            elif role == "gripper":
+                grip_ns.append(stamp)
+                grips.append(scaling.from_command(np.zeros(3), 0.0, msg.data)[4])
+            elif role == "joint_states":
+                joint_ns.append(stamp)
+                fingers.append(_finger_positions(path, msg))
+            elif role == "success":
+                success = bool(msg.data)
+    if len(frames) < 2:
+        raise BagError(
+            path, f"{len(frames)} camera frame(s) on {roles['image']!r}; an episode needs at least 2"
+        )
+    if not joint_ns:
+        raise BagError(path, f"no messages on {roles['joint_states']!r}")
+    order = np.argsort(np.asarray(frame_ns, dtype=np.int64), kind="stable")
+    frame_stamps = np.asarray(frame_ns, dtype=np.int64)[order]
+    next_frame = np.append(frame_stamps[1:], np.iinfo(np.int64).max)
+    actions = np.zeros((len(frames), 5), dtype=np.float32)
+    actions[:, :4] = _last_before(*_sorted(twist_ns, twists), next_frame, (4,))
+    actions[:, 4] = _last_before(*_sorted(grip_ns, grips), next_frame)
+    js_stamps, js_fingers = _sorted(joint_ns, fingers)
+    js_idx = np.maximum(np.searchsorted(js_stamps, frame_stamps, side="right") - 1, 0)
+    gripper = np.array([gripper_state_from_fingers(js_fingers[i]) for i in js_idx], dtype=np.float32)
+    return {
+        "images": np.stack([frames[i] for i in order]),
+        "actions": actions,
+        "gripper": gripper,
+        "timestamps": frame_stamps.astype(np.float64) * 1e-9,
+        "source": str(path),
+        "sha256": bag_sha256(path),
+        "success": success,
+        "task": task,
+    }
+
+
+def _load(job: tuple[Path, int, dict | None]) -> tuple[Path, dict | None, str | None]:
+    path, image_size, topic_map = job
+    try:
+        return path, episode_from_bag(path, image_size, topic_map), None
+    except BagError as exc:
+        return path, None, exc.problem
+
+
+def build_dataset(
+    bag_paths,
+    out_dir: str | os.PathLike,
+    image_size: int = 64,
+    topic_map: dict[str, str] | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Build a store from bags (bag directories or directories holding bags).
+
+    Returns a summary {"out", "built", "skipped", "num_episodes", "num_steps"}; skipped
+    is a list of {"bag", "error"}, also written to the manifest. When no bag at all could
+    be built, nothing is written and the summary says num_episodes 0.
+    """
+    from tqdm import tqdm
+
+    from robot_app.store import write_store
+
+    bags, skipped = find_bags([bag_paths] if isinstance(bag_paths, (str, os.PathLike)) else bag_paths)
+    jobs = [(bag, image_size, topic_map) for bag in bags]
+    results = []
+    bar = tqdm(total=len(jobs), desc="dataset build", unit="bag", disable=not progress)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(_load, jobs, chunksize=4):
+                results.append(result)
+                bar.update()
+    else:
+        for job in jobs:
+            results.append(_load(job))
+            bar.update()
+    bar.close()
+    episodes = [ep for _, ep, _ in results if ep is not None]
+    skipped += [{"bag": str(path), "error": err} for path, ep, err in results if ep is None]
+    summary = {
+        "out": str(out_dir),
+        "built": [ep["source"] for ep in episodes],
+        "skipped": skipped,
+        "num_episodes": len(episodes),
+        "num_steps": int(sum(len(ep["images"]) for ep in episodes)),
+    }
+    if not episodes:
+        return summary
+    write_store(
+        out_dir,
+        episodes,
+        manifest_extra={
+            "skipped": skipped,
+            "action_scaling": DEFAULT_SCALING.to_dict(),
+            "topic_map": dict(topic_map or {}),
+            "alignment": "action of frame t = last command received before frame t+1",
+        },
+    )
+    return summary
