@@ -64,6 +64,8 @@ class MainWindow(QMainWindow):
         self.last_health: dict[str, TopicHealth] = {}
         self.messages: list[tuple[str, str]] = []  # (level, text), newest last
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery")
+        self._choose_when_loaded: set[str] = set()  # loads whose first entry becomes the goal
+        self._quiet_when_empty: set[str] = set()  # loads nobody asked for: no "nothing found"
         self.setWindowTitle("robot_app: goal-image GUI")
         self._build()
         bridge.frame_ready.connect(self.on_frame)
@@ -250,8 +252,13 @@ class MainWindow(QMainWindow):
             self.report("error" if problem.startswith("refused") else "warning", problem)
         if load.entries:
             self.report("info", f"{what}: {len(load.entries)} goal(s) added")
-        elif not load.problems:
+        elif not load.problems and what not in self._quiet_when_empty:
             self.report("warning", f"{what}: nothing found")
+        if what in self._choose_when_loaded and load.entries:
+            self.gallery_list.setCurrentRow(self.gallery_list.count() - len(load.entries))
+            self.choose(load.entries[0])
+        self._choose_when_loaded.discard(what)
+        self._quiet_when_empty.discard(what)
 
     def add_entry(self, entry: GoalEntry) -> QListWidgetItem:
         self.entries.append(entry)
@@ -269,8 +276,11 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self.load_async(f"goal folder {folder}", gallery.from_folder, folder)
 
-    def load_file(self, path: str) -> None:
-        self.load_async(f"image {Path(path).name}", gallery.from_file, path)
+    def load_file(self, path: str, choose: bool = False) -> None:
+        what = f"image {Path(path).name}"
+        if choose:
+            self._choose_when_loaded.add(what)
+        self.load_async(what, gallery.from_file, path)
 
     def load_dataset(self, path: str) -> None:
         self.load_async(f"dataset {path}", gallery.from_dataset, path)
@@ -278,11 +288,14 @@ class MainWindow(QMainWindow):
     def load_suites(self) -> None:
         self.load_async("sim goal suites", gallery.from_suites, self.goal_size()[0])
 
-    def load_tasks(self) -> None:
+    def load_tasks(self, quiet: bool = False) -> None:
         if self.models_dir is None:
             self.report("warning", "no models folder given (--models)")
             return
-        self.load_async(f"tasks in {self.models_dir}", gallery.from_models, self.models_dir)
+        what = f"tasks in {self.models_dir}"
+        if quiet:
+            self._quiet_when_empty.add(what)
+        self.load_async(what, gallery.from_models, self.models_dir)
 
     def pick_folder(self) -> None:
         start = str(self.settings.value(SETTINGS_GOAL_FOLDER, "") or Path.cwd())
@@ -377,6 +390,9 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
         if path and not Path(path).is_dir():
             print(f"robot-app gui: {option} {path}: not a directory", file=sys.stderr)
             return 2
+    if args.goal and not Path(args.goal).is_file():
+        print(f"robot-app gui: --goal {args.goal}: no such file", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     settings = make_settings(args.settings_file)
     bridge = RosBridge(namespace=args.namespace, ros_args=ros_args)
@@ -390,9 +406,11 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
     if args.dataset:
         window.load_dataset(args.dataset)
     if models_dir is not None:
-        window.load_tasks()
+        window.load_tasks(quiet=True)
     if args.suites:
         window.load_suites()
+    if args.goal:
+        window.load_file(args.goal, choose=True)
     window.show()
     status = {"rc": 0}
     if args.quit_after is not None:

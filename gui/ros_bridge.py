@@ -54,7 +54,7 @@ PARAMETERS = {
     "start_service": Topics.POLICY_START,
     "stop_service": Topics.POLICY_STOP,
     "policy_node": "policy_node",  # whose parameter is set when a task is chosen
-    "policy_model_parameter": "model",
+    "policy_model_parameter": "model_path",  # policy_node's parameter naming its model
     "image_size": IMAGE_SIZE,  # goal size until the first camera frame says otherwise
     "service_timeout_s": 5.0,
 }
@@ -119,13 +119,19 @@ class GuiNode(Node):
         }
         self.create_subscription(Image, p["camera_topic"], self._on_image, qos_profile_sensor_data)
         self.create_subscription(String, p["status_topic"], self._on_status, RELIABLE_QOS)
-        self.create_subscription(TwistStamped, p["cmd_ee_delta_topic"], self._on_command, RELIABLE_QOS)
-        self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_command, RELIABLE_QOS)
+        # Commands are only watched: best effort matches reliable and best-effort publishers alike.
+        self.create_subscription(
+            TwistStamped, p["cmd_ee_delta_topic"], self._on_command, qos_profile_sensor_data
+        )
+        self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_command, qos_profile_sensor_data)
         self.goal_pub = self.create_publisher(Image, p["goal_topic"], GOAL_QOS)
         self.clients_by_role = {
             "start": self.create_client(Trigger, p["start_service"]),
             "stop": self.create_client(Trigger, p["stop_service"]),
             "reset": self.create_client(Trigger, p["reset_service"]),
+        }
+        self.service_names = {
+            role: self.resolve_service_name(c.srv_name) for role, c in self.clients_by_role.items()
         }
         self.set_params_client = self.create_client(SetParameters, f"{p['policy_node']}/set_parameters")
         self.pending: list[tuple[str, float, rclpy.task.Future]] = []
@@ -174,7 +180,8 @@ class GuiNode(Node):
             age, rate = watch.age_and_rate(now)
             health[role] = TopicHealth(role, name, self.count_publishers(name), age, rate)
         for role, client in self.clients_by_role.items():
-            health[role] = TopicHealth(role, client.srv_name, int(client.service_is_ready()), is_service=True)
+            name = self.service_names[role]
+            health[role] = TopicHealth(role, name, int(client.service_is_ready()), is_service=True)
         self.bridge.health.emit(health)
         self._expire_calls(now)
 
@@ -256,7 +263,7 @@ class RosBridge(QObject):
         client = self.node.clients_by_role[role]
         if not client.service_is_ready():
             self.service_result.emit(
-                role, False, f"service {client.srv_name} not available (is its node running?)"
+                role, False, f"service {self.node.service_names[role]} not available (is its node running?)"
             )
             return
         future = client.call_async(Trigger.Request())
@@ -278,7 +285,9 @@ class RosBridge(QObject):
         client = self.node.set_params_client
         if not client.service_is_ready():
             self.service_result.emit(
-                what, False, f"{client.srv_name} not available (is the policy node running?)"
+                what,
+                False,
+                f"{self.node.resolve_service_name(client.srv_name)} not available (is the policy node running?)",
             )
             return
         value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(model_path))

@@ -60,7 +60,7 @@ class FakeRobot(Node):
 
     def __init__(self, context: Context, camera_size: int = 64):
         super().__init__("policy_node", context=context)
-        self.declare_parameter("model", "")
+        self.declare_parameter("model_path", "")
         self.camera_size = camera_size
         self.step = 0
         self.goals: list[np.ndarray] = []
@@ -283,12 +283,13 @@ def test_choosing_a_task_publishes_its_goal_and_sets_the_model(qtbot, window, ro
     qtbot.waitUntil(lambda: len(robot.goals) > before, timeout=WAIT_MS)
     assert np.array_equal(robot.goals[-1], frame(40))
     model = str(models_dir / "grasp_heldout.onnx")
-    qtbot.waitUntil(lambda: robot.get_parameter("model").value == model, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: robot.get_parameter("model_path").value == model, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "set model: ok" in messages(window), timeout=WAIT_MS)
 
 
-def test_cli_screenshot_renders_the_window(tmp_path, goal_dir, robot):
+def test_cli_screenshot_renders_the_window_and_publishes_goal(tmp_path, goal_dir, robot):
     out = tmp_path / "gui.png"
+    before = len(robot.goals)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     cmd = [
         sys.executable,
@@ -297,6 +298,8 @@ def test_cli_screenshot_renders_the_window(tmp_path, goal_dir, robot):
         "gui",
         "--goals",
         str(goal_dir),
+        "--goal",
+        str(goal_dir / "a_exact.png"),
         "--screenshot",
         str(out),
         "--quit-after",
@@ -309,6 +312,7 @@ def test_cli_screenshot_renders_the_window(tmp_path, goal_dir, robot):
     picture = cv2.imread(str(out))
     assert picture is not None and picture.shape[0] > 400 and picture.shape[1] > 600
     assert picture.std() > 10  # not a blank window
+    assert len(robot.goals) > before and np.array_equal(robot.goals[-1], frame(3))
 
 
 def test_cli_refuses_bad_options(tmp_path):
@@ -316,3 +320,4 @@ def test_cli_refuses_bad_options(tmp_path):
 
     assert main(["gui", "--param", "camera_topic", "--quit-after", "0"]) == 2
     assert main(["gui", "--goals", str(tmp_path / "missing"), "--quit-after", "0"]) == 2
+    assert main(["gui", "--goal", str(tmp_path / "missing.png"), "--quit-after", "0"]) == 2

@@ -8,6 +8,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="", help="ROS namespace of the robot's topics (default: none)")
     parser.add_argument("--goals", metavar="DIR", help="folder of goal images (default: the last one used)")
+    parser.add_argument("--goal", metavar="FILE", help="image file to publish as the goal at start")
     parser.add_argument(
         "--dataset", metavar="DIR", help="training store whose episodes' final frames become goals"
     )
