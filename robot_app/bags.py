@@ -392,6 +392,16 @@ def _register_unknown_types(store, connections) -> None:
         store.register(typs)
 
 
+def _describe(exc: Exception) -> str:
+    """One line from a library error, with a hint where its wording is obscure."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    if "end magic" in text or "footer" in text.lower():
+        text += " (the MCAP file is truncated, or its writer never closed it)"
+    return text or type(exc).__name__
+
+
 class BagReader:
     """An open rosbag2 bag (MCAP or sqlite3). Every failure is a BagError naming the bag."""
 
@@ -413,7 +423,7 @@ class BagReader:
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as exc:  # rosbags raises many types for corrupt files; all mean "unreadable"
-            raise BagError(self.path, f"cannot open: {exc}") from exc
+            raise BagError(self.path, f"cannot open: {_describe(exc)}") from exc
         unknown = {c.msgtype for c in self._reader.connections} - set(self._store.types)
         if unknown:
             from rosbags.typesys import Stores, get_typestore
@@ -466,7 +476,7 @@ class BagReader:
         except BagError:
             raise
         except Exception as exc:
-            raise BagError(self.path, f"unreadable after {index} messages: {exc}") from exc
+            raise BagError(self.path, f"unreadable after {index} messages: {_describe(exc)}") from exc
 
 
 def read_bag(

@@ -71,6 +71,8 @@ def _norm(topic: str) -> str:
 
 def resolve_topics(bag: Path, available: dict[str, str], topic_map: dict[str, str] | None) -> dict[str, str]:
     """role -> topic as recorded in this bag. Raises BagError for a missing or mistyped topic."""
+    if not available:
+        raise BagError(bag, "empty bag: no topics recorded")
     by_norm = {_norm(name): name for name in available}
     resolved: dict[str, str] = {}
     for role, (default, msgtype, required) in ROLES.items():
@@ -127,7 +129,7 @@ def episode_from_bag(
     grip_ns: list[int] = []
     grips: list[float] = []
     joint_ns: list[int] = []
-    fingers: list[list[float]] = []
+    joint_grip: list[float] = []
     success = None
     with BagReader(path) as reader:
         roles = resolve_topics(path, reader.topics, topic_map)
@@ -150,7 +152,7 @@ def episode_from_bag(
                 grips.append(scaling.from_command(np.zeros(3), 0.0, msg.data)[4])
             elif role == "joint_states":
                 joint_ns.append(stamp)
-                fingers.append(_finger_positions(path, msg))
+                joint_grip.append(gripper_state_from_fingers(_finger_positions(path, msg)))
             elif role == "success":
                 success = bool(msg.data)
     if len(frames) < 2:
@@ -165,9 +167,8 @@ def episode_from_bag(
     actions = np.zeros((len(frames), 5), dtype=np.float32)
     actions[:, :4] = _last_before(*_sorted(twist_ns, twists), next_frame, (4,))
     actions[:, 4] = _last_before(*_sorted(grip_ns, grips), next_frame)
-    js_stamps, js_fingers = _sorted(joint_ns, fingers)
-    js_idx = np.maximum(np.searchsorted(js_stamps, frame_stamps, side="right") - 1, 0)
-    gripper = np.array([gripper_state_from_fingers(js_fingers[i]) for i in js_idx], dtype=np.float32)
+    js_stamps, js_grip = _sorted(joint_ns, joint_grip)
+    gripper = js_grip[np.maximum(np.searchsorted(js_stamps, frame_stamps, side="right") - 1, 0)]
     return {
         "images": np.stack([frames[i] for i in order]),
         "actions": actions,

@@ -1,0 +1,158 @@
+"""dataset build: alignment, storages, topic names, and every kind of bad bag skipped by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from episode_fixtures import synthetic_episode
+
+from robot_app import bags
+from robot_app.cli import main
+from robot_app.dataset_build import build_dataset, episode_from_bag, parse_topic_map
+from robot_app.spec import EPISODE_TOPICS, Topics, gripper_state_from_fingers
+from robot_app.store import Store
+
+MS = 1_000_000
+
+
+def _check_matches_episode(ep: dict, episode) -> None:
+    steps = len(episode.actions)
+    assert len(ep["images"]) == steps + 1
+    np.testing.assert_allclose(ep["actions"][:steps], episode.actions, atol=1e-5)
+    np.testing.assert_allclose(
+        ep["actions"][steps], episode.actions[-1], atol=1e-5
+    )  # last command stays in force
+    for t, obs in enumerate(episode.observations):
+        np.testing.assert_array_equal(ep["images"][t], obs.image)
+        assert ep["gripper"][t] == pytest.approx(
+            gripper_state_from_fingers(obs.joint_positions[-2:]), abs=1e-6
+        )
+    np.testing.assert_allclose(np.diff(ep["timestamps"]), 0.1, atol=1e-6)
+
+
+def test_store_from_mcap_and_sqlite3_bags(tmp_path):
+    episodes = [synthetic_episode(steps=5, seed=0, success=True), synthetic_episode(steps=7, seed=1)]
+    bags.write_episode(tmp_path / "bags" / "a", episodes[0])
+    bags.write_episode(tmp_path / "bags" / "b", episodes[1], storage="sqlite3")
+    summary = build_dataset([tmp_path / "bags"], tmp_path / "store", progress=False)
+    assert summary["skipped"] == [] and summary["num_episodes"] == 2 and summary["num_steps"] == 6 + 8
+
+    store = Store.open(tmp_path / "store")
+    for index, episode in enumerate(episodes):
+        start, end = store.episode_bounds()[index]
+        ep = {
+            k: np.asarray(getattr(store, k)[start:end])
+            for k in ("images", "actions", "gripper", "timestamps")
+        }
+        _check_matches_episode(ep, episode)
+    np.testing.assert_array_equal(store.episode_success()[0], 1.0)
+    assert np.isnan(store.episode_success()[1])
+    records = store.manifest["episodes"]
+    assert [r["task"] for r in records] == ["grasp-heldout", "play"]
+    assert all(len(r["sha256"]) == 64 for r in records) and records[0]["sha256"] != records[1]["sha256"]
+
+
+def _write_custom_bag(path, topics: dict[str, str], frames, encoding="rgb8", size=64, twists=(), grips=()):
+    """A bag as another recorder might write it: chosen topic names, frame times, command times."""
+    rng = np.random.default_rng(0)
+    with bags.BagWriter(path) as w:
+        for t, stamp in enumerate(frames):
+            image = bags.image_msg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), stamp)
+            if encoding != "rgb8":
+                image.encoding = encoding
+            w.write(topics["image"], EPISODE_TOPICS[Topics.IMAGE], stamp, image)
+            names = ["panda_finger_joint1", "panda_finger_joint2"]
+            js = bags.joint_state_msg(names, [0.01 * t, 0.01 * t], [0, 0], stamp)
+            w.write(topics["joint_states"], EPISODE_TOPICS[Topics.JOINT_STATES], stamp, js)
+        for stamp, (vx, wz) in twists:
+            w.write(
+                topics["ee_delta"],
+                EPISODE_TOPICS[Topics.CMD_EE_DELTA],
+                stamp,
+                bags.twist_msg([vx, 0, 0], wz, stamp),
+            )
+        for stamp, grip in grips:
+            w.write(topics["gripper"], EPISODE_TOPICS[Topics.CMD_GRIPPER], stamp, bags.float64_msg(grip))
+    return path
+
+
+ABSOLUTE = {
+    "image": "/camera/image_raw",
+    "joint_states": "/joint_states",
+    "ee_delta": "/cmd/ee_delta",
+    "gripper": "/cmd/gripper",
+}
+
+
+def test_alignment_takes_last_command_before_next_frame_with_absolute_names(tmp_path):
+    frames = [0, 100 * MS, 200 * MS, 300 * MS]
+    twists = [(150 * MS, (0.1, 0.0)), (160 * MS, (0.2, 0.5)), (250 * MS, (-0.2, -1.0))]
+    grips = [(40 * MS, 1.0)]
+    bag = _write_custom_bag(tmp_path / "abs", ABSOLUTE, frames, twists=twists, grips=grips)
+    ep = episode_from_bag(bag)
+    # frame 0: no twist before frame 1 -> 0; the grip at 40 ms -> closed (+1) from then on
+    np.testing.assert_allclose(ep["actions"][:, 0], [0.0, 1.0, -1.0, -1.0])  # 0.2 m/s is full scale
+    np.testing.assert_allclose(ep["actions"][:, 3], [0.0, 0.5, -1.0, -1.0])
+    np.testing.assert_allclose(ep["actions"][:, 4], [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(ep["gripper"], [1.0, 0.75, 0.5, 0.25])
+    assert ep["success"] is None and ep["task"] is None
+
+
+def test_remapped_topics_from_the_command_line(tmp_path):
+    topics = {**ABSOLUTE, "image": "/wrist/image_raw"}
+    _write_custom_bag(
+        tmp_path / "bags" / "wrist", topics, [0, 100 * MS], twists=[(5 * MS, (0.2, 0))], grips=[(5 * MS, 0)]
+    )
+    out = tmp_path / "store"
+    assert main(["dataset", "build", str(tmp_path / "bags"), "-o", str(out)]) == 1  # camera/image_raw missing
+    assert not out.exists()
+    assert (
+        main(["dataset", "build", str(tmp_path / "bags"), "-o", str(out), "--topic", "image=wrist/image_raw"])
+        == 0
+    )
+    assert Store.open(out).actions[0].tolist() == [1.0, 0.0, 0.0, 0.0, -1.0]
+    with pytest.raises(ValueError, match="unknown role 'camera'"):
+        parse_topic_map(["camera=/x"])
+
+
+def test_bad_bags_are_skipped_by_name_and_the_rest_builds(tmp_path, capsys):
+    root = tmp_path / "bags"
+    frames = [0, 100 * MS, 200 * MS]
+    cmds = {"twists": [(5 * MS, (0.1, 0))], "grips": [(5 * MS, 0.5)]}
+    good = bags.write_episode(root / "good", synthetic_episode(steps=4))
+    big = _write_custom_bag(root / "big128", ABSOLUTE, frames, size=128, **cmds)  # sound: resized to 64
+    truncated = bags.write_episode(root / "truncated", synthetic_episode(steps=4, seed=3))
+    (mcap,) = truncated.glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    garbage = bags.write_episode(root / "garbage_meta", synthetic_episode(steps=2, seed=4))
+    (garbage / "metadata.yaml").write_text("rosbag2_bagfile_information: [1, 2\n")
+    mono = _write_custom_bag(root / "mono16", ABSOLUTE, frames, encoding="mono16", **cmds)
+    missing = _write_custom_bag(root / "no_gripper", {**ABSOLUTE, "gripper": "/other"}, frames, **cmds)
+    with bags.BagWriter(root / "empty"):
+        pass
+    partial = bags.partial_path(root / "unfinished")
+    partial.mkdir()
+
+    out = tmp_path / "store"
+    assert main(["dataset", "build", str(root), "-o", str(out)]) == 0
+    reasons = {
+        item["bag"]: item["error"] for item in json.loads((out / "manifest.json").read_text())["skipped"]
+    }
+    expected = {
+        truncated: "truncated",
+        garbage: "cannot open",
+        mono: "mono16",
+        missing: "missing topic 'cmd/gripper'",
+        root / "empty": "empty bag",
+        partial: "unfinished",
+    }
+    assert set(reasons) == {str(p) for p in expected}
+    for bag, words in expected.items():
+        assert words in reasons[str(bag)]
+    err = capsys.readouterr().err
+    assert all(f"skipped {bag}" in err for bag in expected)
+    store = Store.open(out)
+    assert [r["source"] for r in store.manifest["episodes"]] == [str(big), str(good)]
+    assert store.images.shape[1:] == (64, 64, 3) and len(store) == 3 + 5
