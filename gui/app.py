@@ -393,9 +393,23 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
     if args.goal and not Path(args.goal).is_file():
         print(f"robot-app gui: --goal {args.goal}: no such file", file=sys.stderr)
         return 2
+    if not _have_display():
+        if not args.screenshot:
+            print(
+                "robot-app gui: no display (DISPLAY / WAYLAND_DISPLAY unset); for a headless picture use "
+                "--screenshot PATH, or set QT_QPA_PLATFORM=offscreen",
+                file=sys.stderr,
+            )
+            return 2
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+    quit_after = args.quit_after if args.quit_after is not None or not args.screenshot else 5.0
     app = QApplication.instance() or QApplication(sys.argv[:1])
     settings = make_settings(args.settings_file)
-    bridge = RosBridge(namespace=args.namespace, ros_args=ros_args)
+    try:
+        bridge = RosBridge(namespace=args.namespace, ros_args=ros_args)
+    except Exception as exc:  # bad namespace, parameter of the wrong type, unusable ROS args
+        print(f"robot-app gui: could not start the ROS node: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     models_dir = (
         Path(args.models) if args.models else (DEFAULT_MODELS_DIR if DEFAULT_MODELS_DIR.is_dir() else None)
     )
@@ -413,8 +427,8 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
         window.load_file(args.goal, choose=True)
     window.show()
     status = {"rc": 0}
-    if args.quit_after is not None:
-        QTimer.singleShot(int(args.quit_after * 1000), lambda: _finish(app, window, args.screenshot, status))
+    if quit_after is not None:
+        QTimer.singleShot(int(quit_after * 1000), lambda: _finish(app, window, args.screenshot, status))
     # Ctrl-C closes the window: Python handles signals only when it runs, so wake it up.
     signal.signal(signal.SIGINT, lambda *_: app.quit())
     wake = QTimer(interval=200, timeout=lambda: None)
@@ -426,6 +440,13 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
         window.close()
         bridge.shutdown()
     return status["rc"]
+
+
+def _have_display() -> bool:
+    """False on a headless Linux box, where Qt would abort the process instead of failing."""
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _finish(app: QApplication, window: MainWindow, screenshot: str | None, status: dict) -> None:

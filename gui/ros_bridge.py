@@ -109,6 +109,10 @@ class GuiNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.image_size = int(p["image_size"])
         self.service_timeout_s = float(p["service_timeout_s"])
+        if self.image_size < 1 or self.service_timeout_s <= 0:
+            raise ValueError(
+                f"image_size ({self.image_size}) and service_timeout_s ({self.service_timeout_s}) must be positive"
+            )
         self.policy_model_parameter = str(p["policy_model_parameter"])
         self.watches = {role: _Watch() for role in ("camera", "status", "commands")}
         self.topic_names = {
@@ -211,7 +215,11 @@ class RosBridge(QObject):
         super().__init__()
         self._context = Context()
         rclpy.init(args=["gui", "--ros-args", *ros_args] if ros_args else None, context=self._context)
-        self.node = GuiNode(self, self._context, namespace=namespace, node_name=node_name)
+        try:
+            self.node = GuiNode(self, self._context, namespace=namespace, node_name=node_name)
+        except Exception:
+            rclpy.shutdown(context=self._context)
+            raise
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
         self._frame_lock = threading.Lock()

@@ -65,8 +65,9 @@ class ImageView(QWidget):
         caption_h = 20 if self.caption else 0
         area = QRectF(4, title_h, self.width() - 8, self.height() - title_h - caption_h - 4)
         if self._qimage is not None:
-            side = min(area.width(), area.height())
-            target = QRectF(area.center().x() - side / 2, area.center().y() - side / 2, side, side)
+            scale = min(area.width() / self._qimage.width(), area.height() / self._qimage.height())
+            w, h = self._qimage.width() * scale, self._qimage.height() * scale
+            target = QRectF(area.center().x() - w / 2, area.center().y() - h / 2, w, h)
             painter.drawImage(target, self._qimage)
             if self.caption:
                 painter.setPen(QColor(170, 170, 170))

@@ -321,3 +321,20 @@ def test_cli_refuses_bad_options(tmp_path):
     assert main(["gui", "--param", "camera_topic", "--quit-after", "0"]) == 2
     assert main(["gui", "--goals", str(tmp_path / "missing"), "--quit-after", "0"]) == 2
     assert main(["gui", "--goal", str(tmp_path / "missing.png"), "--quit-after", "0"]) == 2
+
+
+def test_namespace_and_topic_parameters_resolve(qapp):
+    from gui.ros_bridge import RosBridge
+
+    bridge = RosBridge(
+        namespace="arm1", ros_args=["-p", "camera_topic:=/cam/color/image_raw"], node_name="gui_ns"
+    )
+    try:
+        names = bridge.node.topic_names
+        assert names["camera"] == "/cam/color/image_raw"
+        assert names["goal"] == "/arm1/goal_image" and names["status"] == "/arm1/policy/status"
+        assert bridge.node.service_names["start"] == "/arm1/policy/start"
+    finally:
+        bridge.shutdown()
+    with pytest.raises(Exception, match="image_size"):
+        RosBridge(ros_args=["-p", "image_size:=not-a-number"], node_name="gui_bad")

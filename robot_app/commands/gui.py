@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="set a GUI node parameter, e.g. camera_topic=/cam/color/image_raw (repeatable)",
     )
     parser.add_argument(
-        "--screenshot", metavar="PATH", help="save a picture of the window (PNG) before quitting"
+        "--screenshot",
+        metavar="PATH",
+        help="save a picture of the window (PNG) and quit (after --quit-after, default 5 s)",
     )
     parser.add_argument(
         "--quit-after", type=float, metavar="SECONDS", help="close the window after this long"
