@@ -1,0 +1,84 @@
+"""`robot-app collect` speed in the pybullet sim: steps/s on one worker and on two, same run.
+
+Each repeat collects the same episodes (same seed) with --workers 1 and then 2 into fresh
+directories; the time includes starting the worker processes and writing the bags, as a
+user sees it. Medians over --repeats. Writes bench/results/collect.json.
+
+    .venv/bin/python bench/bench_collect.py [--episodes 12] [--steps 50] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from robot_app.commands.collect import collect  # noqa: E402
+
+
+def run_once(out: Path, args, workers: int) -> dict:
+    ns = argparse.Namespace(
+        episodes=args.episodes,
+        workers=workers,
+        seed=0,
+        task="play",
+        image_size=args.image_size,
+        steps=args.steps,
+        storage="mcap",
+        out=str(out),
+        no_progress=True,
+    )
+    return collect(ns)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "collect.json"))
+    args = parser.parse_args()
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for repeat in range(args.repeats):
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                summary = run_once(Path(tmp) / "run", args, workers)
+            runs[workers].append(summary)
+            print(f"repeat {repeat} workers {workers}: {summary['steps_per_s']:.1f} steps/s", flush=True)
+    med = {w: statistics.median(r["steps_per_s"] for r in rs) for w, rs in runs.items()}
+    report = {
+        "benchmark": "collect",
+        "episodes": args.episodes,
+        "steps_per_episode": args.steps,
+        "image_size": args.image_size,
+        "repeats": args.repeats,
+        "statistic": "median",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "results": {
+            "steps_per_s_1_worker": med[1],
+            "steps_per_s_2_workers": med[2],
+            "speedup_2_vs_1": med[2] / med[1],
+            "all_runs": {str(w): [r["steps_per_s"] for r in rs] for w, rs in runs.items()},
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["results"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
