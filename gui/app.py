@@ -45,6 +45,15 @@ from gui.widgets import HealthPanel, ImageView, QPlot, to_pixmap
 SETTINGS_GOAL_FOLDER = "goal_folder"
 CAMERA_STALE_S = 1.0  # the live view says "stale" past this
 THUMB = 72
+# policy_node's states (ros_nodes/policy_node.py); others are shown in plain text colour.
+STATE_COLOURS = {
+    "running": "#0969da",
+    "reached": "#1a7f37",
+    "ready": "#1f2328",
+    "idle": "#57606a",
+    "stopped": "#9a6700",
+    "error": "#cf222e",
+}
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -61,6 +70,7 @@ class MainWindow(QMainWindow):
         self.camera_shape: tuple[int, int] | None = None  # (height, width) of the newest frame
         self.frame_time = 0.0
         self.frames_shown = 0
+        self.last_step = 0
         self.last_health: dict[str, TopicHealth] = {}
         self.messages: list[tuple[str, str]] = []  # (level, text), newest last
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery")
@@ -214,10 +224,15 @@ class MainWindow(QMainWindow):
             self.report("error", f"{what}: {message or 'refused'}")
 
     def on_status(self, status: dict) -> None:
-        state = status.get("state", "?")
-        parts = [f"<b>{state}</b>"]
-        if status.get("step") is not None:
-            parts.append(f"step {status['step']}")
+        state = str(status.get("state", "?"))
+        colour = STATE_COLOURS.get(state, "#1f2328")
+        parts = [f"<b style='color:{colour}'>{state}</b>"]
+        step = status.get("step")
+        if step is not None:
+            parts.append(f"step {step}")
+            if isinstance(step, int) and step < self.last_step:
+                self.q_plot.clear()  # a new run began (perhaps started by someone else)
+            self.last_step = step if isinstance(step, int) else self.last_step
         q = status.get("q_value")
         if isinstance(q, int | float) and np.isfinite(q):
             parts.append(f"Q {q:.3f}")
@@ -234,7 +249,8 @@ class MainWindow(QMainWindow):
     # --- gallery ----------------------------------------------------------------------
     def load_async(self, what: str, job, *args) -> None:
         """Run a gallery gatherer in the worker thread; the result comes back as a signal."""
-        self.report("info", f"loading {what} ...")
+        if what not in self._quiet_when_empty:
+            self.report("info", f"loading {what} ...")
 
         def work():
             try:
