@@ -24,7 +24,9 @@ elsewhere. A bag that cannot be used raises BagError naming it and the problem;
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -181,12 +183,25 @@ def episode_from_bag(
     }
 
 
-def _load(job: tuple[Path, int, dict | None]) -> tuple[Path, dict | None, str | None]:
-    path, image_size, topic_map = job
+_ARRAY_KEYS = ("images", "actions", "gripper", "timestamps")
+
+
+def _load(job: tuple[Path, int, dict | None, Path]) -> tuple[Path, dict | None, str | None]:
+    """Read one bag and spill its arrays to .npy files, so neither a worker's reply nor
+    the builder holds more than one episode of images in memory."""
+    path, image_size, topic_map, spill = job
     try:
-        return path, episode_from_bag(path, image_size, topic_map), None
+        episode = episode_from_bag(path, image_size, topic_map)
     except BagError as exc:
         return path, None, exc.problem
+    spill.mkdir()
+    for key in _ARRAY_KEYS:
+        np.save(spill / f"{key}.npy", episode.pop(key))
+    return path, episode, None
+
+
+def _unspill(meta: dict, spill: Path) -> dict:
+    return {**meta, **{key: np.load(spill / f"{key}.npy", mmap_mode="r") for key in _ARRAY_KEYS}}
 
 
 def build_dataset(
@@ -201,18 +216,27 @@ def build_dataset(
 
     Returns a summary {"out", "built", "skipped", "num_episodes", "num_steps"}; skipped
     is a list of {"bag", "error"}, also written to the manifest. When no bag at all could
-    be built, nothing is written and the summary says num_episodes 0.
+    be built, nothing is written and the summary says num_episodes 0. Episodes pass
+    through temporary .npy files next to `out_dir`, so memory stays at one episode.
     """
+    bags, skipped = find_bags([bag_paths] if isinstance(bag_paths, (str, os.PathLike)) else bag_paths)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.building-", dir=out_dir.parent) as tmp:
+        jobs = [(bag, image_size, topic_map, Path(tmp) / str(i)) for i, bag in enumerate(bags)]
+        return _build(jobs, out_dir, skipped, topic_map, workers, progress)
+
+
+def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, workers: int, progress: bool) -> dict:
     from tqdm import tqdm
 
     from robot_app.store import write_store
 
-    bags, skipped = find_bags([bag_paths] if isinstance(bag_paths, (str, os.PathLike)) else bag_paths)
-    jobs = [(bag, image_size, topic_map) for bag in bags]
     results = []
     bar = tqdm(total=len(jobs), desc="dataset build", unit="bag", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads (tqdm)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             for result in pool.map(_load, jobs, chunksize=4):
                 results.append(result)
                 bar.update()
@@ -221,7 +245,7 @@ def build_dataset(
             results.append(_load(job))
             bar.update()
     bar.close()
-    episodes = [ep for _, ep, _ in results if ep is not None]
+    episodes = [_unspill(ep, job[3]) for job, (_, ep, _) in zip(jobs, results, strict=True) if ep is not None]
     skipped += [{"bag": str(path), "error": err} for path, ep, err in results if ep is None]
     summary = {
         "out": str(out_dir),

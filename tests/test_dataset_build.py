@@ -53,6 +53,15 @@ def test_store_from_mcap_and_sqlite3_bags(tmp_path):
     assert [r["task"] for r in records] == ["grasp-heldout", "play"]
     assert all(len(r["sha256"]) == 64 for r in records) and records[0]["sha256"] != records[1]["sha256"]
 
+    build_dataset(
+        [tmp_path / "bags" / "b", tmp_path / "bags" / "a"], tmp_path / "store2", workers=2, progress=False
+    )
+    parallel = Store.open(tmp_path / "store2")
+    for key in ("images", "actions", "gripper", "episode", "timestamps"):
+        np.testing.assert_array_equal(getattr(parallel, key), getattr(store, key))
+    assert parallel.manifest_hash() == store.manifest_hash()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bags", "store", "store2"]  # no temporaries left
+
 
 def _write_custom_bag(path, topics: dict[str, str], frames, encoding="rgb8", size=64, twists=(), grips=()):
     """A bag as another recorder might write it: chosen topic names, frame times, command times."""
