@@ -338,3 +338,24 @@ def test_namespace_and_topic_parameters_resolve(qapp):
         bridge.shutdown()
     with pytest.raises(Exception, match="image_size"):
         RosBridge(ros_args=["-p", "image_size:=not-a-number"], node_name="gui_bad")
+
+
+def test_missing_nodes_are_reported_not_waited_for(qtbot, qapp, tmp_path):
+    from gui.app import MainWindow
+    from gui.ros_bridge import RosBridge
+
+    bridge = RosBridge(namespace="nobody_here", node_name="gui_alone")
+    win = MainWindow(bridge, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    try:
+        win.show()
+        qtbot.waitUntil(lambda: win.live_view.message.startswith("No camera"), timeout=WAIT_MS)
+        assert "/nobody_here/camera/image_raw" in win.live_view.message
+        qtbot.mouseClick(win.start_button, Qt.MouseButton.LeftButton)
+        assert "/nobody_here/policy/start not available" in win.message_bar.text()
+        win.source_buttons["Use current view as goal"].click()
+        assert "no camera frame yet" in win.message_bar.text()
+        lines = win.health_panel.lines
+        assert not any(ok for _, ok in lines.values()) and "no publisher" in lines["status"][0]
+    finally:
+        win.close()
+        bridge.shutdown()
