@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -55,9 +56,12 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _init_worker(settings: dict) -> None:
+def _init_worker(settings: dict, in_pool: bool = True) -> None:
     global _world, _settings
     from sim_worlds.panda_world import PandaWorld
+
+    if in_pool:  # Ctrl-C is the parent's to handle: a worker finishes the bag it is writing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     _settings = settings
     _world = PandaWorld(
@@ -66,9 +70,8 @@ def _init_worker(settings: dict) -> None:
 
 
 def _collect_one(index: int) -> tuple[int, int, bool | None]:
-    from sim_worlds.collectors import collect_episode
-
     from robot_app.bags import write_episode
+    from sim_worlds.collectors import collect_episode
 
     s = _settings
     episode = collect_episode(
@@ -135,7 +138,7 @@ def collect(args: argparse.Namespace) -> dict:
 
     workers = min(args.workers, max(len(todo), 1))
     if workers == 1:
-        _init_worker(settings)
+        _init_worker(settings, in_pool=False)
         try:
             for index in todo:
                 finished(_collect_one(index))
@@ -143,11 +146,12 @@ def collect(args: argparse.Namespace) -> dict:
             _world.close()
     elif todo:
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited sim or threads
-        with ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(settings,)
-        ) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(settings,))
+        try:
             for future in as_completed([pool.submit(_collect_one, i) for i in todo]):
                 finished(future.result())
+        finally:  # on Ctrl-C: drop queued episodes, let running ones complete their bags
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     elapsed = time.perf_counter() - start
     return {
