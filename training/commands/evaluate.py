@@ -1,0 +1,125 @@
+"""`robot-app eval`: judge a run or an exported ONNX policy on the sim goal suites.
+
+A RUN is exported to a temporary ONNX file first and evaluated through the same runtime
+(robot_app.policy.Policy) as a shipped model, so a run and its export cannot be judged
+by different code: what is measured is what the robot would run. The export costs about
+a second per checkpoint, small next to the episodes. An ONNX policy needs no torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DEFAULT_SUITE = "reach,push,grasp,rearrange,chain"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--policy", required=True, help="a run directory, a .onnx/.json model, or a model name in models/")
+    parser.add_argument("--suite", default=DEFAULT_SUITE, help=f"comma-separated goal families (default: {DEFAULT_SUITE})")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per family (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="suite and policy-noise seed (default: 0)")
+    parser.add_argument("--json", type=Path, help="write the results as JSON here (default: DIR/eval.json with --out)")
+    parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, success_vs_step.png")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint of a run to evaluate (default: latest)")
+    parser.add_argument("--all-checkpoints", action="store_true", help="evaluate every checkpoint of a run; plot success against step")
+    parser.add_argument("--write-card", action="store_true", help="store the results in the ONNX model's card")
+    parser.add_argument("--max-steps", type=int, help="step budget per episode (default: each task's own)")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _is_run(path: str) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "checkpoints").is_dir()
+
+
+def _checkpoints(run_dir: str) -> list[str]:
+    """Every checkpoint file of a run, oldest first (by the step stored in it)."""
+    files = sorted(p for p in (Path(run_dir) / "checkpoints").iterdir() if p.is_file() and p.suffix == ".pt")
+    if not files:
+        raise SystemExit(f"robot-app eval: {run_dir}: no checkpoints in {Path(run_dir) / 'checkpoints'}")
+    return [str(p) for p in files]
+
+
+def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp: Path, record: bool):
+    """Export one checkpoint to a temporary ONNX and evaluate it like any shipped model."""
+    from robot_app.evaluation import evaluate_suite
+    from robot_app.policy import Policy
+    from training.export import export_loaded_run
+    from training.runner import load_run
+
+    run = load_run(run_dir, checkpoint=checkpoint)
+    onnx_path, _ = export_loaded_run(run, tmp / f"step_{run.step}.onnx", source=f"{Path(run_dir).resolve()}@{checkpoint}")
+    policy = Policy.load(onnx_path, threads=args.threads, seed=args.seed)
+    name = f"{run_dir}@{checkpoint} (step {run.step})"
+    results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
+                             progress=not args.no_progress, record_strips=record, max_steps=args.max_steps, name=name)
+    results["training_step"] = run.step
+    return results
+
+
+def _check_args(args, families: list[str]) -> str | None:
+    if args.episodes < 1:
+        return f"--episodes must be at least 1, got {args.episodes}"
+    if not families:
+        return "--suite names no family"
+    run = _is_run(args.policy)
+    if args.all_checkpoints and not run:
+        return f"--all-checkpoints needs a run directory, got {args.policy}"
+    if args.write_card and run:
+        return "--write-card needs an exported model (.onnx/.json); export the run first with robot-app export"
+    return None
+
+
+def run(args) -> int:
+    import tempfile
+
+    from robot_app.evaluation import evaluate_suite, markdown_table, plot_success_vs_step, save_strips, write_json
+    from robot_app.policy import Policy
+
+    families = [f.strip() for f in args.suite.split(",") if f.strip()]
+    problem = _check_args(args, families)
+    if problem:
+        print(f"robot-app eval: {problem}", file=sys.stderr)
+        return 2
+    record = args.out is not None
+    curve = []
+    if _is_run(args.policy):
+        checkpoints = _checkpoints(args.policy) if args.all_checkpoints else [args.checkpoint]
+        with tempfile.TemporaryDirectory(prefix="robot_app_eval_") as tmp:
+            for i, ckpt in enumerate(checkpoints):
+                last = i == len(checkpoints) - 1
+                res = _evaluate_run_checkpoint(args.policy, ckpt, args, families, Path(tmp), record and last)
+                curve.append((res["training_step"], res))
+                if len(checkpoints) > 1:
+                    rates = ", ".join(f"{f} {r['success_rate']:.2f}" for f, r in res["families"].items())
+                    print(f"step {res['training_step']}: {rates}")
+        results = curve[-1][1]
+        if len(curve) > 1:
+            results["checkpoints"] = [{"step": s, "families": r["families"]} for s, r in curve]
+    else:
+        policy = Policy.load(args.policy, threads=args.threads, seed=args.seed)
+        results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
+                                 progress=not args.no_progress, record_strips=record, max_steps=args.max_steps,
+                                 name=str(policy.onnx_path))
+        results["training_step"] = policy.card.training_steps
+        if args.write_card:
+            card = policy.card.with_evaluation({k: results[k] for k in ("families", "seed", "episodes")})
+            card.write(policy.card_path)
+            print(f"evaluation written into {policy.card_path}")
+
+    table = markdown_table(results)
+    print(table, end="")
+    json_path = args.json or (args.out / "eval.json" if args.out else None)
+    if json_path:
+        print(f"results: {write_json(results, json_path)}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        header = f"# Evaluation of {results['policy']}\n\nseed {args.seed}, {args.episodes} episodes per family\n\n"
+        (args.out / "eval.md").write_text(header + table)
+        save_strips(results, args.out)
+        if len(curve) > 1:
+            plot_success_vs_step(curve, args.out / "success_vs_step.png")
+        print(f"report: {args.out / 'eval.md'}")
+    return 0

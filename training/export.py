@@ -1,0 +1,143 @@
+"""Export a trained Q-function to the ONNX contract of design section 6, with its model card.
+
+The legacy TorchScript exporter (`dynamo=False`) at opset 17 writes one self-contained
+file; the dynamo exporter would put the weights in a separate `.onnx.data` file, which is
+easy to lose when a model is copied to a robot. The card (robot_app.policy.ModelCard)
+records the graph's sha256, so the runtime refuses a graph that was changed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_app.cem import CEMSettings
+from robot_app.policy import INPUT_NAMES, OPSET, OUTPUT_NAME, ModelCard, sha256_file
+from robot_app.spec import ACTION_DIM, DEFAULT_SCALING, ActionScaling
+
+DYNAMIC_AXES = {
+    "image": {0: "batch"},
+    "goal": {0: "batch"},
+    "gripper": {0: "batch"},
+    "actions": {0: "batch", 1: "samples"},
+    OUTPUT_NAME: {0: "batch", 1: "samples"},
+}
+
+
+def example_inputs(image_size: int, batch: int = 2, samples: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs in the contract's dtypes: (image, goal, gripper, actions)."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, image_size, image_size, 3)
+    return (
+        torch.randint(0, 256, shape, dtype=torch.uint8, generator=g),
+        torch.randint(0, 256, shape, dtype=torch.uint8, generator=g),
+        torch.rand((batch, 1), generator=g),
+        torch.rand((batch, samples, ACTION_DIM), generator=g) * 2 - 1,
+    )
+
+
+def _card_dict(card_fields: dict, image_size: int, onnx_path: Path) -> dict:
+    """Fill the fields the exporter knows; the caller supplies provenance (algo, steps, hash...)."""
+    d = dict(card_fields)
+    cem = d.get("cem", CEMSettings())
+    scaling = d.get("action_scaling", DEFAULT_SCALING)
+    d["cem"] = cem.to_dict() if isinstance(cem, CEMSettings) else dict(cem)
+    d["action_scaling"] = scaling.to_dict() if isinstance(scaling, ActionScaling) else dict(scaling)
+    network = d.get("network", {})
+    d["network"] = network.to_dict() if hasattr(network, "to_dict") else dict(network)
+    d.setdefault("algo", "unknown")
+    d.setdefault("training_steps", 0)
+    d.setdefault("data_manifest_hash", "unknown")
+    d.update(image_size=image_size, opset=OPSET, onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path))
+    return d
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, card_fields: dict) -> tuple[Path, Path]:
+    """Write `path` (.onnx) and its card (.json beside it); returns both paths.
+
+    `model(image u8 NHWC, goal u8 NHWC, gripper (B,1), actions (B,N,5)) -> q (B,N)`.
+    card_fields: algo, training_steps, data_manifest_hash, cem, action_scaling, network,
+    source, evaluation (missing provenance is written as "unknown").
+    """
+    onnx_path = Path(path)
+    if onnx_path.suffix != ".onnx":
+        raise ValueError(f"{onnx_path}: the exported model's file name must end in .onnx")
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    # Written to a temporary name and moved into place, so a reader never sees half a graph.
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=onnx_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(
+                model, example_inputs(image_size), str(tmp), input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME], dynamic_axes=DYNAMIC_AXES, opset_version=OPSET, dynamo=False,
+            )
+        _check_self_contained(tmp)
+        os.replace(tmp, onnx_path)
+    finally:
+        model.train(was_training)
+        if tmp.exists():
+            tmp.unlink()
+    card = ModelCard.from_dict(_card_dict(card_fields, image_size, onnx_path), where=str(onnx_path))
+    card_path = onnx_path.with_suffix(".json")
+    card.write(card_path)
+    return onnx_path, card_path
+
+
+def _check_self_contained(path: Path) -> None:
+    """Refuse a graph that keeps its weights in another file (it would break when copied)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise RuntimeError(f"{path}: exporter wrote external weights ({external[:3]}...); expected one self-contained file")
+    onnx.checker.check_model(model)
+
+
+def check_parity(model: nn.Module, policy, image_size: int, samples: int = 16, seed: int = 0) -> float:
+    """Largest |q_torch - q_onnxruntime| on random inputs (batch 1, `samples` actions)."""
+    image, goal, gripper, actions = example_inputs(image_size, batch=1, samples=samples, seed=seed)
+    model.eval()
+    with torch.no_grad():
+        q_torch = model(image, goal, gripper, actions)[0].numpy()
+    q_ort = policy.q_values(image[0].numpy(), goal[0].numpy(), float(gripper[0, 0]), actions[0].numpy())
+    return float(np.max(np.abs(q_torch - q_ort)))
+
+
+def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "latest") -> tuple[Path, Path]:
+    """Export a training run's checkpoint (training.runner.load_run) with its provenance."""
+    from training.runner import load_run
+
+    run = load_run(run_dir, checkpoint=checkpoint)
+    return export_loaded_run(run, out_path, source=f"{Path(run_dir).resolve()}@{checkpoint}")
+
+
+def export_loaded_run(run, out_path: str | os.PathLike, source: str = "") -> tuple[Path, Path]:
+    """Export an already loaded run (training.runner.LoadedRun)."""
+    fields = {
+        "algo": run.algo,
+        "training_steps": int(run.step),
+        "data_manifest_hash": str(run.data_manifest_hash or "unknown"),
+        "cem": run.cem,
+        "network": run.network,
+        "action_scaling": _run_scaling(run.config),
+        "source": source,
+    }
+    return export_onnx(run.model, out_path, run.network.image_size, fields)
+
+
+def _run_scaling(config: dict) -> ActionScaling:
+    """The run's action scaling if its config records one, else the default it was trained with."""
+    scaling = config.get("action_scaling") if isinstance(config, dict) else None
+    return ActionScaling.from_dict(scaling) if isinstance(scaling, dict) else DEFAULT_SCALING
