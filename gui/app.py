@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import QSettings, QSize, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QSettings, QSize, Qt, QTimer, pyqtSignal, qInstallMessageHandler
 from PyQt6.QtGui import QIcon
 from PyQt6.QtWidgets import (
     QApplication,
@@ -419,6 +419,7 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
             return 2
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
     quit_after = args.quit_after if args.quit_after is not None or not args.screenshot else 5.0
+    qInstallMessageHandler(_qt_messages)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     settings = make_settings(args.settings_file)
     try:
@@ -458,6 +459,12 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
     return status["rc"]
 
 
+def _qt_messages(_mode, _context, message: str) -> None:
+    """Qt's own warnings to stderr, minus the offscreen platform's harmless size-hint notice."""
+    if "propagateSizeHints" not in message:
+        print(message, file=sys.stderr)
+
+
 def _have_display() -> bool:
     """False on a headless Linux box, where Qt would abort the process instead of failing."""
     if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
@@ -487,7 +494,6 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(remove_ros_args(argv)[1:])
     ros_args = argv[argv.index("--ros-args") + 1 :] if "--ros-args" in argv else []
-    os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
     return run_gui(args, ros_args)
 
 
