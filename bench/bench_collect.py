@@ -1,8 +1,8 @@
 """`robot-app collect` speed in the pybullet sim: steps/s on one worker and on two, same run.
 
 Each repeat collects the same episodes (same seed) with --workers 1 and then 2 into fresh
-directories; the time includes starting the worker processes and writing the bags, as a
-user sees it. Medians over --repeats. Writes bench/results/collect.json.
+directories; "steps_per_s" includes starting the worker processes and writing the bags, as a user
+sees it; "steady_steps_per_s" counts from the first finished episode on (no start-up). Medians over --repeats. Writes bench/results/collect.json.
 
     .venv/bin/python bench/bench_collect.py [--episodes 12] [--steps 50] [--repeats 3]
 """
@@ -55,6 +55,7 @@ def main() -> int:
             runs[workers].append(summary)
             print(f"repeat {repeat} workers {workers}: {summary['steps_per_s']:.1f} steps/s", flush=True)
     med = {w: statistics.median(r["steps_per_s"] for r in rs) for w, rs in runs.items()}
+    steady = {w: statistics.median(r["steady_steps_per_s"] for r in rs) for w, rs in runs.items()}
     report = {
         "benchmark": "collect",
         "episodes": args.episodes,
@@ -71,6 +72,9 @@ def main() -> int:
             "steps_per_s_1_worker": med[1],
             "steps_per_s_2_workers": med[2],
             "speedup_2_vs_1": med[2] / med[1],
+            "steady_steps_per_s_1_worker": steady[1],
+            "steady_steps_per_s_2_workers": steady[2],
+            "steady_speedup_2_vs_1": steady[2] / steady[1],
             "all_runs": {str(w): [r["steps_per_s"] for r in rs] for w, rs in runs.items()},
         },
     }

@@ -13,6 +13,7 @@ import yaml
 from episode_fixtures import synthetic_episode
 
 from robot_app import bags
+from robot_app.cli import main
 from robot_app.spec import DEFAULT_SCALING, EPISODE_TOPICS, Topics
 
 
@@ -126,8 +127,9 @@ def test_killed_writer_keeps_flushed_messages(tmp_path):
     partial = tmp_path / "rec.partial"
     with pytest.raises(bags.BagError, match="rec.partial"):
         list(bags.read_bag(partial))
-    recovered = bags.recover_bag(partial)
-    assert recovered == tmp_path / "rec" and not partial.exists()
+    assert main(["dataset", "recover", str(partial)]) == 0  # robot_app.bags.recover_bag
+    recovered = tmp_path / "rec"
+    assert (recovered / "metadata.yaml").is_file() and not partial.exists()
     values = [(stamp, msg.data) for _, _, stamp, msg in bags.read_bag(recovered)]
     assert values == [(1000 + i, float(i)) for i in range(30)]
 

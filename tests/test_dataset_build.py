@@ -32,7 +32,7 @@ def _check_matches_episode(ep: dict, episode) -> None:
     np.testing.assert_allclose(np.diff(ep["timestamps"]), 0.1, atol=1e-6)
 
 
-def test_store_from_mcap_and_sqlite3_bags(tmp_path):
+def test_store_from_mcap_and_sqlite3_bags(tmp_path, capsys):
     episodes = [synthetic_episode(steps=5, seed=0, success=True), synthetic_episode(steps=7, seed=1)]
     bags.write_episode(tmp_path / "bags" / "a", episodes[0])
     bags.write_episode(tmp_path / "bags" / "b", episodes[1], storage="sqlite3")
@@ -52,6 +52,11 @@ def test_store_from_mcap_and_sqlite3_bags(tmp_path):
     records = store.manifest["episodes"]
     assert [r["task"] for r in records] == ["grasp-heldout", "play"]
     assert all(len(r["sha256"]) == 64 for r in records) and records[0]["sha256"] != records[1]["sha256"]
+
+    capsys.readouterr()
+    assert main(["dataset", "info", str(tmp_path / "store")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["episodes"], info["steps"], info["labelled_episodes"], info["successes"]) == (2, 14, 1, 1)
 
     build_dataset(
         [tmp_path / "bags" / "b", tmp_path / "bags" / "a"], tmp_path / "store2", workers=2, progress=False

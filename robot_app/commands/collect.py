@@ -129,10 +129,13 @@ def collect(args: argparse.Namespace) -> dict:
     labels = []
     start = time.perf_counter()
 
+    done_at: list[tuple[float, int]] = []  # (time, steps) per finished episode
+
     def finished(result):
         nonlocal steps
         steps += result[1]
         labels.append(result[2])
+        done_at.append((time.perf_counter(), result[1]))
         bar.update()
         bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - start):.0f}")
 
@@ -161,9 +164,17 @@ def collect(args: argparse.Namespace) -> dict:
         "steps": steps,
         "seconds": elapsed,
         "steps_per_s": steps / elapsed if elapsed > 0 and steps else 0.0,
+        # after the first episode is in: without process start-up and world creation
+        "steady_steps_per_s": _steady_rate(done_at),
         "successes": sum(1 for x in labels if x),
         "labelled": sum(1 for x in labels if x is not None),
     }
+
+
+def _steady_rate(done_at: list[tuple[float, int]]) -> float:
+    if len(done_at) < 2 or done_at[-1][0] <= done_at[0][0]:
+        return 0.0
+    return sum(n for _, n in done_at[1:]) / (done_at[-1][0] - done_at[0][0])
 
 
 def run(args: argparse.Namespace) -> int:
