@@ -16,9 +16,9 @@ Bool if any; its task name comes from metadata custom_data (written by `robot-ap
 collect`) if any.
 
 Bags written by anyone work: topic names match with or without a leading slash
-(`ros2 bag record` writes `/camera/image_raw`), and a `topic_map` renames the roles
-(image, joint_states, ee_delta, gripper, success) for a robot whose driver publishes
-elsewhere. A bag that cannot be used raises BagError naming it and the problem;
+(`ros2 bag record` writes `/camera/image_raw`), a namespace is found when only one
+topic fits (`/robot1/camera/image_raw`), and a `topic_map` renames the roles (image,
+joint_states, ee_delta, gripper, success) for a robot whose driver publishes elsewhere. A bag that cannot be used raises BagError naming it and the problem;
 `build_dataset` skips it, builds the others and lists it in the manifest's "skipped".
 """
 
@@ -71,6 +71,17 @@ def _norm(topic: str) -> str:
     return topic.strip("/")
 
 
+def _namespaced(bag: Path, role: str, wanted: str, by_norm: dict[str, str]) -> str | None:
+    """The one topic that is `wanted` under a namespace (/robot1/camera/image_raw), if any."""
+    matches = [name for norm, name in by_norm.items() if norm.endswith("/" + wanted)]
+    if len(matches) > 1:
+        raise BagError(
+            bag,
+            f"{len(matches)} topics could be {wanted!r} ({role}): {sorted(matches)}; choose one with --topic {role}=NAME",
+        )
+    return matches[0] if matches else None
+
+
 def resolve_topics(bag: Path, available: dict[str, str], topic_map: dict[str, str] | None) -> dict[str, str]:
     """role -> topic as recorded in this bag. Raises BagError for a missing or mistyped topic."""
     if not available:
@@ -80,6 +91,8 @@ def resolve_topics(bag: Path, available: dict[str, str], topic_map: dict[str, st
     for role, (default, msgtype, required) in ROLES.items():
         wanted = (topic_map or {}).get(role, default)
         name = by_norm.get(_norm(wanted))
+        if name is None and role not in (topic_map or {}):
+            name = _namespaced(bag, role, _norm(wanted), by_norm)
         if name is None:
             if required:
                 have = ", ".join(sorted(available)) or "none"

@@ -127,6 +127,11 @@ def test_remapped_topics_from_the_command_line(tmp_path):
         == 0
     )
     assert Store.open(out).actions[0].tolist() == [1.0, 0.0, 0.0, 0.0, -1.0]
+    namespaced = {role: "/robot1" + name for role, name in ABSOLUTE.items()}
+    bag = _write_custom_bag(
+        tmp_path / "ns", namespaced, [0, 100 * MS], twists=[(5 * MS, (0.2, 0))], grips=[(5 * MS, 0)]
+    )
+    assert episode_from_bag(bag)["actions"][0].tolist() == [1.0, 0.0, 0.0, 0.0, -1.0]
     with pytest.raises(ValueError, match="unknown role 'camera'"):
         parse_topic_map(["camera=/x"])
 
