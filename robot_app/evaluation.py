@@ -163,7 +163,7 @@ def write_json(results: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_ready(results), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(json_ready(results), indent=2) + "\n")  # families in suite order
     os.replace(tmp, path)
     return path
 

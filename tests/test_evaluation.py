@@ -1,0 +1,110 @@
+"""The goal-suite evaluation: Wilson intervals, results shape, report files, the eval command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robot_app.cli import main as robot_app
+from robot_app.evaluation import (
+    episode_seed,
+    evaluate_suite,
+    family_summary,
+    markdown_table,
+    plot_success_vs_step,
+    save_strips,
+    wilson_interval,
+    write_json,
+)
+from robot_app.policy import ModelCard, Policy
+from training.export import export_onnx
+from training.networks import QNetwork
+
+torch.set_num_threads(1)
+SUITE = ["reach", "push", "grasp", "rearrange", "chain"]
+
+
+@pytest.mark.parametrize("k, n, lo, hi", [
+    (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (5, 10, 0.2366, 0.7634), (8, 10, 0.4902, 0.9433), (97, 100, 0.9154, 0.9897),
+])
+def test_wilson_interval_values(k, n, lo, hi):
+    got = wilson_interval(k, n)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_wilson_interval_edges_and_bad_input():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(3, 2)
+
+
+def test_family_summary_and_markdown():
+    s = family_summary([True, False, True, True], [10, 30, 12, 20])
+    assert s["success_rate"] == 0.75 and s["n"] == 4 and s["successes"] == 3 and s["mean_steps"] == 18.0
+    assert s["ci95"] == pytest.approx(list(wilson_interval(3, 4)), abs=1e-4)
+    table = markdown_table({"families": {"reach": s, "push": family_summary([False], [60])}})
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("| family | success | 95% CI | n | mean steps |") and len(lines) == 4
+    assert lines[2] == "| reach | 0.75 | [0.30, 0.95] | 4 | 18.0 |"
+
+
+def test_episode_seeds_differ_by_family_and_index():
+    seeds = {episode_seed(0, f, i) for f in SUITE for i in range(3)}
+    assert len(seeds) == 15 and episode_seed(0, "reach", 1) == episode_seed(0, "reach", 1)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    torch.manual_seed(2)
+    out = tmp_path_factory.mktemp("eval_model")
+    path, _ = export_onnx(QNetwork().eval(), out / "rand.onnx", 64, {"algo": "am", "training_steps": 7, "data_manifest_hash": "x"})
+    return path
+
+
+def test_evaluate_suite_shape_and_determinism(onnx_model, tmp_path):
+    policy = Policy.load(onnx_model)
+    a = evaluate_suite(policy, ["reach"], 2, seed=4, progress=False, record_strips=True)
+    b = evaluate_suite(policy, ["reach"], 2, seed=4, progress=False)  # generator not reset: reseeded per episode
+    assert a["families"] == b["families"]
+    r = a["families"]["reach"]
+    assert set(r) >= {"success_rate", "ci95", "n", "mean_steps"} and r["n"] == 2
+    assert 0 <= r["ci95"][0] <= r["success_rate"] <= r["ci95"][1] <= 1 and 0 < r["mean_steps"] <= 30
+    assert a["seed"] == 4 and a["episodes"] == 2 and a["policy"].endswith("rand.onnx")
+    strip = a["strips"]["reach"]
+    assert strip["start"].shape == (64, 64, 3) and strip["goal"].shape == (64, 64, 3) and strip["frames"]
+    path = write_json(a, tmp_path / "r.json")
+    assert "strips" not in json.loads(path.read_text())
+    (png,) = save_strips(a, tmp_path)
+    assert png.name == "strip_reach.png" and png.stat().st_size > 1000
+    curve = plot_success_vs_step([(100, a), (50, b)], tmp_path / "curve.png")
+    assert curve.stat().st_size > 1000
+
+
+def test_evaluate_suite_refuses_unknown_family():
+    with pytest.raises(ValueError, match="unknown goal family.*'reech'"):
+        evaluate_suite(lambda i, g, s: np.zeros(5), ["reech"], 1, 0, progress=False)
+
+
+def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = robot_app(["eval", "--policy", str(onnx_model), "--suite", ",".join(SUITE), "--episodes", "1", "--seed", "3",
+                    "--json", str(tmp_path / "eval.json"), "--out", str(out), "--write-card", "--no-progress"])
+    assert rc == 0
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert list(results["families"]) == SUITE
+    assert all(r["n"] == 1 for r in results["families"].values())
+    assert results["seed"] == 3 and results["episodes"] == 1 and results["training_step"] == 7
+    assert "| reach |" in (out / "eval.md").read_text() and "| chain |" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("strip_*.png")) == sorted(f"strip_{f}.png" for f in SUITE)
+    card = ModelCard.read(onnx_model.with_suffix(".json"))
+    assert card.evaluation["families"] == results["families"]
+    Policy.load(onnx_model)  # the card still matches its graph
+
+
+def test_eval_command_rejects_bad_arguments(onnx_model, capsys):
+    assert robot_app(["eval", "--policy", str(onnx_model), "--episodes", "0"]) == 2
+    assert robot_app(["eval", "--policy", str(onnx_model), "--all-checkpoints"]) == 2
+    assert "--all-checkpoints needs a run directory" in capsys.readouterr().err
