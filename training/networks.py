@@ -55,10 +55,27 @@ class StateGoalEncoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         side = config.image_size // (2 ** len(config.channels))
         self.project = nn.Sequential(nn.Flatten(), nn.Linear(in_ch * side * side, config.feature_dim), nn.ReLU())
+        self.channels_last = True  # see set_channels_last; a runtime layout choice, not part of the architecture
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         x = torch.cat([to_float_nchw(image), to_float_nchw(goal)], dim=1)
+        if not self.channels_last:
+            x = x.contiguous()
         return self.project(self.convs(x))
+
+
+def set_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
+    """Choose the conv layout of every encoder in `module`: channels_last (fast on CPU) or plain NCHW.
+
+    NCHW exists as the plain eager baseline the training benchmark compares against; the
+    parameters are the same either way, so checkpoints and exports do not depend on it.
+    """
+    fmt = torch.channels_last if enabled else torch.contiguous_format
+    for m in module.modules():
+        if isinstance(m, StateGoalEncoder):
+            m.channels_last = enabled
+            m.convs.to(memory_format=fmt)
+    return module
 
 
 class QNetwork(nn.Module):

@@ -1,0 +1,190 @@
+"""Actionable Models: offline goal-conditioned conservative Q-learning (Chebotar et al. 2021).
+
+Q(s, a, g) in (0, 1) is the discounted probability of reaching goal image g. The update:
+
+    y = 1                                              if g is frame t+1 (success, terminal)
+    y = gamma * min_k Qtarget_k(s', a*, g)             otherwise, a* = CEM argmax of Qtarget_1
+    loss = BCE(Q_1(s, a, g), y) + BCE(Q_2(s, a, g), y)           (clipped double Q)
+         + w * mean_K [BCE(Q_1(s, a_neg, g), 0) + BCE(Q_2(s, a_neg, g), 0)]   (artificial negatives)
+
+Artificial negatives are the conservative term: for each (s, g), `neg_candidates` uniform
+actions, those within `neg_min_distance` of the logged action rejected (they would reach
+about the same place), `neg_count` kept, half drawn by softmax of the current Q
+(exp(Q / temperature): the unseen actions the network currently likes most) and half
+uniformly. Without them, actions never seen in the data keep whatever value the network
+extrapolates, and CEM finds them.
+
+gamma = 0.9 a control step (10 Hz): Q of a goal d steps away is ~0.9^d, so goals 1-30
+steps away (2 cm steps, the reach of one play episode) stay distinguishable in float, and
+value spreads over a 60-step episode in a few hundred target updates.
+
+Chaining (goals from other episodes) is the sampler's job; `chaining=False` zeroes its
+p_chain (the `am-nochain` preset), `negatives=False` drops the conservative term
+(`am-nonneg`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_app.cem import CEMSettings
+from robot_app.spec import ACTION_DIM
+from training.cem import cem_maximize_torch
+from training.networks import NetworkConfig, QNetwork, set_channels_last
+
+
+@dataclass(frozen=True)
+class AMConfig:
+    gamma: float = 0.9  # discount per control step (see module docstring)
+    lr: float = 3e-4  # Adam learning rate for both Q-networks
+    tau: float = 0.005  # Polyak rate of the target networks per update
+    chaining: bool = True  # goals from other episodes (sampler.p_chain); false = `am-nochain`
+    negatives: bool = True  # artificial negatives (conservative term); false = `am-nonneg`
+    neg_candidates: int = 16  # M uniform candidate actions per (s, g)
+    neg_count: int = 4  # K negatives kept per (s, g): K//2 by softmax of Q, the rest uniform
+    neg_min_distance: float = 0.5  # candidates closer than this (L2, normalised action) to the logged one are rejected
+    neg_temperature: float = 0.1  # softmax temperature over Q in (0, 1) for picking negatives
+    neg_weight: float = 1.0  # weight of the negatives' loss (averaged over the K negatives)
+    target_cem: CEMSettings = CEMSettings(samples=64, elites=6, iterations=2)  # max over a' in targets (QT-Opt's)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for convs and matmuls when asked; losses and targets stay float32."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision={precision!r}: expected 'fp32' or 'bf16'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def _validate(config: AMConfig) -> None:
+    if not 0.0 < config.gamma < 1.0:
+        raise ValueError(f"am.gamma={config.gamma}: must be in (0, 1)")
+    if config.negatives and not 1 <= config.neg_count <= config.neg_candidates:
+        raise ValueError(f"am.neg_count={config.neg_count}: must be in [1, am.neg_candidates={config.neg_candidates}]")
+    if config.neg_temperature <= 0:
+        raise ValueError(f"am.neg_temperature={config.neg_temperature}: must be > 0")
+
+
+class ActionableModels:
+    """Two Q-networks, two Polyak targets, one Adam; `update(batch)` returns detached metrics."""
+
+    def __init__(
+        self,
+        config: AMConfig,
+        network: NetworkConfig,
+        device: torch.device,
+        seed: int = 0,
+        precision: str = "bf16",
+        channels_last: bool = True,
+    ):
+        _validate(config)
+        self.config, self.network, self.device, self.precision = config, network, device, precision
+        torch.manual_seed(seed)
+        self.q1 = set_channels_last(QNetwork(network), channels_last).to(device)
+        self.q2 = set_channels_last(QNetwork(network), channels_last).to(device)
+        self.t1, self.t2 = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        for target in (self.t1, self.t2):
+            target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed + 1)
+        self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None  # DDP: all-reduce gradients here
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [*self.q1.parameters(), *self.q2.parameters()]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"q1": self.q1, "q2": self.q2, "t1": self.t1, "t2": self.t2}
+
+    def policy_module(self) -> nn.Module:
+        """The Q-network a policy maximises (ONNX contract): Q_1."""
+        return self.q1
+
+    @torch.no_grad()
+    def td_target(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """y = 1 on success, else gamma * min_k Qtarget_k(s', a*, g); each state encoded once per target net."""
+        f1 = self.t1.encode(b["next_image"], b["goal"])
+        f2 = self.t2.encode(b["next_image"], b["goal"])
+        grip = b["next_gripper"]
+        best, _ = cem_maximize_torch(
+            lambda a: self.t1.head_logits(f1, grip, a), len(grip), self.config.target_cem, self.device, self.generator
+        )
+        q1 = torch.sigmoid(self.t1.head_logits(f1, grip, best[:, None]).float())[:, 0]
+        q2 = torch.sigmoid(self.t2.head_logits(f2, grip, best[:, None]).float())[:, 0]
+        bootstrap = self.config.gamma * torch.minimum(q1, q2)
+        return torch.where(b["success"], torch.ones_like(bootstrap), bootstrap)
+
+    @torch.no_grad()
+    def pick_negatives(self, features: torch.Tensor, gripper: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """(B,K,5) actions away from the logged ones: K//2 by softmax of Q_1 / temperature, the rest uniform."""
+        cfg = self.config
+        batch, m, k = action.shape[0], cfg.neg_candidates, cfg.neg_count
+        cand = torch.rand((batch, m, ACTION_DIM), generator=self.generator, device=self.device) * 2.0 - 1.0
+        dist = torch.linalg.vector_norm(cand - action[:, None, :], dim=-1)
+        kth_farthest = dist.topk(k, dim=1).values[:, -1:]
+        valid = (dist >= cfg.neg_min_distance) | (dist >= kth_farthest)  # always at least K to choose from
+        q = torch.sigmoid(self.q1.head_logits(features, gripper, cand).float())
+        weights = torch.where(valid, torch.exp((q - 1.0) / cfg.neg_temperature).clamp_min(1e-30), 0.0)
+        k_soft = k // 2
+        chosen = torch.multinomial(weights, k_soft, generator=self.generator) if k_soft else cand.new_zeros((batch, 0), dtype=torch.long)
+        rest = valid.float().scatter(1, chosen, 0.0)
+        uniform = torch.multinomial(rest, k - k_soft, generator=self.generator)
+        idx = torch.cat([chosen, uniform], dim=1)
+        return torch.gather(cand, 1, idx[:, :, None].expand(-1, -1, ACTION_DIM))
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        with autocast(self.device, self.precision):
+            y = self.td_target(b)
+            f1, f2 = self.q1.encode(b["image"], b["goal"]), self.q2.encode(b["image"], b["goal"])
+            data = b["action"][:, None, :]
+            logit1 = self.q1.head_logits(f1, b["gripper"], data)[:, 0].float()
+            logit2 = self.q2.head_logits(f2, b["gripper"], data)[:, 0].float()
+            loss_td = F.binary_cross_entropy_with_logits(logit1, y) + F.binary_cross_entropy_with_logits(logit2, y)
+            metrics = {"loss_td": loss_td.detach() / 2, "q_data": torch.sigmoid(logit1.detach()).mean()}
+            loss = loss_td
+            if cfg.negatives:
+                neg = self.pick_negatives(f1.detach(), b["gripper"], b["action"])
+                n1 = self.q1.head_logits(f1, b["gripper"], neg).float()
+                n2 = self.q2.head_logits(f2, b["gripper"], neg).float()
+                zeros = torch.zeros_like(n1)
+                loss_neg = F.binary_cross_entropy_with_logits(n1, zeros) + F.binary_cross_entropy_with_logits(n2, zeros)
+                loss = loss + cfg.neg_weight * loss_neg
+                metrics.update(loss_neg=loss_neg.detach() / 2, q_neg=torch.sigmoid(n1.detach()).mean())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_hook is not None:
+            self.grad_hook([p.grad for p in self.parameters()])
+        self.optimizer.step()
+        polyak(self.t1, self.q1, cfg.tau)
+        polyak(self.t2, self.q2, cfg.tau)
+        metrics.update(target=y.mean(), positives=b["success"].float().mean(), chained=b["chained"].float().mean())
+        return metrics
+
+    def state_dict(self) -> dict:
+        state = {name: m.state_dict() for name, m in self.modules().items()}
+        state.update(optimizer=self.optimizer.state_dict(), generator=self.generator.get_state())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, module in self.modules().items():
+            module.load_state_dict(state[name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+
+
+def policy_from_state(state: dict, network: NetworkConfig) -> nn.Module:
+    """Q_1 from a checkpoint's algorithm state, for evaluation and export."""
+    q = QNetwork(network)
+    q.load_state_dict(state["q1"])
+    return q.eval()

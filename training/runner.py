@@ -1,0 +1,632 @@
+"""The training run: config, loop, metrics, checkpoints, exact resume, DDP, evaluation hook.
+
+A run directory holds everything about one run:
+    config.yaml               the resolved, locked TrainConfig
+    metrics.csv, curve.png    losses, Q means, positives and updates/s against the step
+    checkpoints/step_*.pt     written atomically (tmp + os.replace), the last few kept
+    eval.csv, success_vs_step.png   when eval_every > 0
+A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
+torch.load(weights_only=True); it includes the optimiser, the target networks, the step
+and every random state (numpy sampler, torch generators, per DDP process), so `--resume`
+after a kill continues bit for bit where the uninterrupted run would be.
+
+DDP: under torchrun every process samples its own share of the batch with its own seed
+and the gradients are averaged with one all-reduce of the flattened gradients before
+each optimiser step (what DistributedDataParallel's reducer does; done by hand because an
+AM update runs the networks' heads several times outside one forward call: CEM targets
+and negatives). Replicas are checked identical (a digest of every parameter) at each
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_app.cem import CEMSettings, draw_noise
+from robot_app.spec import check_image
+from robot_app.store import Store
+from training import am, gcbc
+from training.am import AMConfig
+from training.augment import random_shift
+from training.cem import cem_maximize_torch
+from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
+from training.gcbc import GCBCConfig
+from training.networks import NetworkConfig, QNetwork
+from training.sampler import GoalSampler, SamplerConfig
+
+CHECKPOINT_FORMAT = 1
+ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc")
+# Presets: an algorithm name is AM with one switch flipped, applied over the YAML.
+PRESETS: dict[str, dict] = {
+    "am": {},
+    "am-nonneg": {"am": {"negatives": False}},
+    "am-nochain": {"am": {"chaining": False}},
+    "gcbc": {},
+}
+# --debug: a whole run in seconds on a laptop, every code path still taken (robomimic style).
+DEBUG: dict = {
+    "steps": 40,
+    "batch_size": 16,
+    "log_every": 5,
+    "checkpoint_every": 20,
+    "eval_episodes": 1,
+    "network": {"channels": [8, 16, 16, 16], "feature_dim": 32, "head_hidden": 32},
+    "cem": {"samples": 16, "elites": 4, "iterations": 2},
+    "am": {"neg_candidates": 8, "neg_count": 2, "target_cem": {"samples": 16, "elites": 4, "iterations": 2}},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    algo: str = "am"  # am | am-nonneg | am-nochain | gcbc
+    data: str = ""  # training store directory (`robot-app dataset build`)
+    steps: int = 100_000  # gradient updates in total
+    batch_size: int = 256  # transitions per update, summed over DDP processes
+    seed: int = 0  # networks, sampling, augmentation, CEM; DDP process r samples with seed + 1000 r
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    num_threads: int = 0  # torch CPU threads per process; 0 = this machine's cores / processes
+    precision: str = "bf16"  # fp32 | bf16 (autocast on convs and matmuls; losses in fp32)
+    channels_last: bool = True  # conv memory layout; false = plain NCHW (the speed benchmark's baseline)
+    augment_pad: int = 4  # random shift of current, next and goal images by up to this many pixels; 0 = off
+    log_every: int = 100  # updates between metrics.csv rows
+    checkpoint_every: int = 2000  # updates between checkpoints (and one at the end)
+    keep_checkpoints: int = 3  # newest checkpoints kept; older ones deleted
+    eval_every: int = 0  # updates between evaluations on the sim goal suites; 0 = off (slow on CPU)
+    eval_families: tuple[str, ...] = ("reach",)  # goal families evaluated (sim_worlds.goals)
+    eval_episodes: int = 10  # episodes a family per evaluation
+    eval_seed: int = 0  # fixed seed of the evaluation episodes
+    sampler: SamplerConfig = SamplerConfig()  # hindsight and chained goals
+    network: NetworkConfig = NetworkConfig()  # Q-network / BC trunk sizes
+    cem: CEMSettings = CEMSettings()  # the policy's CEM: evaluation here and in the exported model card
+    am: AMConfig = AMConfig()  # Actionable Models (am, am-nonneg, am-nochain)
+    gcbc: GCBCConfig = GCBCConfig()  # goal-conditioned behaviour cloning
+
+
+def resolve_config(
+    yaml_path: str | os.PathLike | None = None,
+    algo: str | None = None,
+    overrides: list[str] = (),
+    debug: bool = False,
+    steps: int | None = None,
+    data: str | None = None,
+    base: dict | None = None,
+) -> TrainConfig:
+    """defaults < base (a saved config) < YAML < algo preset < --debug < --set overrides < --steps/--data."""
+    values = dict(base or {})
+    if yaml_path:
+        values = merge(values, load_yaml(yaml_path))
+    algo = algo or values.get("algo", "am")
+    if algo not in PRESETS:
+        raise ConfigError(f"algo {algo!r}: expected one of {list(ALGOS)}")
+    values = merge(values, {"algo": algo, **PRESETS[algo]})
+    if debug:
+        values = merge(values, DEBUG)
+    for text in overrides:
+        values = merge(values, parse_override(text))
+    if steps is not None:
+        values["steps"] = steps
+    if data is not None:
+        values["data"] = str(data)
+    config = from_dict(TrainConfig, values)
+    check_config(config)
+    return config
+
+
+def check_config(c: TrainConfig) -> None:
+    if c.algo not in PRESETS:
+        raise ConfigError(f"algo {c.algo!r}: expected one of {list(ALGOS)}")
+    if c.algo != "gcbc":
+        flags = {"negatives": c.am.negatives, "chaining": c.am.chaining}
+        expected = {"negatives": True, "chaining": True, **PRESETS[c.algo].get("am", {})}
+        if flags != expected:
+            raise ConfigError(f"algo {c.algo} means am.negatives={expected['negatives']}, am.chaining={expected['chaining']}; "
+                              f"the config has {flags}: choose the ablation with --algo (am-nonneg, am-nochain)")
+    for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"{name}={getattr(c, name)}: must be >= 1")
+    if c.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision={c.precision!r}: expected fp32 or bf16")
+    if c.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device={c.device!r}: expected auto, cpu or cuda")
+
+
+def effective_sampler(c: TrainConfig) -> SamplerConfig:
+    """GCBC and am-nochain never chain: chained goals were not reached by the logged action."""
+    if c.algo == "gcbc" or not c.am.chaining:
+        return replace(c.sampler, p_chain=0.0)
+    return c.sampler
+
+
+# ---------------------------------------------------------------- distributed
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (world_size 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @classmethod
+    def from_env(cls, use_cuda: bool) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        return cls(dist.get_rank(), world, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def average_gradients(self, grads: list[torch.Tensor]) -> None:
+        """One all-reduce of all gradients flattened together, then divide by the world size."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+            g.copy_(synced)
+
+    def broadcast_modules(self, modules) -> None:
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for module in modules:
+                for t in [*module.parameters(), *module.buffers()]:
+                    dist.broadcast(t.data, src=0)
+
+    def gather(self, obj: Any) -> list:
+        if self.world_size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def parameter_digest(modules) -> str:
+    """sha256 over every parameter's bytes: equal digests mean bit-identical replicas."""
+    h = hashlib.sha256()
+    for module in modules:
+        for p in module.parameters():
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def pick_device(c: TrainConfig, local_rank: int = 0) -> torch.device:
+    if c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda but torch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def set_threads(c: TrainConfig, local_world_size: int = 1) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = c.num_threads or max(1, cores // local_world_size)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def build_algorithm(c: TrainConfig, device: torch.device, seed: int | None = None):
+    """The algorithm object for c.algo: update(batch) -> metrics, state_dict, policy_module."""
+    seed = c.seed if seed is None else seed
+    common = {"network": c.network, "device": device, "seed": seed, "precision": c.precision, "channels_last": c.channels_last}
+    if c.algo == "gcbc":
+        return gcbc.GCBC(c.gcbc, **common)
+    return am.ActionableModels(c.am, **common)
+
+
+def open_store(c: TrainConfig) -> Store:
+    if not c.data:
+        raise ConfigError("no training data: pass --data DIR (a store from `robot-app dataset build`)")
+    store = Store.open(c.data)
+    if store.image_size != c.network.image_size:
+        raise ConfigError(
+            f"{c.data}: images are {store.image_size}x{store.image_size} but network.image_size={c.network.image_size}; "
+            f"pass --set network.image_size={store.image_size}"
+        )
+    return store
+
+
+def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """A sampler Batch as tensors on the device, images randomly shifted when pad > 0."""
+    names = ("image", "next_image", "goal", "gripper", "next_gripper", "action", "success", "chained")
+    out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
+    for name in ("image", "next_image", "goal"):
+        out[name] = random_shift(out[name], pad, generator)
+    return out
+
+
+# ---------------------------------------------------------------- checkpoints, metrics, plots
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a half-written .tmp from a killed run is ignored)."""
+    return sorted(checkpoint_dir(run_dir).glob("step_*.pt"))
+
+
+def find_checkpoint(run_dir: str | os.PathLike, checkpoint: str = "latest") -> Path:
+    run_dir = Path(run_dir)
+    if Path(checkpoint).suffix == ".pt" and Path(checkpoint).is_file():
+        return Path(checkpoint)
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints in {checkpoint_dir(run_dir)}")
+    if checkpoint == "latest":
+        return found[-1]
+    name = checkpoint if checkpoint.startswith("step_") else f"step_{int(checkpoint):08d}" if checkpoint.isdigit() else checkpoint
+    path = checkpoint_dir(run_dir) / (name if name.endswith(".pt") else f"{name}.pt")
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no checkpoint {checkpoint!r}; have {[p.stem for p in found]}")
+    return path
+
+
+def save_checkpoint(run_dir: Path, step: int, payload: dict, keep: int) -> Path:
+    directory = checkpoint_dir(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"step_{step:08d}.pt"
+    tmp = directory / f".{path.name}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+class MetricsLog:
+    """metrics.csv (and TensorBoard when installed); on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        self.path = Path(run_dir) / "metrics.csv"
+        self.rows: list[dict] = []
+        if resume_step is not None and self.path.is_file():
+            with self.path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        if int(row["step"]) <= resume_step:
+                            self.rows.append(row)
+                    except (KeyError, TypeError, ValueError):
+                        continue  # a line cut short by the kill
+        self.columns: list[str] = list(self.rows[0].keys()) if self.rows else []
+        self._rewrite()
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        except Exception:  # noqa: BLE001 - TensorBoard is optional, absent by default
+            self.tb = None
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            if self.columns:
+                writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def write(self, row: dict) -> None:
+        if not self.columns:
+            self.columns = list(row.keys())
+            self._rewrite()
+        self.rows.append(row)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.tb.add_scalar(key, float(value), int(row["step"]))
+
+
+def plot_columns(csv_path: Path, png_path: Path, x: str, groups: dict[str, list[str]], title: str) -> None:
+    """One panel per group of CSV columns against column x (matplotlib Agg, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with Path(csv_path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    groups = {k: [c for c in v if c in rows[0]] for k, v in groups.items()}
+    groups = {k: v for k, v in groups.items() if v}
+    fig, axes = plt.subplots(len(groups), 1, figsize=(7, 2.6 * len(groups)), sharex=True, squeeze=False)
+    xs = [float(r[x]) for r in rows]
+    for ax, (label, columns) in zip(axes[:, 0], groups.items(), strict=True):
+        for column in columns:
+            ax.plot(xs, [float(r[column]) if r[column] not in ("", None) else math.nan for r in rows], label=column)
+        ax.set_ylabel(label)
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel(x)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = Path(png_path).with_name(Path(png_path).stem + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+CURVE_GROUPS = {
+    "loss": ["loss_td", "loss_neg", "loss_bc"],
+    "Q": ["q_data", "q_neg", "target", "positives"],
+    "speed": ["updates_per_s"],
+}
+
+
+# ---------------------------------------------------------------- evaluation hook
+
+
+class Evaluator:
+    """Success against training step on the sim goal suites (robot_app.evaluation.evaluate_suite)."""
+
+    def __init__(self, c: TrainConfig, run_dir: Path):
+        self.config, self.run_dir = c, run_dir
+        self.csv = run_dir / "eval.csv"
+        self.evaluate_suite = None
+        if c.eval_every > 0:
+            try:
+                from robot_app.evaluation import evaluate_suite
+            except ImportError as exc:
+                print(f"train: eval_every={c.eval_every} but the evaluation suite is unavailable ({exc}); "
+                      "training continues without evaluation", file=sys.stderr)
+            else:
+                self.evaluate_suite = evaluate_suite
+
+    def due(self, step: int) -> bool:
+        return self.evaluate_suite is not None and step % self.config.eval_every == 0
+
+    def __call__(self, step: int, model: torch.nn.Module) -> dict:
+        c = self.config
+        was_training = model.training
+        act = make_act_fn(model, c.cem, seed=c.eval_seed)
+        result = self.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size)
+        model.train(was_training)
+        new = not self.csv.is_file()
+        with self.csv.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "family", "success_rate", "ci95", "n", "mean_steps"])
+            for family, r in result.get("families", {}).items():
+                writer.writerow([step, family, r.get("success_rate"), r.get("ci95"), r.get("n"), r.get("mean_steps")])
+        self._plot()
+        return result
+
+    def _plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        with self.csv.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for family in sorted({r["family"] for r in rows}):
+            pts = [(int(r["step"]), float(r["success_rate"])) for r in rows if r["family"] == family]
+            ax.plot(*zip(*pts, strict=True), marker="o", label=family)
+        ax.set(xlabel="step", ylabel="success rate", ylim=(-0.02, 1.02), title=f"{self.config.algo}: success vs step")
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.run_dir / "success_vs_step.png", dpi=90)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _rng_state(sampler: GoalSampler, aug: torch.Generator) -> dict:
+    return {"sampler": sampler.get_state(), "augment": aug.get_state(), "torch": torch.get_rng_state()}
+
+
+def train(c: TrainConfig, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) training into run_dir; returns the last checkpoint's path."""
+    run_dir = Path(run_dir)
+    use_cuda = pick_device(c).type == "cuda"
+    dist = Distributed.from_env(use_cuda)
+    try:
+        return _train(c, run_dir, resume, progress, dist)
+    finally:
+        dist.close()
+
+
+def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Distributed) -> Path:
+    device = pick_device(c, dist.local_rank)
+    set_threads(c, dist.local_world_size)
+    if c.batch_size % dist.world_size:
+        raise ConfigError(f"batch_size={c.batch_size} does not split over {dist.world_size} processes")
+    c = replace(c, data=str(Path(c.data).resolve()) if c.data else c.data)
+    store = open_store(c)
+    checkpoint = None
+    if resume:
+        checkpoint = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
+        _check_resume(checkpoint, store, dist, run_dir)
+    elif list_checkpoints(run_dir):
+        raise FileExistsError(f"{run_dir}: already holds a run's checkpoints; pass --resume to continue it or choose another --out")
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(c, run_dir / "config.yaml")
+
+    rank_seed = c.seed + 1000 * dist.rank
+    algo = build_algorithm(c, device)  # same seed on every process: identical initial replicas
+    sampler = GoalSampler(store, effective_sampler(c), seed=rank_seed)
+    aug = torch.Generator()
+    aug.manual_seed(rank_seed + 2)
+    if isinstance(algo, am.ActionableModels):
+        algo.generator.manual_seed(rank_seed + 1)
+    algo.grad_hook = dist.average_gradients
+    step = 0
+    if checkpoint is not None:
+        algo.load_state_dict(checkpoint["algorithm"])
+        rng = checkpoint["rng"][dist.rank]
+        sampler.set_state(rng["sampler"])
+        aug.set_state(rng["augment"])
+        torch.set_rng_state(rng["torch"])
+        step = int(checkpoint["step"])
+    dist.broadcast_modules(algo.modules().values())
+
+    log = MetricsLog(run_dir, step) if dist.main else None
+    evaluator = Evaluator(c, run_dir) if dist.main else None
+    per_rank = c.batch_size // dist.world_size
+    last_path = find_checkpoint(run_dir) if checkpoint is not None else None
+    window: list[dict] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=c.steps, initial=step, desc=f"train {c.algo}", unit="upd", disable=not (progress and dist.main), dynamic_ncols=True)
+    tick, started = time.perf_counter(), time.perf_counter()
+    while step < c.steps:
+        batch = to_torch(sampler.sample(per_rank), device, c.augment_pad, aug)
+        window.append(algo.update(batch))
+        step += 1
+        bar.update(1)
+        if step % c.log_every == 0 or step == c.steps:
+            now = time.perf_counter()
+            row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
+            row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
+            window, tick = [], now
+            if log is not None:
+                log.write(row)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "updates_per_s")})
+        if step % c.checkpoint_every == 0 or step == c.steps:
+            last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist)
+        if evaluator is not None and evaluator.due(step):
+            result = evaluator(step, algo.policy_module())
+            bar.write(f"step {step}: " + ", ".join(f"{f} {r.get('success_rate')}" for f, r in result.get("families", {}).items()))
+    bar.close()
+    return last_path
+
+
+def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Path) -> None:
+    if checkpoint.get("data_manifest_hash") != store.manifest_hash():
+        raise ValueError(f"{run_dir}: the run was trained on data {checkpoint.get('data_manifest_hash')!r}, "
+                         f"--data holds {store.manifest_hash()!r}; resume needs the same store")
+    if checkpoint.get("world_size", 1) != dist.world_size:
+        raise ValueError(f"{run_dir}: the run used {checkpoint.get('world_size', 1)} processes, this resume has "
+                         f"{dist.world_size}; an exact resume needs the same number")
+
+
+def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | None:
+    rngs = dist.gather(_rng_state(sampler, aug))
+    digests = dist.gather(parameter_digest(algo.modules().values()))
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"DDP replicas diverged at step {step}: parameter digests {digests}")
+    if not dist.main:
+        return None
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "algo": c.algo,
+        "step": step,
+        "config": to_dict(c),
+        "data_manifest_hash": store.manifest_hash(),
+        "action_scaling": store.manifest.get("action_scaling") or {},
+        "world_size": dist.world_size,
+        "replica_digests": digests,
+        "algorithm": algo.state_dict(),
+        "rng": rngs,
+    }
+    path = save_checkpoint(run_dir, step, payload, c.keep_checkpoints)
+    plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", CURVE_GROUPS, f"{c.algo} on {Path(c.data).name}")
+    return path
+
+
+# ---------------------------------------------------------------- using a run
+
+
+@dataclass
+class LoadedRun:
+    algo: str  # am | am-nonneg | am-nochain | gcbc
+    config: dict  # the resolved TrainConfig as a dict (plus action_scaling when the store recorded one)
+    model: torch.nn.Module  # forward(image u8 NHWC, goal u8 NHWC, gripper (B,1), actions (B,N,5)) -> q (B,N)
+    step: int
+    data_manifest_hash: str
+    cem: CEMSettings
+    network: NetworkConfig
+    path: Path = field(default_factory=Path)  # the checkpoint file
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRun:
+    """A run's checkpoint as a scoring model (eval mode, CPU) with its provenance."""
+    path = find_checkpoint(run_dir, checkpoint)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {ckpt.get('format')}, expected {CHECKPOINT_FORMAT}")
+    c = from_dict(TrainConfig, ckpt["config"], where=f"{path}: config")
+    if c.algo == "gcbc":
+        model = gcbc.policy_from_state(ckpt["algorithm"], c.network, c.gcbc)
+    else:
+        model = am.policy_from_state(ckpt["algorithm"], c.network)
+    config = to_dict(c)
+    if ckpt.get("action_scaling"):
+        config["action_scaling"] = dict(ckpt["action_scaling"])
+    return LoadedRun(c.algo, config, model, int(ckpt["step"]), str(ckpt.get("data_manifest_hash", "")), c.cem, c.network, path)
+
+
+def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0):
+    """act(image u8 HxWx3, goal u8 HxWx3, gripper float) -> (action (5,), q): torch CEM over the model.
+
+    The noise comes from robot_app.cem.draw_noise with a numpy Generator, as in the ONNX
+    runtime, so with the same seed the evaluated policy and the exported one act alike.
+    """
+    rng = np.random.default_rng(seed)
+    device = next(model.parameters()).device
+    model.eval()
+
+    @torch.no_grad()
+    def act(image: np.ndarray, goal: np.ndarray, gripper: float):
+        img = torch.from_numpy(np.ascontiguousarray(check_image(image, what="image")))[None].to(device)
+        tgt = torch.from_numpy(np.ascontiguousarray(check_image(goal, size=image.shape[0], what="goal")))[None].to(device)
+        grip = torch.tensor([[float(gripper)]], dtype=torch.float32, device=device)
+        if isinstance(model, QNetwork):
+            features = model.encode(img, tgt)
+            score = lambda a: torch.sigmoid(model.head_logits(features, grip, a))  # noqa: E731
+        else:
+            score = lambda a: model(img, tgt, grip, a)  # noqa: E731
+        uniform, normal = draw_noise(rng, 1, cem)
+        best, q = cem_maximize_torch(score, 1, cem, device, uniform=uniform, normal=normal)
+        return best[0].cpu().numpy(), float(q[0])
+
+    return act

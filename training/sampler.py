@@ -1,0 +1,162 @@
+"""Goal-conditioned transitions from the memory-mapped store: hindsight relabeling and goal chaining.
+
+Actionable Models (Chebotar et al. 2021) learn from unlabelled play: any frame j > t of the
+same episode is a goal that the logged actions did reach, so a transition (s_t, a_t,
+s_t+1) relabelled with g = frame t+1 is a success (target 1, terminal) and with a later
+frame it bootstraps. Goal chaining draws g from a different episode instead; such a goal
+is never a success by relabeling, so value only reaches it where the bootstrapped
+Q-function finds some path, possibly through other episodes.
+
+Hindsight goal mix (defaults): 20% at j = t+1 (the positives; with geometric offsets that
+land on t+1 about 30% of hindsight goals are positives), 50% at a geometric offset with
+mean 5 steps (near goals, where the discounted value is informative), 30% uniform over
+the rest of the episode (far goals). With 25% chained goals that is ~22% positives a batch.
+
+Sampling uses one numpy Generator whose state is part of a checkpoint, so a resumed run
+draws exactly the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_app.store import Store
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    p_chain: float = 0.25  # fraction of goals from another episode (goal chaining); AM's `chaining` flag zeroes it
+    p_next: float = 0.2  # hindsight goals at j = t+1: the successes with target 1
+    p_geometric: float = 0.5  # hindsight goals at j = t + Geometric(geometric_p), clipped to the episode's last frame
+    geometric_p: float = 0.2  # per-step stop probability of that offset (mean offset 1/p = 5 steps)
+    # the remaining 1 - p_next - p_geometric of hindsight goals are uniform over (t, last]
+
+
+@dataclass
+class Batch:
+    """One batch of relabelled transitions (numpy, straight from the store)."""
+
+    image: np.ndarray  # (B,H,W,3) uint8 frame t
+    next_image: np.ndarray  # (B,H,W,3) uint8 frame t+1
+    goal: np.ndarray  # (B,H,W,3) uint8 goal frame
+    gripper: np.ndarray  # (B,1) float32 gripper state at t
+    next_gripper: np.ndarray  # (B,1) float32 gripper state at t+1
+    action: np.ndarray  # (B,5) float32 logged action at t
+    success: np.ndarray  # (B,) bool: goal is frame t+1 of the same episode (target 1, terminal)
+    chained: np.ndarray  # (B,) bool: goal from another episode (target only bootstraps)
+    t: np.ndarray  # (B,) int64 store index of frame t
+    goal_index: np.ndarray  # (B,) int64 store index of the goal frame
+
+
+def _check(config: SamplerConfig) -> None:
+    for name in ("p_chain", "p_next", "p_geometric"):
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"sampler.{name}={value}: must be a probability in [0, 1]")
+    if config.p_next + config.p_geometric > 1.0:
+        raise ValueError(f"sampler.p_next + sampler.p_geometric = {config.p_next + config.p_geometric}: must be <= 1")
+    if not 0.0 < config.geometric_p <= 1.0:
+        raise ValueError(f"sampler.geometric_p={config.geometric_p}: must be in (0, 1]")
+
+
+class GoalSampler:
+    """Uniform transitions (t < last of its episode) with relabelled goals."""
+
+    def __init__(self, store: Store, config: SamplerConfig, seed: int = 0):
+        _check(config)
+        self.store = store
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        bounds = store.episode_bounds()
+        lengths = bounds[:, 1] - bounds[:, 0]
+        usable = lengths >= 2
+        if not usable.any():
+            raise ValueError(f"{store.root}: no episode has two or more steps, so there is no transition to learn from")
+        if config.p_chain > 0 and store.num_episodes < 2:
+            raise ValueError(
+                f"{store.root}: goal chaining (sampler.p_chain={config.p_chain}) needs at least 2 episodes, "
+                f"the store has {store.num_episodes}; use --algo am-nochain or --set sampler.p_chain=0"
+            )
+        # one row per transition: store index t, and its episode's start and last frame
+        self.t_index = np.concatenate([np.arange(s, e - 1) for s, e in bounds[usable]]).astype(np.int64)
+        per_ep = lengths[usable] - 1
+        self.t_start = np.repeat(bounds[usable, 0], per_ep)
+        self.t_last = np.repeat(bounds[usable, 1] - 1, per_ep)
+        self.num_frames = len(store)
+
+    def __len__(self) -> int:
+        return len(self.t_index)
+
+    def get_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def sample_indices(self, batch: int) -> dict[str, np.ndarray]:
+        """Draw transitions and goals as store indices (no image reads): t, goal, success, chained."""
+        cfg, rng = self.config, self.rng
+        row = rng.integers(0, len(self.t_index), size=batch)
+        t, start, last = self.t_index[row], self.t_start[row], self.t_last[row]
+        # hindsight: every option drawn for every row so the RNG use never depends on the mix
+        mode = rng.random(batch)
+        geometric = np.minimum(t + rng.geometric(cfg.geometric_p, size=batch), last)
+        uniform = rng.integers(t + 1, last + 1)
+        goal = np.where(mode < cfg.p_next, t + 1, np.where(mode < cfg.p_next + cfg.p_geometric, geometric, uniform))
+        # chaining: a frame uniformly from the frames of all other episodes
+        chained = rng.random(batch) < cfg.p_chain
+        episode_len = last + 1 - start
+        other = rng.integers(0, np.maximum(self.num_frames - episode_len, 1))
+        other = np.where(other >= start, other + episode_len, other)
+        goal = np.where(chained, other, goal).astype(np.int64)
+        success = ~chained & (goal == t + 1)
+        return {"t": t.astype(np.int64), "goal": goal, "success": success, "chained": chained}
+
+    def sample(self, batch: int) -> Batch:
+        idx = self.sample_indices(batch)
+        return self.gather(idx)
+
+    def gather(self, idx: dict[str, np.ndarray]) -> Batch:
+        """Read the frames and actions of sampled indices from the (memory-mapped) store."""
+        s, t, nxt, goal = self.store, idx["t"], idx["t"] + 1, idx["goal"]
+        return Batch(
+            image=np.asarray(s.images[t]),
+            next_image=np.asarray(s.images[nxt]),
+            goal=np.asarray(s.images[goal]),
+            gripper=np.asarray(s.gripper[t], dtype=np.float32).reshape(-1, 1),
+            next_gripper=np.asarray(s.gripper[nxt], dtype=np.float32).reshape(-1, 1),
+            action=np.asarray(s.actions[t], dtype=np.float32),
+            success=idx["success"],
+            chained=idx["chained"],
+            t=t,
+            goal_index=goal,
+        )
+
+
+def make_synthetic_store(root, episodes: int = 8, steps: int = 12, image_size: int = 64, seed: int = 0):
+    """A small store whose frames follow its actions (for tests and benchmarks, not for training robots).
+
+    Each frame shows a bright square whose position integrates the logged (vx, vy) at 3
+    pixels a step, on a background tinted per episode, so the goal frames are reachable
+    and learnable in the same way as the arm's.
+    """
+    from robot_app.store import write_store
+
+    rng = np.random.default_rng(seed)
+    size, half = image_size, max(2, image_size // 16)
+    out = []
+    for e in range(episodes):
+        actions = np.clip(rng.normal(0.0, 0.6, size=(steps, 5)), -1.0, 1.0).astype(np.float32)
+        pos = rng.uniform(size * 0.25, size * 0.75, size=2)
+        images = np.empty((steps, size, size, 3), dtype=np.uint8)
+        images[:] = rng.integers(0, 60, size=3, dtype=np.uint8)
+        for t in range(steps):
+            y, x = np.clip(pos.astype(int), half, size - half - 1)
+            images[t, y - half : y + half, x - half : x + half] = (250, 200, 50)
+            pos = np.clip(pos + 3.0 * actions[t, :2], half, size - half - 1)
+        gripper = (actions[:, 4] > 0).astype(np.float32)
+        out.append({"images": images, "actions": actions, "gripper": gripper, "timestamps": np.arange(steps) * 0.1,
+                    "source": f"synthetic/{seed}/{e}", "sha256": f"{seed}-{e}"})
+    return write_store(root, out)
