@@ -42,7 +42,7 @@ from robot_app.world import ActionSpec, CameraIntrinsics, Observation, Observati
 WORKSPACE_LOW = np.array([0.35, -0.22, 0.02])  # box the grasp target is clamped to
 WORKSPACE_HIGH = np.array([0.70, 0.22, 0.25])
 YAW_LIMIT = 1.4  # |gripper yaw| limit; cubes are square, so +-pi/4 is all a grasp needs
-HOME_POSITION = np.array([0.52, 0.0, 0.22])  # centre of the start region of the gripper
+HOME_POSITION = np.array([0.45, 0.0, 0.22])  # centre of the start region of the gripper
 PHYSICS_HZ = 240.0
 HELD_OFFSET_Z = 0.002  # a grasped cube's centre sits this far above the grasp target
 HELD_DISTANCE = 0.04  # an object this close to the grasp target is between the fingers
@@ -255,7 +255,7 @@ class PandaWorld(World):
             seed = self._seed
             self._seed += 1
         rng = np.random.default_rng(seed)
-        start = HOME_POSITION + rng.uniform((-0.1, -0.12, -0.04), (0.1, 0.12, 0.06))
+        start = HOME_POSITION + rng.uniform((-0.06, -0.15, -0.03), (0.06, 0.15, 0.03))
         yaw = float(rng.uniform(-0.5, 0.5))
         places = sample_object_places(rng, len(self.object_names))
         for name, (x, y, theta) in zip(self.object_names, places, strict=True):
