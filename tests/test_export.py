@@ -14,7 +14,7 @@ from robot_app.cem import CEMSettings, cem_maximize, draw_noise
 from robot_app.policy import OPSET, Policy, sha256_file
 from robot_app.spec import ActionScaling
 from training.export import example_inputs, export_onnx
-from training.networks import QNetwork
+from training.networks import NetworkConfig, QNetwork
 
 torch.set_num_threads(1)
 
@@ -117,3 +117,51 @@ def test_cem_picks_the_same_action_in_torch_and_in_the_runtime(exported):
 def test_export_refuses_a_path_without_onnx_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"\.onnx"):
         export_onnx(QNetwork(), tmp_path / "model.bin", 64, {})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real training run of a few debug-sized steps (two checkpoints) on a random store."""
+    runner = pytest.importorskip("training.runner")
+    from robot_app.store import write_store
+
+    root = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    episodes = [
+        {"images": rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8), "actions": rng.uniform(-1, 1, (10, 5)).astype(np.float32),
+         "gripper": np.zeros(10, np.float32), "timestamps": np.arange(10) * 0.1}
+        for _ in range(4)
+    ]
+    write_store(root / "store", episodes)
+    config = runner.resolve_config(algo="am", debug=True, steps=4, data=str(root / "store"),
+                                   overrides=["checkpoint_every=2", "batch_size=4", "num_threads=1", "precision=fp32"])
+    runner.train(config, root / "run", progress=False)
+    return root / "run"
+
+
+def test_export_command_writes_a_model_that_matches_the_run(tiny_run, tmp_path, capsys):
+    from robot_app.cli import main as robot_app
+    from training.runner import load_run
+
+    out = tmp_path / "models" / "tiny.onnx"
+    assert robot_app(["export", str(tiny_run), "-o", str(out)]) == 0
+    assert "max |q_torch - q_onnx|" in capsys.readouterr().out
+    policy = Policy.load(out)
+    run = load_run(tiny_run)
+    card = policy.card
+    assert card.algo == "am" and card.training_steps == run.step == 4 and card.data_manifest_hash == run.data_manifest_hash
+    assert card.cem == run.cem and NetworkConfig.from_dict(card.network) == run.network and card.source.endswith("@latest")
+    assert robot_app(["export", str(tiny_run), "-o", str(tmp_path / "x.bin")]) == 2
+
+
+def test_eval_command_on_a_run_with_all_checkpoints(tiny_run, tmp_path):
+    from robot_app.cli import main as robot_app
+
+    out = tmp_path / "report"
+    rc = robot_app(["eval", "--policy", str(tiny_run), "--suite", "reach", "--episodes", "1", "--max-steps", "3",
+                    "--all-checkpoints", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "eval.json").read_text())
+    assert [c["step"] for c in results["checkpoints"]] == [2, 4] and results["training_step"] == 4
+    assert results["families"]["reach"]["n"] == 1 and results["families"]["reach"]["mean_steps"] <= 3
+    assert (out / "success_vs_step.png").stat().st_size > 1000 and (out / "strip_reach.png").is_file()

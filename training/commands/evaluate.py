@@ -35,8 +35,10 @@ def _is_run(path: str) -> bool:
 
 
 def _checkpoints(run_dir: str) -> list[str]:
-    """Every checkpoint file of a run, oldest first (by the step stored in it)."""
-    files = sorted(p for p in (Path(run_dir) / "checkpoints").iterdir() if p.is_file() and p.suffix == ".pt")
+    """Every checkpoint file of a run, oldest first."""
+    from training.runner import list_checkpoints
+
+    files = list_checkpoints(Path(run_dir))
     if not files:
         raise SystemExit(f"robot-app eval: {run_dir}: no checkpoints in {Path(run_dir) / 'checkpoints'}")
     return [str(p) for p in files]
@@ -75,7 +77,13 @@ def _check_args(args, families: list[str]) -> str | None:
 def run(args) -> int:
     import tempfile
 
-    from robot_app.evaluation import evaluate_suite, markdown_table, plot_success_vs_step, save_strips, write_json
+    from robot_app.evaluation import (
+        evaluate_suite,
+        markdown_table,
+        plot_success_vs_step,
+        save_strips,
+        write_json,
+    )
     from robot_app.policy import Policy
 
     families = [f.strip() for f in args.suite.split(",") if f.strip()]
