@@ -71,6 +71,8 @@ class ModelCard:
     network: dict = field(default_factory=dict)  # NetworkConfig.to_dict() of the trained net
     source: str = ""  # run directory and checkpoint it was exported from
     evaluation: dict | None = None  # `robot-app eval --write-card` results
+    task: str = ""  # a fine-tuned task model's task (e.g. "grasp-heldout"); "" for goal-conditioned models
+    goal_image: str = ""  # a task model's goal image file beside the card, fed as `goal` (training/finetune.py)
     format_version: int = CARD_FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -99,11 +101,13 @@ class ModelCard:
                 algo=_string(d["algo"], "algo"),
                 training_steps=_nonnegative_int(d["training_steps"], "training_steps"),
                 data_manifest_hash=_string(d["data_manifest_hash"], "data_manifest_hash"),
-                onnx_file=_string(d.get("onnx_file", ""), "onnx_file", empty_ok=True),
+                onnx_file=_file_name(d.get("onnx_file", "")),
                 opset=_positive_int(d.get("opset", OPSET), "opset"),
                 network=dict(d.get("network") or {}),
                 source=_string(d.get("source", ""), "source", empty_ok=True),
                 evaluation=d.get("evaluation"),
+                task=_string(d.get("task", ""), "task", empty_ok=True),
+                goal_image=_string(d.get("goal_image", ""), "goal_image", empty_ok=True),
             )
         except (TypeError, ValueError) as exc:
             raise PolicyLoadError(f"{where}: {exc}") from None
@@ -155,6 +159,13 @@ def _string(v, name: str, empty_ok: bool = False) -> str:
     return v
 
 
+def _file_name(v) -> str:
+    """The graph sits beside its card: a bare file name, never a path elsewhere."""
+    if not isinstance(v, str) or (v and (Path(v).name != v or not v.endswith(".onnx"))):
+        raise ValueError(f"onnx_file must be a file name ending in .onnx beside the card, got {v!r}")
+    return v
+
+
 def _scaling(d) -> ActionScaling:
     if not isinstance(d, dict):
         raise ValueError(f"action_scaling must be an object, got {d!r}")
@@ -174,10 +185,13 @@ def _cem(d) -> CEMSettings:
 
 
 def resolve_model(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(onnx path, card path) for a path to either file or a bare name in models/."""
+    """(onnx path, card path) for a path to either file, or a bare name looked up in models/."""
     p = Path(path)
-    candidates = [p] if p.suffix in (".onnx", ".json") or p.parent != Path(".") else []
-    candidates += [d / f"{p.name}.onnx" for d in MODELS_DIRS] if not p.suffix else []
+    candidates = [p] if p.suffix in (".onnx", ".json") else []
+    if p.parent == Path("."):  # a bare name: models/NAME.onnx (or models/NAME.json)
+        candidates += [d / (p.name if p.suffix else f"{p.name}.onnx") for d in MODELS_DIRS]
+    elif not p.suffix:
+        candidates.append(p.with_name(f"{p.name}.onnx"))
     for c in candidates:
         if c.suffix == ".json" and c.is_file():
             card = ModelCard.read(c)
@@ -267,8 +281,25 @@ def _split_graph(model_bytes: bytes):
     return trunk.SerializeToString(), head.SerializeToString(), frontier
 
 
+def _read_goal_image(path: Path, card: ModelCard, card_path: Path) -> np.ndarray:
+    """A task model's goal image as uint8 RGB of the card's size; PolicyLoadError naming the file."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        raise PolicyLoadError(f"{card_path}: its goal image {path} is missing or not an image")
+    try:
+        return check_image(np.ascontiguousarray(image[:, :, ::-1]), card.image_size, f"{path}")
+    except ValueError as exc:
+        raise PolicyLoadError(f"{card_path}: goal image {exc}") from None
+
+
 class Policy:
     """Goal-conditioned policy: CEM over an exported Q(s, a, g) with a seeded generator."""
+
+    # A fine-tuned task model's goal image (card "goal_image"), None for a goal-conditioned
+    # model: evaluation feeds it in place of a suite's rendered goal.
+    task_goal: np.ndarray | None = None
 
     def __init__(self, card: ModelCard, session, onnx_path: Path, card_path: Path, seed: int = 0,
                  trunk=None, head=None, boundary: list[str] | None = None):
@@ -305,6 +336,8 @@ class Policy:
             raise PolicyLoadError(f"{onnx_path}: onnxruntime cannot load it ({exc})") from None
         _check_io(session, card, str(onnx_path))
         policy = cls(card, session, onnx_path, card_path, seed=seed)
+        if card.goal_image:
+            policy.task_goal = _read_goal_image(card_path.parent / card.goal_image, card, card_path)
         if split:
             policy._try_split(model_bytes, threads, allow_spinning)
         return policy

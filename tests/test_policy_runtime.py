@@ -111,6 +111,7 @@ def test_refuses_a_tampered_graph(copy_of):
     ("drop_field", "missing field"),
     ("bad_cem", "cem settings are inconsistent"),
     ("bad_size", "image_size must be a positive integer"),
+    ("bad_file", "onnx_file must be a file name"),
 ])
 def test_refuses_a_missing_or_invalid_card(copy_of, damage, message):
     path = copy_of()
@@ -125,6 +126,8 @@ def test_refuses_a_missing_or_invalid_card(copy_of, damage, message):
             del card["data_manifest_hash"]
         elif damage == "bad_cem":
             card["cem"]["elites"] = card["cem"]["samples"] + 1
+        elif damage == "bad_file":
+            card["onnx_file"] = "../elsewhere/m.onnx"
         else:
             card["image_size"] = "64"
         card_path.write_text(json.dumps(card))
