@@ -135,12 +135,15 @@ class GoalSampler:
         )
 
 
-def make_synthetic_store(root, episodes: int = 8, steps: int = 12, image_size: int = 64, seed: int = 0):
+def make_synthetic_store(
+    root, episodes: int = 8, steps: int = 12, image_size: int = 64, seed: int = 0, constant_actions: bool = False
+):
     """A small store whose frames follow its actions (for tests and benchmarks, not for training robots).
 
     Each frame shows a bright square whose position integrates the logged (vx, vy) at 3
     pixels a step, on a background tinted per episode, so the goal frames are reachable
-    and learnable in the same way as the arm's.
+    and learnable in the same way as the arm's. With constant_actions each episode repeats
+    one action, so the action is a function of the frames (a dataset a learner can fit).
     """
     from robot_app.store import write_store
 
@@ -148,7 +151,8 @@ def make_synthetic_store(root, episodes: int = 8, steps: int = 12, image_size: i
     size, half = image_size, max(2, image_size // 16)
     out = []
     for e in range(episodes):
-        actions = np.clip(rng.normal(0.0, 0.6, size=(steps, 5)), -1.0, 1.0).astype(np.float32)
+        actions = np.clip(rng.normal(0.0, 0.6, size=(1 if constant_actions else steps, 5)), -1.0, 1.0)
+        actions = np.broadcast_to(actions, (steps, 5)).astype(np.float32)
         pos = rng.uniform(size * 0.25, size * 0.75, size=2)
         images = np.empty((steps, size, size, 3), dtype=np.uint8)
         images[:] = rng.integers(0, 60, size=3, dtype=np.uint8)

@@ -1,0 +1,97 @@
+"""Goal sampling from a real (tiny) store: hindsight relabeling, chaining, determinism, augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robot_app.store import Store
+from training.augment import random_shift
+from training.runner import to_torch
+from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    return Store.open(make_synthetic_store(tmp_path_factory.mktemp("store") / "s", episodes=8, steps=12))
+
+
+def test_hindsight_goals_are_later_frames_of_the_same_episode_and_t_plus_1_is_success(store):
+    idx = GoalSampler(store, SamplerConfig(p_chain=0.0), seed=0).sample_indices(5000)
+    t, goal, success = idx["t"], idx["goal"], idx["success"]
+    assert not idx["chained"].any()
+    assert (store.episode[t] == store.episode[t + 1]).all(), "t must have a successor in its episode"
+    assert (store.episode[goal] == store.episode[t]).all()
+    assert (goal > t).all()
+    np.testing.assert_array_equal(success, goal == t + 1)
+    # p_next=0.2 plus geometric offsets of 1 plus uniform draws landing on t+1
+    assert 0.25 < success.mean() < 0.5
+    assert (goal - t > 1).mean() > 0.4, "most hindsight goals must bootstrap"
+
+
+def test_chained_goals_come_from_other_episodes_and_are_never_successes(store):
+    idx = GoalSampler(store, SamplerConfig(p_chain=0.5), seed=1).sample_indices(4000)
+    chained = idx["chained"]
+    assert 0.45 < chained.mean() < 0.55
+    assert (store.episode[idx["goal"][chained]] != store.episode[idx["t"][chained]]).all()
+    assert not idx["success"][chained].any()
+    # every other episode is used as a source of chained goals
+    assert len(np.unique(store.episode[idx["goal"][chained]])) == store.num_episodes
+
+
+def test_chaining_needs_two_episodes(tmp_path):
+    one = Store.open(make_synthetic_store(tmp_path / "one", episodes=1, steps=6))
+    with pytest.raises(ValueError, match="at least 2 episodes"):
+        GoalSampler(one, SamplerConfig(p_chain=0.25))
+    assert len(GoalSampler(one, SamplerConfig(p_chain=0.0))) == 5
+
+
+def test_bad_probabilities_are_refused(store):
+    with pytest.raises(ValueError, match="p_next"):
+        GoalSampler(store, SamplerConfig(p_next=0.8, p_geometric=0.5))
+    with pytest.raises(ValueError, match="p_chain"):
+        GoalSampler(store, SamplerConfig(p_chain=1.5))
+
+
+def test_batch_holds_the_store_rows_of_its_indices(store):
+    b = GoalSampler(store, SamplerConfig(), seed=2).sample(32)
+    np.testing.assert_array_equal(b.image, store.images[b.t])
+    np.testing.assert_array_equal(b.next_image, store.images[b.t + 1])
+    np.testing.assert_array_equal(b.goal, store.images[b.goal_index])
+    np.testing.assert_array_equal(b.action, store.actions[b.t])
+    np.testing.assert_array_equal(b.next_gripper[:, 0], store.gripper[b.t + 1])
+    assert b.image.dtype == np.uint8 and b.gripper.shape == (32, 1)
+
+
+def test_same_seed_or_restored_state_gives_the_same_batches(store):
+    a, b = GoalSampler(store, SamplerConfig(), seed=7), GoalSampler(store, SamplerConfig(), seed=7)
+    a.sample_indices(10)
+    state = a.get_state()
+    first = a.sample_indices(64)
+    b.set_state(state)
+    again = b.sample_indices(64)
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+
+
+def test_random_shift_is_replicate_pad_then_crop():
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, size=(6, 16, 16, 3), dtype=np.uint8))
+    out = random_shift(images, pad=4, generator=torch.Generator().manual_seed(3))
+    shifts = torch.randint(0, 9, (6, 2), generator=torch.Generator().manual_seed(3)).numpy()
+    padded = np.pad(images.numpy(), ((0, 0), (4, 4), (4, 4), (0, 0)), mode="edge")
+    for i, (dy, dx) in enumerate(shifts):
+        np.testing.assert_array_equal(out[i].numpy(), padded[i, dy : dy + 16, dx : dx + 16])
+    assert out.dtype == torch.uint8
+    assert torch.equal(random_shift(images, pad=0), images)
+
+
+def test_current_next_and_goal_images_are_each_augmented(store):
+    batch = GoalSampler(store, SamplerConfig(), seed=4).sample(16)
+    plain = to_torch(batch, torch.device("cpu"))
+    shifted = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0))
+    for name in ("image", "next_image", "goal"):
+        assert not torch.equal(plain[name], shifted[name]), name
+    assert torch.equal(plain["action"], shifted["action"])

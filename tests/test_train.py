@@ -1,0 +1,205 @@
+"""Training: locked config, AM targets and negatives, the train command end to end, exact resume after SIGKILL."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robot_app import cli
+from robot_app.cem import CEMSettings
+from robot_app.store import Store
+from training.am import ActionableModels, AMConfig
+from training.config import ConfigError
+from training.networks import NetworkConfig
+from training.runner import TrainConfig, load_run, make_act_fn, resolve_config, to_torch, train
+from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = NetworkConfig(channels=(8, 8, 8, 8), feature_dim=32, head_hidden=32)
+FAST = ["num_threads=1", "log_every=5"]
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    return make_synthetic_store(tmp_path_factory.mktemp("store") / "s", episodes=8, steps=12)
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_unknown_key_and_wrong_type_are_errors_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"config\.am: unknown key\(s\) \['gama'\]"):
+        resolve_config(overrides=["am.gama=0.5"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampler:\n  p_chian: 0.1\n")
+    with pytest.raises(ConfigError, match="p_chian"):
+        resolve_config(bad)
+    with pytest.raises(ConfigError, match=r"config\.batch_size: expected an integer"):
+        resolve_config(overrides=["batch_size=lots"])
+    with pytest.raises(ConfigError, match="key=value"):
+        resolve_config(overrides=["steps"])
+
+
+def test_yaml_presets_and_overrides_resolve_in_order():
+    c = resolve_config(ROOT / "config" / "train_am.yaml", "am-nonneg", ["am.gamma=0.95", "network.channels=[16,16,16,16]"], steps=7)
+    assert isinstance(c, TrainConfig)
+    assert (c.algo, c.am.negatives, c.am.chaining, c.am.gamma, c.steps) == ("am-nonneg", False, True, 0.95, 7)
+    assert c.network.channels == (16, 16, 16, 16)
+    assert resolve_config(algo="am-nochain").am.chaining is False
+    with pytest.raises(ConfigError, match="am-nonneg"):
+        resolve_config(algo="am", overrides=["am.negatives=false"])
+
+
+# ---------------------------------------------------------------- AM maths
+
+
+@pytest.fixture(scope="module")
+def am_and_batch(store_dir):
+    algo = ActionableModels(AMConfig(neg_candidates=32, neg_count=4), TINY, torch.device("cpu"), precision="fp32")
+    sampler = GoalSampler(Store.open(store_dir), SamplerConfig(p_chain=0.3), seed=0)
+    return algo, to_torch(sampler.sample(64), torch.device("cpu"))
+
+
+def test_td_targets_are_one_only_for_t_plus_1_and_bootstrap_otherwise(am_and_batch):
+    algo, b = am_and_batch
+    y = algo.td_target(b)
+    success, chained = b["success"], b["chained"]
+    assert success.any() and chained.any() and (~success & ~chained).any()
+    assert torch.all(y[success] == 1.0)
+    assert torch.all(y[~success] <= algo.config.gamma) and torch.all(y[~success] > 0)
+    assert torch.all(y[chained] < 1.0)
+
+
+def test_negatives_are_away_from_the_logged_action(am_and_batch):
+    algo, b = am_and_batch
+    with torch.no_grad():
+        feats = algo.q1.encode(b["image"], b["goal"])
+    neg = algo.pick_negatives(feats, b["gripper"], b["action"])
+    assert neg.shape == (64, 4, 5)
+    assert neg.abs().max() <= 1.0
+    dist = torch.linalg.vector_norm(neg - b["action"][:, None], dim=-1)
+    assert dist.min() >= algo.config.neg_min_distance
+
+
+def test_negatives_push_unseen_actions_down_and_can_be_switched_off(store_dir):
+    sampler = GoalSampler(Store.open(store_dir), SamplerConfig(), seed=1)
+    batches = [to_torch(sampler.sample(32), torch.device("cpu")) for _ in range(4)]
+    on = ActionableModels(AMConfig(lr=1e-3), TINY, torch.device("cpu"), precision="fp32")
+    off = ActionableModels(AMConfig(lr=1e-3, negatives=False), TINY, torch.device("cpu"), precision="fp32")
+    for i in range(30):
+        m_on, m_off = on.update(batches[i % 4]), off.update(batches[i % 4])
+    assert "loss_neg" not in m_off and "q_neg" not in m_off
+
+    def q_random(algo):
+        with torch.no_grad():
+            b = batches[0]
+            a = torch.rand((32, 16, 5), generator=torch.Generator().manual_seed(0)) * 2 - 1
+            return torch.sigmoid(algo.q1.logits(b["image"], b["goal"], b["gripper"], a)).mean().item()
+
+    assert q_random(on) < q_random(off) - 0.1
+
+
+# ---------------------------------------------------------------- the command and runs
+
+
+def test_train_command_debug_end_to_end(store_dir, tmp_path):
+    run = tmp_path / "run"
+    code = cli.main(["train", "--data", str(store_dir), "--out", str(run), "--debug", "--steps", "12",
+                     "--set", "checkpoint_every=6", "--set", "num_threads=1", "--no-progress"])
+    assert code == 0
+    assert (run / "config.yaml").is_file() and (run / "curve.png").stat().st_size > 1000
+    metrics = rows(run / "metrics.csv")
+    assert [int(r["step"]) for r in metrics] == [5, 10, 12]
+    assert {"loss_td", "loss_neg", "q_data", "q_neg", "positives", "updates_per_s"} <= set(metrics[0])
+    ckpts = sorted((run / "checkpoints").glob("step_*.pt"))
+    assert [p.name for p in ckpts] == ["step_00000006.pt", "step_00000012.pt"]
+    torch.load(ckpts[-1], weights_only=True)  # no arbitrary pickle
+
+    loaded = load_run(run)
+    assert (loaded.algo, loaded.step) == ("am", 12)
+    assert loaded.data_manifest_hash == Store.open(store_dir).manifest_hash()
+    image = np.zeros((64, 64, 3), np.uint8)
+    with torch.no_grad():
+        q = loaded.model(torch.from_numpy(image)[None], torch.from_numpy(image)[None], torch.zeros(1, 1), torch.zeros(1, 7, 5))
+    assert q.shape == (1, 7) and 0 < q.min().item() and q.max().item() < 1
+    action, value = make_act_fn(loaded.model, loaded.cem)(image, image, 0.0)
+    assert action.shape == (5,) and np.abs(action).max() <= 1 and 0 < value < 1
+
+    # a second fresh run into the same directory is refused; nothing is overwritten
+    assert cli.main(["train", "--data", str(store_dir), "--out", str(run), "--debug", "--no-progress"]) == 2
+    assert len(list((run / "checkpoints").glob("step_*.pt"))) == 2
+
+
+def test_losses_fall_on_a_tiny_learnable_dataset(tmp_path):
+    store_dir = make_synthetic_store(tmp_path / "store", episodes=8, steps=12, constant_actions=True)
+    common = ["num_threads=1", "log_every=10", "augment_pad=0", "precision=fp32", "batch_size=32"]
+    bc = resolve_config(algo="gcbc", debug=True, steps=60, data=str(store_dir), overrides=[*common, "gcbc.lr=0.002"])
+    train(bc, tmp_path / "gcbc", progress=False)
+    losses = [float(r["loss_bc"]) for r in rows(tmp_path / "gcbc" / "metrics.csv")]
+    assert losses[-1] < 0.6 * losses[0], losses
+    q = resolve_config(algo="am", debug=True, steps=60, data=str(store_dir), overrides=[*common, "am.lr=0.001"])
+    train(q, tmp_path / "am", progress=False)
+    m = rows(tmp_path / "am" / "metrics.csv")
+    total = [float(r["loss_td"]) + float(r["loss_neg"]) for r in m]
+    assert total[-1] < 0.92 * total[0], total  # BCE on soft TD targets has an entropy floor
+
+
+def test_gcbc_scorer_drives_cem_to_the_cloned_action(store_dir, tmp_path):
+    c = resolve_config(algo="gcbc", debug=True, steps=6, data=str(store_dir), overrides=FAST)
+    train(c, tmp_path / "bc", progress=False)
+    loaded = load_run(tmp_path / "bc")
+    image = np.array(Store.open(store_dir).images[0])
+    with torch.no_grad():
+        mu = loaded.model.policy(torch.from_numpy(image)[None], torch.from_numpy(image)[None], torch.zeros(1, 1))[0]
+    action, q = make_act_fn(loaded.model, CEMSettings(samples=256, elites=16, iterations=4))(image, image, 0.0)
+    assert np.linalg.norm(action - mu.numpy()) < 0.2 and q > 0.7
+
+
+def test_resume_after_sigkill_continues_bit_for_bit(store_dir, tmp_path):
+    steps, args = 60, ["--set", "checkpoint_every=10", "--set", "num_threads=1", "--set", "log_every=5"]
+    straight, killed = tmp_path / "a", tmp_path / "b"
+    c = resolve_config(algo="am", debug=True, steps=steps, data=str(store_dir),
+                       overrides=["checkpoint_every=10", "num_threads=1", "log_every=5"])
+    train(c, straight, progress=False)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "training.commands.train", "--data", str(store_dir), "--out", str(killed),
+           "--debug", "--steps", str(steps), "--no-progress", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((killed / "checkpoints").glob("step_*.pt")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted((killed / "checkpoints").glob("step_*.pt"))
+    assert int(done[-1].stem.split("_")[1]) < steps, "the run finished before it could be killed"
+
+    assert cli.main(["train", "--out", str(killed), "--resume", "--no-progress"]) == 0
+    a = torch.load(straight / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
+    assert a["step"] == b["step"] == steps
+    for net in ("q1", "q2", "t1", "t2"):
+        for name, tensor in a["algorithm"][net].items():
+            assert torch.equal(tensor, b["algorithm"][net][name]), f"{net}.{name} differs after resume"
+    for key, value in a["algorithm"]["optimizer"]["state"].items():
+        assert torch.equal(value["exp_avg_sq"], b["algorithm"]["optimizer"]["state"][key]["exp_avg_sq"])
+    assert a["rng"][0]["sampler"] == b["rng"][0]["sampler"]
+    assert [int(r["step"]) for r in rows(killed / "metrics.csv")] == list(range(5, steps + 1, 5))
