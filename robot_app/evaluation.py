@@ -62,9 +62,10 @@ def as_act_fn(policy) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
     act = getattr(policy, "act", policy)
     if not callable(act):
         raise TypeError(f"policy: expected an object with act() or a callable, got {type(policy).__name__}")
+    task_goal = getattr(policy, "task_goal", None)  # a task model pursues its own goal image, not the suite's
 
     def act_fn(image, goal, gripper):
-        out = act(image, goal, gripper)
+        out = act(image, goal if task_goal is None else task_goal, gripper)
         return np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.float32)
 
     return act_fn

@@ -82,3 +82,109 @@ def test_share_mask_picks_exactly_the_transitions_above_the_percentile():
     assert share_mask(q_unl, q_task, 100.0).tolist() == [False] * 6
     with pytest.raises(ValueError, match="share_percentile"):
         share_mask(q_unl, q_task, 120.0)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A tiny unlabelled pretraining store, a labelled task store and a pretrained AM run (debug sizes)."""
+    from training import runner
+
+    root = tmp_path_factory.mktemp("finetune")
+    play = write_store(root / "play", synthetic_episodes([8] * 4, [None] * 4, seed=1))
+    task = write_store(root / "task", synthetic_episodes([6, 7, 6, 5], [True, False, True, False], seed=2))
+    config = runner.resolve_config(algo="am", debug=True, steps=2, data=str(play),
+                                   overrides=["num_threads=1", "checkpoint_every=2", "precision=fp32"])
+    runner.train(config, root / "pretrained", progress=False)
+    return {"root": root, "play": play, "task": task, "pretrained": root / "pretrained"}
+
+
+def test_shared_data_takes_reward_zero_and_terminals_without_success_target_zero(stores):
+    from training import runner
+    from training.finetune import TaskBatches, TaskQ, _to_torch, task_goal_image, task_transitions
+    from training.sampler import GoalSampler, SamplerConfig
+
+    task_store, play_store = Store.open(stores["task"]), Store.open(stores["play"])
+    goal, _ = task_goal_image(task_store)
+    batches = TaskBatches(task_transitions(task_store), goal, GoalSampler(play_store, SamplerConfig(p_chain=0.0)), seed=0)
+    batch, terminal = batches.share_candidates(32)
+    assert not batch.success.any() and not terminal.any()  # reward 0, never terminal
+    assert (batch.goal == goal).all()  # shared transitions are judged against the task goal
+
+    c = runner.resolve_config(algo="am", debug=True)
+    algo = TaskQ(c.am, network=c.network, device=torch.device("cpu"), precision="fp32")
+    b = _to_torch(batches.task_batch(64), torch.device("cpu"), 0, None)
+    b["success"][:4], b["terminal"][:4] = torch.tensor([True, False, False, True]), torch.tensor([True, True, False, True])
+    y = algo.td_target(b)
+    assert y[0] == 1.0 and y[3] == 1.0  # the last transition of a success
+    assert y[1] == 0.0  # the last transition of a failure: terminal, reward 0
+    assert 0.0 < y[2] < c.am.gamma  # any other transition bootstraps
+
+
+def _finetune(stores, out, *extra):
+    from robot_app.cli import main
+
+    argv = ["finetune", "--data", str(stores["task"]), "--out", str(out), "--debug", "--no-progress", *extra]
+    return main(argv)
+
+
+def test_finetune_command_end_to_end_each_mode(stores, capsys):
+    from training.runner import load_run
+
+    root, pre = stores["root"] / "runs", str(stores["pretrained"])
+    assert _finetune(stores, root / "scratch", "--mode", "scratch") == 0
+    assert _finetune(stores, root / "pretrained", "--mode", "pretrained", "--from", pre) == 0
+    assert _finetune(stores, root / "cds", "--mode", "cds", "--from", pre, "--share-data", str(stores["play"]),
+                     "--share-percentile", "50") == 0
+    for mode in ("scratch", "pretrained", "cds"):
+        run_dir = root / mode
+        for name in ("config.yaml", "finetune.yaml", "metrics.csv", "curve.png", "goal.png"):
+            assert (run_dir / name).is_file(), f"{mode}: {name} missing"
+        assert load_run(run_dir).step == 12
+    header = (root / "cds" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"loss_td", "loss_neg", "shared", "rewarded"} <= set(header)
+
+    # pretrained starts from the run's four networks exactly; scratch from a fresh initialisation
+    from training.finetune import base_train_config, build, resolve_config
+
+    for mode, seed in (("pretrained", 0), ("scratch", 5)):
+        config = resolve_config(mode=mode, pretrained=pre, data=str(stores["task"]), seed=seed)
+        base, checkpoint = base_train_config(config)
+        algo = build(config, base, checkpoint, torch.device("cpu"))
+        same = [torch.equal(v, checkpoint["algorithm"][name][k]) for name, m in algo.modules().items() for k, v in m.state_dict().items()]
+        assert all(same) if mode == "pretrained" else not any(same[:1])
+
+    # bad input: clear errors naming the problem, exit code 2
+    assert _finetune(stores, root / "bad1", "--mode", "cds", "--from", pre) == 2
+    assert "--share-data" in capsys.readouterr().err
+    assert _finetune(stores, root / "bad2", "--mode", "pretrained") == 2
+    assert "--from RUN" in capsys.readouterr().err
+    assert _finetune(stores, root / "scratch", "--mode", "scratch") == 2  # never overwrites a run
+    assert "already holds" in capsys.readouterr().err
+
+
+def test_exported_task_model_runs_in_the_policy_runtime_with_its_goal(stores, tmp_path):
+    from robot_app.evaluation import as_act_fn
+    from robot_app.policy import Policy
+    from training.finetune import export_finetuned, read_png
+
+    run_dir = stores["root"] / "export_run"
+    assert _finetune(stores, run_dir, "--mode", "pretrained", "--from", str(stores["pretrained"])) == 0
+    onnx_path, card_path, goal_path = export_finetuned(run_dir, tmp_path / "models" / "grasp_test.onnx")
+    assert goal_path.name == "grasp_test_goal.png"
+    policy = Policy.load(card_path)
+    assert policy.card.task == "grasp-heldout" and policy.card.goal_image == "grasp_test_goal.png"
+    assert policy.card.algo == "am-finetune-pretrained"
+    np.testing.assert_array_equal(policy.task_goal, read_png(run_dir / "goal.png"))
+    image = np.zeros((64, 64, 3), np.uint8)
+    action, q = policy.act(image, policy.task_goal, 0.0)
+    assert action.shape == (5,) and np.all(np.abs(action) <= 1.0) and 0.0 < q < 1.0
+
+    # evaluation feeds the task's own goal, whatever goal image a suite renders
+    seen = []
+    act_fn = as_act_fn(type("P", (), {"task_goal": policy.task_goal, "act": lambda self, i, g, s: seen.append(g) or np.zeros(5)})())
+    act_fn(image, np.full((64, 64, 3), 7, np.uint8), 0.0)
+    np.testing.assert_array_equal(seen[0], policy.task_goal)
+
+    goal_path.unlink()  # a card naming a missing goal image is refused by name
+    with pytest.raises(ValueError, match="grasp_test_goal.png"):
+        Policy.load(card_path)

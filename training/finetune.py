@@ -39,13 +39,20 @@ the labels. Lower percentiles share more and behave more like sharing everything
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from robot_app.store import Store
-from training.am import AMConfig, ActionableModels
+from training import runner
+from training.am import ActionableModels, autocast
+from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
+from training.runner import TrainConfig
 from training.sampler import GoalSampler, SamplerConfig
 
 MODES = ("scratch", "pretrained", "cds")
@@ -55,27 +62,60 @@ MODES = ("scratch", "pretrained", "cds")
 class FinetuneConfig:
     mode: str = "pretrained"  # scratch | pretrained | cds (see module docstring)
     task: str = "grasp-heldout"  # task name written into the model card
-    steps: int = 3000  # gradient updates
+    pretrained: str = ""  # goal-conditioned run (--from); scratch takes only its network and hyperparameters
+    data: str = ""  # labelled task store (`robot-app dataset build` of `collect --task ...` bags)
+    share_data: str = ""  # unlabelled store to share from (cds only)
+    steps: int = 2000  # gradient updates
     batch_size: int = 64  # labelled task transitions per update
     share_batch_size: int = 64  # unlabelled candidate transitions per update (cds only)
     share_percentile: float = 90.0  # share a candidate whose task Q >= this percentile of the task batch's Q
-    augment_pad: int = 4  # random-shift augmentation of current, next and goal images (0 = off)
-    precision: str = "bf16"  # bf16 autocast for convs and matmuls (fp32 to turn off)
-    seed: int = 0  # torch, numpy and sampler seed
-    log_every: int = 50  # updates between metrics rows
-    checkpoint_every: int = 500  # updates between checkpoints
-    am: AMConfig = field(default_factory=AMConfig)  # the update's hyperparameters, as in pretraining (chaining unused)
+    lr: float = 0.0  # Adam learning rate; 0 = the pretrained run's am.lr
+    seed: int = 0  # initialisation (scratch), sampling, augmentation, CEM
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    num_threads: int = 0  # torch CPU threads; 0 = this machine's cores
+    log_every: int = 50  # updates between metrics.csv rows
+    checkpoint_every: int = 500  # updates between checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept
+
+
+# --debug: seconds instead of minutes, every code path still taken.
+DEBUG = {"steps": 12, "batch_size": 8, "share_batch_size": 8, "log_every": 4, "checkpoint_every": 6, "num_threads": 1}
 
 
 def check_config(config: FinetuneConfig) -> None:
     """Refuse settings that cannot run, naming the key."""
     if config.mode not in MODES:
-        raise ValueError(f"finetune.mode={config.mode!r}: expected one of {', '.join(MODES)}")
+        raise ConfigError(f"mode={config.mode!r}: expected one of {', '.join(MODES)}")
     if not 0.0 <= config.share_percentile <= 100.0:
-        raise ValueError(f"finetune.share_percentile={config.share_percentile}: must be in [0, 100]")
-    for name in ("steps", "batch_size", "share_batch_size"):
+        raise ConfigError(f"share_percentile={config.share_percentile}: must be in [0, 100]")
+    for name in ("steps", "batch_size", "share_batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(config, name) < 1:
-            raise ValueError(f"finetune.{name}={getattr(config, name)}: must be a positive integer")
+            raise ConfigError(f"{name}={getattr(config, name)}: must be a positive integer")
+    if config.lr < 0:
+        raise ConfigError(f"lr={config.lr}: must be >= 0 (0 = the pretrained run's)")
+    if not config.data:
+        raise ConfigError("no task data: pass --data DIR (a labelled store from `robot-app dataset build`)")
+    if config.mode != "scratch" and not config.pretrained:
+        raise ConfigError(f"mode={config.mode} starts from a goal-conditioned run: pass --from RUN")
+    if config.mode == "cds" and not config.share_data:
+        raise ConfigError("mode=cds shares unlabelled data: pass --share-data DIR (the pretraining store)")
+    if config.mode != "cds" and config.share_data:
+        raise ConfigError(f"--share-data is used only by --mode cds, not {config.mode}")
+
+
+def resolve_config(
+    yaml_path: str | os.PathLike | None = None, overrides: Sequence[str] = (), debug: bool = False, **values
+) -> FinetuneConfig:
+    """defaults < YAML < --debug < --set overrides < explicit command-line values (None = not given)."""
+    merged = load_yaml(yaml_path) if yaml_path else {}
+    if debug:
+        merged = merge(merged, DEBUG)
+    for text in overrides:
+        merged = merge(merged, parse_override(text))
+    merged.update({k: v for k, v in values.items() if v is not None})
+    config = from_dict(FinetuneConfig, merged, where="finetune config")
+    check_config(config)
+    return config
 
 
 # ---------------------------------------------------------------------------- task data
@@ -173,3 +213,212 @@ class TaskQ(ActionableModels):
         """Conservative task Q of the logged actions, (B,): Q_1, the network the policy maximises."""
         features = self.q1.encode(b["image"], b["goal"])
         return torch.sigmoid(self.q1.head_logits(features, b["gripper"], b["action"][:, None, :]).float())[:, 0]
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+class TaskBatches:
+    """Task transitions with label rewards and the task goal, plus CDS candidates when sharing."""
+
+    def __init__(self, task: TaskTransitions, goal: np.ndarray, shared: GoalSampler | None, seed: int):
+        self.task, self.goal, self.shared = task, goal, shared
+        self.rng = np.random.default_rng(seed)
+
+    def _gather(self, index: GoalSampler, t: np.ndarray, success: np.ndarray, terminal: np.ndarray):
+        none = np.zeros(len(t), dtype=bool)
+        batch = index.gather({"t": t, "goal": t, "success": success, "chained": none})
+        batch.goal = np.broadcast_to(self.goal, batch.image.shape)
+        return batch, terminal
+
+    def task_batch(self, size: int):
+        rows = self.rng.integers(0, len(self.task), size=size)
+        return self._gather(self.task.index, self.task.t[rows], self.task.reward[rows] == 1.0, self.task.terminal[rows])
+
+    def share_candidates(self, size: int):
+        """Unlabelled transitions with the task goal: reward 0, never terminal."""
+        rows = self.rng.integers(0, len(self.shared), size=size)
+        none = np.zeros(size, dtype=bool)
+        return self._gather(self.shared, self.shared.t_index[rows], none, none)
+
+
+def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    batch, terminal = batch_terminal
+    out = runner.to_torch(batch, device, pad, generator)
+    out["terminal"] = torch.from_numpy(np.ascontiguousarray(terminal)).to(device)
+    return out
+
+
+def _concat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([a[k], b[k][mask]]) for k in a}
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def base_train_config(config: FinetuneConfig, debug: bool = False) -> tuple[TrainConfig, dict | None]:
+    """The goal-conditioned run's TrainConfig (and its checkpoint), or the defaults for scratch without --from."""
+    if not config.pretrained:
+        return runner.resolve_config(algo="am", debug=debug), None
+    path = runner.find_checkpoint(config.pretrained)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format") != runner.CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {checkpoint.get('format')}, expected {runner.CHECKPOINT_FORMAT}")
+    base = from_dict(TrainConfig, checkpoint["config"], where=f"{path}: config")
+    if base.algo == "gcbc":
+        raise ValueError(f"{config.pretrained}: a gcbc run has no Q-function to fine-tune; pass an am run")
+    return base, checkpoint
+
+
+def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
+    """What the fine-tuned run records as its TrainConfig: the base's network and AM settings on the task data."""
+    am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
+    return replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
+                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
+                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0, am=am)
+
+
+def build(config: FinetuneConfig, base: TrainConfig, checkpoint: dict | None, device: torch.device) -> TaskQ:
+    """A TaskQ: random (scratch) or both Q-networks and targets from the pretrained run, with a fresh Adam.
+
+    The optimiser starts fresh: pretraining's Adam moments describe another loss.
+    """
+    algo = TaskQ(base.am, network=base.network, device=device, seed=config.seed, precision=base.precision,
+                 channels_last=base.channels_last)
+    if config.mode != "scratch":
+        state = checkpoint["algorithm"]
+        for name, module in algo.modules().items():
+            module.load_state_dict(state[name])
+    return algo
+
+
+def _open(path: str, network_size: int, what: str) -> Store:
+    store = Store.open(path)
+    if store.image_size != network_size:
+        raise ValueError(f"{path}: {what} images are {store.image_size}x{store.image_size}, the network takes {network_size}")
+    return store
+
+
+def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool = True, debug: bool = False) -> Path:
+    """Fine-tune into run_dir (a run that load_run and export_run read); returns the last checkpoint."""
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    if runner.list_checkpoints(run_dir):
+        raise FileExistsError(f"{run_dir}: already holds a run's checkpoints; choose another --out")
+    base, checkpoint = base_train_config(config, debug)
+    train_config = run_train_config(config, base)
+    device = runner.pick_device(train_config)
+    runner.set_threads(train_config)
+    store = _open(config.data, base.network.image_size, "task data")
+    task = task_transitions(store, seed=config.seed)
+    goal, goal_episode = task_goal_image(store)
+    shared = None
+    if config.mode == "cds":
+        share_store = _open(config.share_data, base.network.image_size, "shared data")
+        shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed)
+    algo = build(config, base, checkpoint, device)
+    algo.generator.manual_seed(config.seed + 1)
+    batches = TaskBatches(task, goal, shared, seed=config.seed)
+    aug = torch.Generator()
+    aug.manual_seed(config.seed + 2)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(config, run_dir / "finetune.yaml")
+    save_yaml(train_config, run_dir / "config.yaml")
+    _write_png(run_dir / "goal.png", goal)
+    log = runner.MetricsLog(run_dir, None)
+    info = {"task": config.task, "mode": config.mode, "goal_episode": goal_episode, "goal": torch.from_numpy(goal.copy()),
+            "config": to_dict(config), "pretrained": str(Path(config.pretrained).resolve()) if config.pretrained else ""}
+    bar = tqdm(total=config.steps, desc=f"finetune {config.mode}", unit="upd", disable=not progress, dynamic_ncols=True)
+    window, tick, started, last = [], time.perf_counter(), time.perf_counter(), None
+    for step in range(1, config.steps + 1):
+        window.append(update(algo, batches, config, device, base.augment_pad, aug))
+        bar.update(1)
+        if step % config.log_every == 0 or step == config.steps:
+            now = time.perf_counter()
+            row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
+            row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
+            window, tick = [], now
+            log.write(row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "q_data", "shared")})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            last = _checkpoint(run_dir, step, algo, train_config, store, info)
+    bar.close()
+    return last
+
+
+def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug) -> dict[str, torch.Tensor]:
+    """One AM update on a task batch, extended in cds mode by the candidates that pass share_mask."""
+    b = _to_torch(batches.task_batch(config.batch_size), device, pad, aug)
+    shared = torch.zeros(())
+    if batches.shared is not None:
+        candidates = _to_torch(batches.share_candidates(config.share_batch_size), device, pad, aug)
+        with autocast(device, algo.precision):
+            mask = share_mask(algo.data_q(candidates), algo.data_q(b), config.share_percentile)
+        b = _concat(b, candidates, mask)
+        shared = mask.float().mean()
+    metrics = algo.update(b)
+    metrics.update(shared=shared, rewarded=b["success"].float().mean(), terminal=b["terminal"].float().mean())
+    return metrics
+
+
+def _checkpoint(run_dir: Path, step: int, algo: TaskQ, train_config: TrainConfig, store: Store, info: dict) -> Path:
+    """The runner's checkpoint format (load_run, export_run read it) plus a "finetune" record."""
+    payload = {
+        "format": runner.CHECKPOINT_FORMAT,
+        "algo": train_config.algo,
+        "step": step,
+        "config": to_dict(train_config),
+        "data_manifest_hash": store.manifest_hash(),
+        "action_scaling": store.manifest.get("action_scaling") or {},
+        "world_size": 1,
+        "algorithm": algo.state_dict(),
+        "finetune": info,
+    }
+    path = runner.save_checkpoint(run_dir, step, payload, train_config.keep_checkpoints)
+    groups = {**runner.CURVE_GROUPS, "task": ["shared", "rewarded", "terminal"]}
+    runner.plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", groups, f"finetune {info['mode']} on {Path(store.root).name}")
+    return path
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    tmp = path.with_name(path.stem + ".tmp.png")
+    if not cv2.imwrite(str(tmp), np.ascontiguousarray(image[:, :, ::-1])):
+        raise OSError(f"{path}: could not write the goal image")
+    os.replace(tmp, path)
+
+
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "latest") -> tuple[Path, Path, Path]:
+    """Export a fine-tuned run like any run, plus its goal image (NAME_goal.png) named in the card.
+
+    Returns (onnx path, card path, goal image path).
+    """
+    from robot_app.policy import ModelCard
+    from training.export import export_run
+
+    path = runner.find_checkpoint(run_dir, checkpoint)
+    info = torch.load(path, map_location="cpu", weights_only=True).get("finetune")
+    if not info:
+        raise ValueError(f"{path}: not a fine-tuned run (no finetune record); export it with `robot-app export`")
+    onnx_path, card_path = export_run(run_dir, out_path, checkpoint=path.stem)
+    goal_path = onnx_path.with_name(f"{onnx_path.stem}_goal.png")
+    _write_png(goal_path, info["goal"].numpy())
+    card = ModelCard.read(card_path)
+    card = replace(card, algo=f"{card.algo}-finetune-{info['mode']}", task=info["task"], goal_image=goal_path.name)
+    card.write(card_path)
+    return onnx_path, card_path, goal_path
