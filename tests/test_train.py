@@ -105,6 +105,7 @@ def test_negatives_push_unseen_actions_down_and_can_be_switched_off(store_dir):
     for i in range(30):
         m_on, m_off = on.update(batches[i % 4]), off.update(batches[i % 4])
     assert "loss_neg" not in m_off and "q_neg" not in m_off
+    assert float(m_on["loss_neg"]) > 0
 
     def q_random(algo):
         with torch.no_grad():
