@@ -58,6 +58,7 @@ MIN_OBJECT_SEPARATION = 0.085
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)
 EE_LINK = 11  # panda_grasptarget, between the fingertips
+HAND_LINK = 8  # panda_hand; links below it never reach the table inside the workspace
 FINGER_OPEN = 0.04  # per finger, metres
 FINGER_FORCE = 40.0  # N; 20 N (the URDF's limit) also holds a cube, 40 N is margin
 ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
@@ -208,6 +209,10 @@ class PandaWorld(World):
         )
         for j in FINGER_JOINTS:
             p.changeDynamics(self._panda, j, lateralFriction=1.5, spinningFriction=0.01)
+        # Only the hand and fingers can reach the table inside the workspace; the base sits on
+        # it. Skipping those pairs saves ~30% of the physics time (contacts every substep).
+        for link in range(-1, HAND_LINK):
+            p.setCollisionFilterPair(self._table, self._panda, -1, link, 0)
         self._bodies: dict[str, int] = {}
         self._rest_z: dict[str, float] = {}
         self._half_width: dict[str, float] = {}
