@@ -1,0 +1,105 @@
+"""The ROS 2 graphs, described once: which nodes, with which parameters and remappings.
+
+ROS 2's launch tools are not on PyPI, so the same description feeds two starters:
+launch/sim.launch.py and launch/robot.launch.py (under `ros2 launch`, importing launch_ros
+themselves) and `robot-app launch sim|robot`, which starts each node as a plain process.
+Nothing here imports launch or rclpy.
+
+Parameters come from one YAML file per graph (config/sim.yaml, config/robot.yaml, keyed
+`/**/NODE_NAME` so a namespace does not change them); `overrides` carry what a user gives
+on the command line (the model), which ROS applies after the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"  # the checkout's (or an install's share)
+DEFAULT_MODEL = "models/am_default.onnx"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # node name, also the log prefix
+    executable: str  # console entry point in setup.py, what `ros2 launch` runs
+    module: str  # `python -m MODULE`, what `robot-app launch` runs
+    params_file: str  # file name in the config directory
+    remappings: tuple[tuple[str, str], ...] = ()  # (from, to), relative names
+    overrides: dict = field(default_factory=dict)  # parameters applied after the file
+    gui: bool = False  # left out when headless
+
+    def params_path(self, config_dir: str | Path = CONFIG_DIR) -> Path:
+        return Path(config_dir) / self.params_file
+
+
+def _policy(params_file: str, model: str | None, remappings=()) -> NodeSpec:
+    overrides = {"model_path": str(model)} if model else {}
+    return NodeSpec("policy_node", "policy_node", "ros_nodes.policy_node", params_file, tuple(remappings), overrides)
+
+
+def _gui(params_file: str, remappings=()) -> NodeSpec:
+    return NodeSpec("gui_node", "gui_node", "gui.app", params_file, tuple(remappings), gui=True)
+
+
+def sim_graph(model: str | None = None, headless: bool = False, world: str | None = None,
+              sim_overrides: dict | None = None) -> list[NodeSpec]:
+    """The sim driver, the policy and (unless headless) the GUI, on the design's topic names."""
+    sim = dict(sim_overrides or {})
+    if world:
+        sim["world"] = world
+    nodes = [
+        NodeSpec("sim_node", "sim_node", "ros_nodes.sim_node", "sim.yaml", overrides=sim),
+        _policy("sim.yaml", model),
+        _gui("sim.yaml"),
+    ]
+    return [n for n in nodes if not (headless and n.gui)]
+
+
+# A real arm: a camera driver (realsense2_camera's default names), the arm's joint states
+# at the root, and MoveIt Servo taking twists. cmd/gripper stays for a gripper adapter.
+ROBOT_REMAPPINGS = (
+    ("camera/image_raw", "/camera/camera/color/image_raw"),
+    ("camera/camera_info", "/camera/camera/color/camera_info"),
+    ("joint_states", "/joint_states"),
+    ("cmd/ee_delta", "/servo_node/delta_twist_cmds"),
+)
+
+
+def robot_graph(model: str | None = None, headless: bool = False, remappings=ROBOT_REMAPPINGS) -> list[NodeSpec]:
+    """The policy and (unless headless) the GUI against a real arm's driver, by remapping."""
+    gui_remaps = [r for r in remappings if r[0].startswith("camera/")]
+    nodes = [_policy("robot.yaml", model, remappings), _gui("robot.yaml", gui_remaps)]
+    return [n for n in nodes if not (headless and n.gui)]
+
+
+GRAPHS = {"sim": sim_graph, "robot": robot_graph}
+
+
+def ros_value(value) -> str:
+    """A parameter value as `-p name:=value` wants it: YAML, and JSON is YAML that keeps
+    a string a string (a model named "1.onnx" or "true" is not read as a number or a bool)."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def ros_arguments(spec: NodeSpec, config_dir: str | Path = CONFIG_DIR, namespace: str = "") -> list[str]:
+    """The `--ros-args ...` a node process needs: name, namespace, parameters, remappings."""
+    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if namespace:
+        args += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    params = spec.params_path(config_dir)
+    if params.is_file():
+        args += ["--params-file", str(params)]
+    for src, dst in spec.remappings:
+        args += ["-r", f"{src}:={dst}"]
+    for name, value in spec.overrides.items():
+        args += ["-p", f"{name}:={ros_value(value)}"]
+    return args
+
+
+def command_line(spec: NodeSpec, config_dir: str | Path = CONFIG_DIR, namespace: str = "",
+                 python: str = sys.executable) -> list[str]:
+    """argv starting one node as its own process, without the console entry points installed."""
+    return [python, "-m", spec.module, *ros_arguments(spec, config_dir, namespace)]

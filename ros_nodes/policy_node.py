@@ -1,0 +1,285 @@
+"""The ONNX policy as a ROS 2 node: camera frame + goal image in, Servo-style commands out.
+
+Each new camera frame (at most one per control period) is scored by CEM over the exported
+Q-function, and the best action goes out as a TwistStamped in base_link plus a gripper
+target: MoveIt Servo's input, so a real arm running Servo is driven by remapping
+cmd/ee_delta onto its twist topic. The command's stamp is the stamp of the camera frame it
+was computed from, so anyone listening can measure frame-to-command latency and a driver
+can tell how old the observation behind a command is.
+
+Inference runs in its own callback group on a MultiThreadedExecutor, so goals, services
+and the camera watchdog are served while the network runs. The node refuses to act rather
+than act blindly: without a loaded model (state "error", start refused), without a goal,
+on a stale camera, past its step budget, when Q says the goal is reached, and on
+policy/stop. Every stop says why on policy/status and sends one zero twist so the arm
+stops at once instead of waiting for the driver's watchdog.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+
+from robot_app.spec import CAMERA_STALE_S, CONTROL_HZ, FINGER_JOINT_NAMES, Topics, gripper_state_from_fingers
+from ros_nodes import qos
+from ros_nodes.conversions import ImageConversionError, action_to_twist, fit_image, msg_to_image, stamp_to_ns
+
+PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
+    "model_path": "",  # .onnx, its .json card, or a name in models/
+    "q_threshold": 0.9,  # goal reached when the best action's Q is at least this
+    "max_steps": 100,  # commands per run before giving up
+    "camera_stale_s": CAMERA_STALE_S,  # stop when the newest frame is older than this
+    "control_hz": CONTROL_HZ,  # at most one command per period, one per new frame
+    "start_on_goal": False,  # start as soon as a goal is accepted (no policy/start needed)
+    "finger_joints": list(FINGER_JOINT_NAMES),  # joint_states names giving the gripper state
+    "threads": 1,  # onnxruntime intra-op threads
+    "seed": 0,  # CEM noise; reseeded at every start so runs repeat
+}
+RESTART_ONLY = ("model_path", "threads")
+RUNNING, READY, IDLE, REACHED, STOPPED, ERROR = "running", "ready", "idle", "reached", "stopped", "error"
+
+
+def load_policy(path: str, threads: int, seed: int):
+    """(policy, '') or (None, why not): a model that does not load leaves the node up."""
+    if not path:
+        return None, "no model: set the model_path parameter"
+    try:
+        from robot_app.policy import Policy
+
+        return Policy.load(path, threads=threads, seed=seed), ""
+    except Exception as exc:  # any failure is reported on policy/status, never fatal
+        return None, f"model {path} failed to load: {exc}"
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy_node")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        reason = self._validate(self.get_parameters(list(PARAMETERS)))
+        if reason:
+            raise ValueError(f"policy_node: {reason}")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._lock = threading.Lock()  # guards the run state below across executor threads
+        self.policy, why = load_policy(self._param("model_path"), self._param("threads"), self._param("seed"))
+        self.state, self.reason = (ERROR, why) if self.policy is None else (IDLE, "waiting for a goal image")
+        self.goal: np.ndarray | None = None
+        self.step = 0
+        self.q_value: float | None = None
+        self.gripper: float | None = None  # measured, from joint_states
+        self._grip_target = 0.0  # last commanded, the fallback without joint_states
+        self._last_frame = -math.inf  # monotonic receive time of the newest camera frame
+        self._last_act = -math.inf
+        self._started = -math.inf
+
+        inference = MutuallyExclusiveCallbackGroup()
+        control = MutuallyExclusiveCallbackGroup()
+        self.twist_pub = self.create_publisher(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
+        self.grip_pub = self.create_publisher(Float64, Topics.CMD_GRIPPER, qos.COMMAND)
+        self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, qos.STATUS)
+        self.create_subscription(Image, Topics.IMAGE, self._on_frame, qos.SENSOR_LATEST, callback_group=inference)
+        self.create_subscription(Image, Topics.GOAL_IMAGE, self._on_goal, qos.LATCHED, callback_group=control)
+        self.create_subscription(JointState, Topics.JOINT_STATES, self._on_joints, qos.SENSOR, callback_group=control)
+        self.create_service(Trigger, Topics.POLICY_START, self._on_start, callback_group=control)
+        self.create_service(Trigger, Topics.POLICY_STOP, self._on_stop, callback_group=control)
+        self.create_timer(0.05, self._watchdog, callback_group=control)
+        with self._lock:
+            self._publish_status()
+        log = self.get_logger().error if self.policy is None else self.get_logger().info
+        log(self.reason if self.policy is None else f"policy ready: {self.policy.onnx_path} ({self.policy.image_size}px)")
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    # -- parameters ---------------------------------------------------------------------
+    def _validate(self, params) -> str:
+        for param in params:
+            name, value = param.name, param.value
+            if name == "q_threshold" and not 0.0 < value <= 1.0:
+                return f"q_threshold must be in (0, 1], got {value}"
+            if name in ("max_steps", "threads") and value < 1:
+                return f"{name} must be >= 1, got {value}"
+            if name in ("camera_stale_s", "control_hz") and not value > 0:
+                return f"{name} must be positive, got {value}"
+        return ""
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        fixed = [p.name for p in params if p.name in RESTART_ONLY]
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: fixed at start; restart the node")
+        reason = self._validate(params)
+        return SetParametersResult(successful=not reason, reason=reason)
+
+    # -- status -------------------------------------------------------------------------
+    def _publish_status(self) -> None:
+        """Caller holds the lock, so status messages leave in the order states change."""
+        status = {"state": self.state, "step": self.step, "q_value": self.q_value, "reason": self.reason}
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+    def _stop(self, state: str, reason: str) -> None:
+        """End the run (lock held): say why, and command zero velocity so the arm stops now."""
+        self.state, self.reason = state, reason
+        zero, _ = action_to_twist(np.zeros(5), self.get_clock().now().to_msg())
+        self.twist_pub.publish(zero)
+        self._publish_status()
+        self.get_logger().info(f"{state}: {reason}")
+
+    # -- inputs -------------------------------------------------------------------------
+    def _on_goal(self, msg: Image) -> None:
+        with self._lock:
+            if self.policy is None:
+                self.reason = f"goal image ignored: {self.reason}"
+                self._publish_status()
+                return
+            try:
+                goal, note = fit_image(msg_to_image(msg, colour_only=True, what="goal image"), self.policy.image_size, "goal image")
+            except ImageConversionError as exc:
+                keep = "; keeping the previous goal" if self.goal is not None else ""
+                self.reason = f"goal refused: {exc}{keep}"
+                self.get_logger().warn(self.reason)
+                self._publish_status()
+                return
+            self.goal = goal
+            if msg.encoding != "rgb8":
+                note = f"converted from {msg.encoding}" + (f", {note}" if note else "")
+            self.reason = "goal accepted" + (f" ({note})" if note else "")
+            if self.state != RUNNING:
+                self.state = READY
+            self._publish_status()
+            start = self.state == READY and self._param("start_on_goal")
+        self.get_logger().info(self.reason)
+        if start:
+            self._start()
+
+    def _on_joints(self, msg: JointState) -> None:
+        names = self._param("finger_joints")
+        index = {n: i for i, n in enumerate(msg.name)}
+        if all(n in index and index[n] < len(msg.position) for n in names):
+            self.gripper = gripper_state_from_fingers([msg.position[index[n]] for n in names])
+
+    def _gripper_state(self) -> float:
+        if self.gripper is not None:
+            return self.gripper
+        self.get_logger().warn(
+            f"no joint_states with {self._param('finger_joints')}: using the last gripper command as its state",
+            throttle_duration_sec=10.0,
+        )
+        return self._grip_target
+
+    def _on_frame(self, msg: Image) -> None:
+        """Act on this frame when running and a control period has passed since the last action."""
+        now = time.monotonic()
+        self._last_frame = now
+        with self._lock:
+            if self.state != RUNNING or now - self._last_act < 0.8 / self._param("control_hz"):
+                return
+            goal = self.goal
+        try:
+            image, _ = fit_image(msg_to_image(msg, colour_only=True, what="camera frame"), self.policy.image_size, "camera frame")
+        except ImageConversionError as exc:
+            with self._lock:
+                if self.state == RUNNING:
+                    self._stop(STOPPED, f"camera frame refused: {exc}")
+            return
+        try:
+            action, q = self.policy.act(image, goal, self._gripper_state())
+        except Exception as exc:  # a runtime failure ends the run, not the node
+            with self._lock:
+                if self.state == RUNNING:
+                    self._stop(STOPPED, f"policy failed: {type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            if self.state != RUNNING:  # stopped while the network ran: send nothing
+                return
+            self._last_act = now
+            self.q_value = round(float(q), 6)
+            if q >= self._param("q_threshold"):
+                self._stop(REACHED, f"goal reached: Q {q:.3f} >= {self._param('q_threshold')}")
+                return
+            stamp = msg.header.stamp if stamp_to_ns(msg.header.stamp) else self.get_clock().now().to_msg()
+            twist, grip = action_to_twist(action, stamp, self.policy.card.action_scaling)
+            self.twist_pub.publish(twist)
+            self.grip_pub.publish(Float64(data=grip))
+            self._grip_target = grip
+            self.step += 1
+            self.reason = ""
+            if self.step >= self._param("max_steps"):
+                self._stop(STOPPED, f"step budget used up ({self.step} steps) without reaching Q {self._param('q_threshold')}")
+            else:
+                self._publish_status()
+
+    def _watchdog(self) -> None:
+        with self._lock:
+            if self.state != RUNNING:
+                return
+            age = time.monotonic() - max(self._last_frame, self._started)
+            limit = self._param("camera_stale_s")
+            if age > limit:
+                self._stop(STOPPED, f"camera stale: no frame for {age:.2f} s (limit {limit} s)")
+
+    # -- services -----------------------------------------------------------------------
+    def _start(self) -> tuple[bool, str]:
+        with self._lock:
+            if self.policy is None:
+                return False, f"cannot start: {self.reason}"
+            if self.goal is None:
+                return False, "cannot start: no goal image yet (publish one on goal_image)"
+            if self.state == RUNNING:
+                return True, "already running"
+            self.policy.reseed(self._param("seed"))
+            self.state, self.reason, self.step, self.q_value = RUNNING, "started", 0, None
+            self._started, self._last_act = time.monotonic(), -math.inf
+            self._publish_status()
+        self.get_logger().info("started")
+        return True, "started"
+
+    def _on_start(self, request, response):
+        response.success, response.message = self._start()
+        return response
+
+    def _on_stop(self, request, response):
+        with self._lock:
+            if self.state == RUNNING:
+                self._stop(STOPPED, "stopped by policy/stop")
+                response.success, response.message = True, "stopped"
+            else:
+                response.success, response.message = True, f"not running ({self.state})"
+        return response
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PolicyNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # a bad parameter: say which
+        print(f"policy_node: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
