@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -179,6 +180,14 @@ class MainWindow(QMainWindow):
             f"color: {colour}; font-weight: {'bold' if level != 'info' else 'normal'}"
         )
         self.message_log.appendPlainText(f"{time.strftime('%H:%M:%S')} {level}: {text}")
+        logger = self.bridge.node.get_logger()  # the console and /rosout get them too
+        # rclpy fixes a severity per call site, hence one call per level.
+        if level == "error":
+            logger.error(text)
+        elif level == "warning":
+            logger.warning(text)
+        else:
+            logger.info(text)
 
     # --- camera -----------------------------------------------------------------------
     def on_frame(self) -> None:
@@ -431,6 +440,7 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
         Path(args.models) if args.models else (DEFAULT_MODELS_DIR if DEFAULT_MODELS_DIR.is_dir() else None)
     )
     window = MainWindow(bridge, settings, models_dir)
+    previous_hook, sys.excepthook = sys.excepthook, _keep_running(window)
     goals = args.goals or settings.value(SETTINGS_GOAL_FOLDER, "")
     if goals and Path(goals).is_dir():
         window.load_folder(goals)
@@ -456,7 +466,22 @@ def run_gui(args: argparse.Namespace, extra_ros_args: list[str] | None = None) -
         wake.stop()
         window.close()
         bridge.shutdown()
+        sys.excepthook = previous_hook
     return status["rc"]
+
+
+def _keep_running(window: MainWindow):
+    """An exception escaping a Qt slot aborts PyQt6 unless sys.excepthook is replaced: show
+    it in the window (and the full traceback on stderr) and keep the window alive."""
+
+    def hook(kind, value, tb):
+        traceback.print_exception(kind, value, tb)
+        try:
+            window.report("error", f"internal error: {kind.__name__}: {value} (details on the console)")
+        except Exception:  # the window itself is broken: the console has the traceback
+            pass
+
+    return hook
 
 
 def _qt_messages(_mode, _context, message: str) -> None:
