@@ -14,9 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# The policy node refuses frames past these limits; a goal is held to the same ones.
+from ros_nodes.conversions import MAX_ASPECT, MIN_SIDE
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-MAX_ASPECT = 4.0 / 3.0  # beyond this a square camera frame would be visibly distorted
-MIN_SIDE = 16  # smaller images hold too little to be upscaled into a goal
 MAX_FILE_BYTES = 64 * 1024 * 1024  # refuse before decoding something absurd
 
 

@@ -25,21 +25,14 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from gui.conversions import image_to_msg, msg_to_image
 from robot_app.spec import IMAGE_SIZE, Topics
+from ros_nodes import qos
+from ros_nodes.conversions import image_to_msg, msg_to_image
 
-GOAL_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 HEALTH_PERIOD_S = 0.5
 RATE_WINDOW_S = 2.0  # message rates are counted over this window
 
@@ -101,7 +94,7 @@ class _Watch:
 class GuiNode(Node):
     """Subscribes to camera, status and commands; publishes the goal; calls the services."""
 
-    def __init__(self, bridge: RosBridge, context: Context, namespace: str = "", node_name: str = "goal_gui"):
+    def __init__(self, bridge: RosBridge, context: Context, namespace: str = "", node_name: str = "gui_node"):
         super().__init__(node_name, namespace=namespace, context=context)
         self.bridge = bridge
         for name, default in PARAMETERS.items():
@@ -121,14 +114,14 @@ class GuiNode(Node):
             "commands": self.resolve_topic_name(p["cmd_ee_delta_topic"]),
             "goal": self.resolve_topic_name(p["goal_topic"]),
         }
-        self.create_subscription(Image, p["camera_topic"], self._on_image, qos_profile_sensor_data)
-        self.create_subscription(String, p["status_topic"], self._on_status, RELIABLE_QOS)
-        # Commands are only watched: best effort matches reliable and best-effort publishers alike.
+        self.create_subscription(Image, p["camera_topic"], self._on_image, qos.SENSOR)
         self.create_subscription(
-            TwistStamped, p["cmd_ee_delta_topic"], self._on_command, qos_profile_sensor_data
-        )
-        self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_command, qos_profile_sensor_data)
-        self.goal_pub = self.create_publisher(Image, p["goal_topic"], GOAL_QOS)
+            String, p["status_topic"], self._on_status, qos.COMMAND
+        )  # reliable, volatile: matches latched too
+        # Commands are only watched: best effort matches reliable and best-effort publishers alike.
+        self.create_subscription(TwistStamped, p["cmd_ee_delta_topic"], self._on_command, qos.SENSOR)
+        self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_command, qos.SENSOR)
+        self.goal_pub = self.create_publisher(Image, p["goal_topic"], qos.LATCHED)
         self.clients_by_role = {
             "start": self.create_client(Trigger, p["start_service"]),
             "stop": self.create_client(Trigger, p["stop_service"]),
@@ -211,7 +204,7 @@ class RosBridge(QObject):
     service_result = pyqtSignal(str, bool, str)  # what was called, success, message
     problem = pyqtSignal(str)  # something the user should read
 
-    def __init__(self, namespace: str = "", ros_args: list[str] | None = None, node_name: str = "goal_gui"):
+    def __init__(self, namespace: str = "", ros_args: list[str] | None = None, node_name: str = "gui_node"):
         super().__init__()
         self._context = Context()
         rclpy.init(args=["gui", "--ros-args", *ros_args] if ros_args else None, context=self._context)

@@ -28,17 +28,16 @@ from PyQt6.QtCore import QSettings, Qt  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from gui import gallery  # noqa: E402
-from gui.conversions import image_to_msg, msg_to_image  # noqa: E402
 from gui.images import GoalImageError, fit_to_camera  # noqa: E402
-from gui.ros_bridge import GOAL_QOS  # noqa: E402
 from robot_app.spec import Topics  # noqa: E402
 from robot_app.store import Store, write_store  # noqa: E402
+from ros_nodes import qos  # noqa: E402
+from ros_nodes.conversions import image_to_msg, msg_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
@@ -65,10 +64,10 @@ class FakeRobot(Node):
         self.step = 0
         self.goals: list[np.ndarray] = []
         self.calls = {"start": 0, "stop": 0}
-        self.camera_pub = self.create_publisher(Image, Topics.IMAGE, qos_profile_sensor_data)
-        self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, 10)
+        self.camera_pub = self.create_publisher(Image, Topics.IMAGE, qos.SENSOR)
+        self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, qos.STATUS)
         self.create_subscription(
-            Image, Topics.GOAL_IMAGE, lambda m: self.goals.append(msg_to_image(m)), GOAL_QOS
+            Image, Topics.GOAL_IMAGE, lambda m: self.goals.append(msg_to_image(m)), qos.LATCHED
         )
         self.create_service(Trigger, Topics.POLICY_START, self._trigger("start"))
         self.create_service(Trigger, Topics.POLICY_STOP, self._trigger("stop"))
