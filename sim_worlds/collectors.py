@@ -10,7 +10,7 @@ scripted skill takes an object from the table into the tray. Lifting episodes en
 object in the hand; "tray" episodes start with an object already in the hand and put it in
 the tray. Reaching the chain family's goals (an object in the tray, goals.py) therefore
 needs pieces of two episodes. (Random motion can still let go of a lifted cube over the
-tray by accident: 3 of 60 play episodes in one count; 0 of 60 in another.)
+tray by accident: 3 of 60 play episodes counted.)
 
 The held-out object (panda_world.HELDOUT_OBJECT) is never in a play episode: play refuses a
 world built with heldout=True. Its only data are the labelled "grasp-heldout" attempts.
