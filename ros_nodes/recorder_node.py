@@ -1,0 +1,184 @@
+"""Episode recorder: the design's topics into one rosbag2 bag per episode, without rosbag2_py.
+
+`recorder/start` opens a new bag in `output_dir`, `recorder/stop` finishes it. Messages are
+stored as the serialized CDR bytes DDS delivered (raw subscriptions: no deserialise and
+serialise round trip), under their resolved names as `ros2 bag record` would, stamped with
+the receive time. The bag is flushed every `flush_period_s`, so a killed recorder loses at
+most that last moment: its `DIR.partial` is turned into a complete bag by
+robot_app.bags.recover_bag, which the node also does for every leftover partial it finds
+in `output_dir` when it starts. Nothing recorded is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, Float64, String
+from std_srvs.srv import Trigger
+
+from robot_app.bags import PARTIAL_SUFFIX, STORAGES, BagWriter, recover_bag
+from robot_app.spec import Topics
+from ros_nodes import qos
+
+START, STOP = "recorder/start", "recorder/stop"
+# topic -> (message class, QoS that matches its publisher)
+RECORDABLE = {
+    Topics.IMAGE: (Image, qos.SENSOR),
+    Topics.CAMERA_INFO: (CameraInfo, qos.SENSOR),
+    Topics.JOINT_STATES: (JointState, qos.SENSOR),
+    Topics.EE_POSE: (PoseStamped, qos.SENSOR),
+    Topics.CMD_EE_DELTA: (TwistStamped, qos.COMMAND),
+    Topics.CMD_GRIPPER: (Float64, qos.COMMAND),
+    Topics.TASK_SUCCESS: (Bool, qos.COMMAND),
+    Topics.GOAL_IMAGE: (Image, qos.LATCHED),
+    Topics.POLICY_STATUS: (String, qos.STATUS),
+}
+PARAMETERS = {
+    "output_dir": "data/recorded",  # one bag directory per episode inside it
+    "storage": "mcap",  # or sqlite3
+    "flush_period_s": 0.5,  # at most this much is lost when the recorder is killed
+    "topics": list(RECORDABLE),  # a subset of RECORDABLE
+}
+
+
+def msgtype_of(cls) -> str:
+    """"sensor_msgs/msg/Image" for sensor_msgs.msg.Image (the name bags store)."""
+    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+
+
+def recover_partials(output_dir: Path, log) -> list[Path]:
+    """Complete every bag a killed recorder left behind; a failure is logged, not fatal."""
+    recovered = []
+    for partial in sorted(output_dir.glob(f"*{PARTIAL_SUFFIX}")):
+        try:
+            recovered.append(recover_bag(partial))
+            log.info(f"recovered the unfinished bag {partial} as {recovered[-1]}")
+        except Exception as exc:
+            log.error(f"could not recover {partial}: {exc}")
+    return recovered
+
+
+class RecorderNode(Node):
+    def __init__(self):
+        super().__init__("recorder_node")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        reason = self._validate(self.get_parameters(list(PARAMETERS)))
+        if reason:
+            raise ValueError(f"recorder_node: {reason}")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.output_dir = Path(self._param("output_dir"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        recover_partials(self.output_dir, self.get_logger())
+
+        self.writer: BagWriter | None = None
+        self.count = 0
+        for topic in self._param("topics"):
+            cls, profile = RECORDABLE[topic]
+            record = self._writer_for(self.resolve_topic_name(topic), msgtype_of(cls))
+            self.create_subscription(cls, topic, record, profile, raw=True)
+        self.create_service(Trigger, START, self._on_start)
+        self.create_service(Trigger, STOP, self._on_stop)
+        self.create_timer(self._param("flush_period_s"), self._flush)
+        self.get_logger().info(f"recorder ready: bags into {self.output_dir}; call {START} / {STOP}")
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _validate(self, params) -> str:
+        for param in params:
+            if param.name == "storage" and param.value not in STORAGES:
+                return f"storage must be one of {list(STORAGES)}, got {param.value!r}"
+            if param.name == "flush_period_s" and not param.value > 0:
+                return f"flush_period_s must be positive, got {param.value}"
+            if param.name == "topics":
+                unknown = [t for t in param.value if t not in RECORDABLE]
+                if unknown or not param.value:
+                    return f"topics: {unknown or 'none given'}; recordable: {list(RECORDABLE)}"
+        return ""
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        fixed = [p.name for p in params if p.name in ("output_dir", "topics", "flush_period_s")]
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: fixed at start; restart the node")
+        reason = self._validate(params)
+        return SetParametersResult(successful=not reason, reason=reason)
+
+    def _writer_for(self, topic: str, msgtype: str):
+        def record(data: bytes) -> None:
+            if self.writer is not None:
+                self.writer.write_cdr(topic, msgtype, time.time_ns(), data)
+                self.count += 1
+
+        return record
+
+    def _flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _on_start(self, request, response):
+        if self.writer is not None:
+            response.success, response.message = False, f"already recording to {self.writer.path}"
+            return response
+        path = self.output_dir / time.strftime("episode_%Y%m%d_%H%M%S")
+        suffix = 1
+        while path.exists() or Path(f"{path}{PARTIAL_SUFFIX}").exists():
+            path = self.output_dir / f"{time.strftime('episode_%Y%m%d_%H%M%S')}_{suffix}"
+            suffix += 1
+        try:
+            self.writer = BagWriter(path, storage=self._param("storage"))
+        except Exception as exc:
+            response.success, response.message = False, f"cannot open a bag at {path}: {exc}"
+            self.get_logger().error(response.message)
+            return response
+        self.count = 0
+        response.success, response.message = True, str(path)
+        self.get_logger().info(f"recording to {path}")
+        return response
+
+    def _finish(self) -> str:
+        path, count = self.writer.close(), self.count
+        self.writer = None
+        return f"{path} ({count} messages)"
+
+    def _on_stop(self, request, response):
+        if self.writer is None:
+            response.success, response.message = False, "not recording"
+            return response
+        response.success, response.message = True, self._finish()
+        self.get_logger().info(f"wrote {response.message}")
+        return response
+
+    def destroy_node(self):
+        if self.writer is not None:  # Ctrl-C mid-episode: finish the bag rather than leave a partial
+            self.get_logger().info(f"wrote {self._finish()}")
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RecorderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:
+        print(f"recorder_node: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
