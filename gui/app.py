@@ -85,6 +85,9 @@ class MainWindow(QMainWindow):
         bridge.service_result.connect(self.on_service_result)
         bridge.problem.connect(lambda text: self.report("error", text))
         self.gallery_loaded.connect(self.on_gallery_loaded)
+        # A frame that arrived before frame_ready was connected signalled no one; take it
+        # now, which also re-arms the signal for the frames after it.
+        self.on_frame()
         self._stale_timer = QTimer(self, interval=250, timeout=self._check_camera)
         self._stale_timer.start()
 

@@ -64,12 +64,15 @@ class TopicHealth:
     age_s: float | None = None  # since the last message; None: never received
     rate_hz: float = 0.0
     is_service: bool = False
+    streaming: bool = False  # a stream (camera) is alive only while messages keep coming
 
     @property
     def alive(self) -> bool:
-        if self.is_service:
-            return self.publishers > 0
-        return self.age_s is not None and self.age_s < 2.0
+        """Camera: a message within 2 s. Status and commands are sent on events (a policy
+        that waits is silent), so for them and for services a publisher or server is enough."""
+        if self.streaming:
+            return self.age_s is not None and self.age_s < 2.0
+        return self.publishers > 0
 
 
 class _Watch:
@@ -175,7 +178,9 @@ class GuiNode(Node):
         for role, watch in self.watches.items():
             name = self.topic_names[role]
             age, rate = watch.age_and_rate(now)
-            health[role] = TopicHealth(role, name, self.count_publishers(name), age, rate)
+            health[role] = TopicHealth(
+                role, name, self.count_publishers(name), age, rate, streaming=role == "camera"
+            )
         for role, client in self.clients_by_role.items():
             name = self.service_names[role]
             health[role] = TopicHealth(role, name, int(client.service_is_ready()), is_service=True)

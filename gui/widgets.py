@@ -127,9 +127,10 @@ def describe(h: TopicHealth) -> tuple[str, bool]:
     """One line for a topic or service, and whether it is healthy."""
     if h.is_service:
         return (f"{h.name}: ready", True) if h.publishers else (f"{h.name}: not available", False)
+    if h.publishers == 0 and (h.age_s is None or h.age_s > 2.0):
+        return f"{h.name}: no publisher", False
     if h.age_s is None:
-        why = "no publisher" if h.publishers == 0 else f"{h.publishers} publisher(s), no message yet"
-        return f"{h.name}: {why}", False
+        return f"{h.name}: {h.publishers} publisher(s), no message yet", h.alive
     return f"{h.name}: {h.rate_hz:.1f} Hz, last {h.age_s:.1f} s ago", h.alive
 
 

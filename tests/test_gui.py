@@ -367,3 +367,19 @@ def test_missing_nodes_are_reported_not_waited_for(qtbot, qapp, tmp_path):
     finally:
         win.close()
         bridge.shutdown()
+
+
+def test_frame_arriving_before_the_window_connects_is_not_lost(qtbot, qapp, tmp_path):
+    from gui.app import MainWindow
+    from gui.ros_bridge import RosBridge
+
+    bridge = RosBridge(namespace="early", node_name="gui_early")
+    bridge.offer_frame(frame(7))  # what the ROS thread does when a frame beats the window
+    win = MainWindow(bridge, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    try:
+        assert np.array_equal(win.live_view.image, frame(7))
+        bridge.offer_frame(frame(8))  # and the frames after it still signal
+        qtbot.waitUntil(lambda: np.array_equal(win.live_view.image, frame(8)), timeout=WAIT_MS)
+    finally:
+        win.close()
+        bridge.shutdown()
