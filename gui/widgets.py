@@ -109,7 +109,7 @@ class QPlot(QWidget):
             painter.drawText(QRectF(0, y - 8, left - 4, 16), Qt.AlignmentFlag.AlignRight, f"{level:g}")
             painter.setPen(QPen(QColor(200, 200, 200), 1))
         painter.setPen(QColor(90, 90, 90))
-        label = f"Q over the last {len(self.values)} steps" if self.values else "Q: no status yet"
+        label = f"Q over the last {len(self.values)} steps" if self.values else "Q: no values yet"
         painter.drawText(QRectF(left, bottom + 2, right - left, 16), Qt.AlignmentFlag.AlignCenter, label)
         if len(self.values) >= 2:
             n = self.values.maxlen
