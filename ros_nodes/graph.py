@@ -35,8 +35,10 @@ class NodeSpec:
         return Path(config_dir) / self.params_file
 
 
-def _policy(params_file: str, model: str | None, remappings=()) -> NodeSpec:
-    overrides = {"model_path": str(model)} if model else {}
+def _policy(params_file: str, model: str | None, remappings=(), overrides: dict | None = None) -> NodeSpec:
+    overrides = dict(overrides or {})
+    if model:
+        overrides["model_path"] = str(model)
     return NodeSpec("policy_node", "policy_node", "ros_nodes.policy_node", params_file, tuple(remappings), overrides)
 
 
@@ -45,14 +47,14 @@ def _gui(params_file: str, remappings=()) -> NodeSpec:
 
 
 def sim_graph(model: str | None = None, headless: bool = False, world: str | None = None,
-              sim_overrides: dict | None = None) -> list[NodeSpec]:
+              sim_overrides: dict | None = None, policy_overrides: dict | None = None) -> list[NodeSpec]:
     """The sim driver, the policy and (unless headless) the GUI, on the design's topic names."""
     sim = dict(sim_overrides or {})
     if world:
         sim["world"] = world
     nodes = [
         NodeSpec("sim_node", "sim_node", "ros_nodes.sim_node", "sim.yaml", overrides=sim),
-        _policy("sim.yaml", model),
+        _policy("sim.yaml", model, overrides=policy_overrides),
         _gui("sim.yaml"),
     ]
     return [n for n in nodes if not (headless and n.gui)]

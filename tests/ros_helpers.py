@@ -7,20 +7,15 @@ session's own domain from conftest), the way a GUI or a second robot computer wo
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
+
+from ros_nodes import client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,75 +59,21 @@ def stop_node(proc: subprocess.Popen, sig=signal.SIGINT, timeout: float = 10.0) 
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    """Poll until predicate() is truthy; its value, or AssertionError saying what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    """client.wait_for, failing the test (AssertionError) instead of raising TimeoutError."""
+    try:
+        return client.wait_for(predicate, timeout, what, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
-class Probe:
-    """An rclpy node in its own context, spun on a background thread; records what it hears."""
-
-    def __init__(self, name: str = "probe"):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.messages: dict[str, list] = {}
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-
-    def listen(self, msg_type, topic: str, qos_profile) -> list:
-        """Record (receive monotonic time, message) for topic; returns the live list."""
-        received = self.messages.setdefault(topic, [])
-
-        def record(msg):
-            with self._lock:
-                received.append((time.monotonic(), msg))
-
-        self.node.create_subscription(msg_type, topic, record, qos_profile)
-        return received
-
-    def latest(self, topic: str):
-        with self._lock:
-            items = self.messages.get(topic, [])
-            return items[-1][1] if items else None
-
-    def since(self, topic: str, t0: float) -> list:
-        with self._lock:
-            return [m for t, m in self.messages.get(topic, []) if t >= t0]
-
-    def statuses(self, topic: str = "policy/status", t0: float = 0.0) -> list[dict]:
-        return [json.loads(m.data) for m in self.since(topic, t0)]
+class Probe(client.GraphClient):
+    """The test's node; service calls that time out fail the test."""
 
     def call(self, srv_type, name: str, timeout: float = 15.0):
-        client = self.node.create_client(srv_type, name)
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise AssertionError(f"service {name} not available after {timeout} s")
-            future = client.call_async(srv_type.Request())
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout):
-                raise AssertionError(f"service {name} did not answer within {timeout} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def topics(self) -> dict[str, list[str]]:
-        return dict(self.node.get_topic_names_and_types())
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=5)
+            return super().call(srv_type, name, timeout)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
 
 
 def pose_xyz(msg) -> np.ndarray:

@@ -1,0 +1,97 @@
+"""A node for programs that talk to the graph from outside it: the demo, the latency
+benchmark, tests. It owns its rclpy context and spins on a background thread, so the
+caller's code stays plain sequential Python (publish, call a service, wait for a message).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
+    """Poll until predicate() is truthy and return its value; TimeoutError says what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class GraphClient:
+    """An rclpy node in its own context, spun on a thread; records what it hears."""
+
+    def __init__(self, name: str, namespace: str = ""):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, namespace=namespace, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.messages: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def listen(self, msg_type, topic: str, qos_profile, callback=None) -> None:
+        """Record (monotonic receive time, message) for `topic`; `callback(t, msg)` runs first, on the spin thread."""
+        received = self.messages.setdefault(topic, [])
+
+        def record(msg):
+            t = time.monotonic()
+            if callback is not None:
+                callback(t, msg)
+            with self._lock:
+                received.append((t, msg))
+
+        self.node.create_subscription(msg_type, topic, record, qos_profile)
+
+    def latest(self, topic: str):
+        with self._lock:
+            items = self.messages.get(topic, [])
+            return items[-1][1] if items else None
+
+    def since(self, topic: str, t0: float) -> list:
+        with self._lock:
+            return [m for t, m in self.messages.get(topic, []) if t >= t0]
+
+    def statuses(self, topic: str = "policy/status", t0: float = 0.0) -> list[dict]:
+        """policy/status messages received since t0, decoded."""
+        return [json.loads(m.data) for m in self.since(topic, t0)]
+
+    def call(self, srv_type, name: str, timeout: float = 15.0):
+        """Call a service and return its response; TimeoutError when it is absent or silent."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available after {timeout:g} s")
+            future = client.call_async(srv_type.Request())
+            done = threading.Event()
+            future.add_done_callback(lambda _: done.set())
+            if not done.wait(timeout):
+                raise TimeoutError(f"service {name} did not answer within {timeout:g} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def topics(self) -> dict[str, list[str]]:
+        return dict(self.node.get_topic_names_and_types())
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
