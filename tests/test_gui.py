@@ -296,7 +296,7 @@ def test_choosing_a_task_publishes_its_goal_and_sets_the_model(qtbot, window, ro
     qtbot.waitUntil(lambda: "set model: ok" in messages(window), timeout=WAIT_MS)
 
 
-def test_cli_screenshot_renders_the_window_and_publishes_goal(tmp_path, goal_dir, robot):
+def test_cli_screenshot_renders_the_window_with_its_goal(tmp_path, goal_dir, robot):
     out = tmp_path / "gui.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     cmd = [
@@ -383,3 +383,34 @@ def test_frame_arriving_before_the_window_connects_is_not_lost(qtbot, qapp, tmp_
     finally:
         win.close()
         bridge.shutdown()
+
+
+def test_a_service_that_never_answers_times_out_with_a_message(qtbot, qapp, tmp_path):
+    from gui.app import MainWindow
+    from gui.ros_bridge import RosBridge
+
+    release = threading.Event()
+    context = Context()
+    rclpy.init(context=context)
+    server = Node("hung_policy", namespace="hung", context=context)
+    server.create_service(Trigger, Topics.POLICY_START, lambda req, res: (release.wait(10), res)[1])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(server)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    bridge = RosBridge(namespace="hung", ros_args=["-p", "service_timeout_s:=0.5"], node_name="gui_hung")
+    win = MainWindow(bridge, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    try:
+        qtbot.waitUntil(lambda: win.health_panel.lines.get("start", ("", False))[1], timeout=WAIT_MS)
+        win.start_button.click()
+        qtbot.waitUntil(lambda: "start: no answer within 0.5 s" in messages(win), timeout=WAIT_MS)
+        win.stop_button.click()  # the window still works
+        assert "stop" in win.message_bar.text() and "not available" in win.message_bar.text()
+    finally:
+        release.set()
+        win.close()
+        bridge.shutdown()
+        executor.shutdown(timeout_sec=1.0)
+        server.destroy_node()
+        rclpy.shutdown(context=context)
+        thread.join(timeout=2.0)
