@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", metavar="DIR", help="training store whose episodes' final frames become goals"
     )
     parser.add_argument(
-        "--models", metavar="DIR", help="folder of models with task cards (default: ./models)"
+        "--models", metavar="DIR", help="folder of models with task cards (default: the project's models/)"
     )
     parser.add_argument("--suites", action="store_true", help="render the sim's goal suites into the gallery")
     parser.add_argument(
