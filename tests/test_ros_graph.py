@@ -116,9 +116,15 @@ def test_topics_types_and_services_are_there(probe):
     topics = wait_for(all_there, 15, "every topic")
     for name, msgtype in expected.items():
         assert topics[name] == [msgtype], name
-    services = dict(probe.node.get_service_names_and_types())
-    for name in ("/reset", "/policy/start", "/policy/stop", "/recorder/start", "/recorder/stop"):
-        assert services.get(name) == ["std_srvs/srv/Trigger"], name
+    wanted = ("/reset", "/policy/start", "/policy/stop", "/recorder/start", "/recorder/stop")
+
+    def all_served():
+        services = dict(probe.node.get_service_names_and_types())
+        return services if all(n in services for n in wanted) else None
+
+    services = wait_for(all_served, 15, "every service")
+    for name in wanted:
+        assert services[name] == ["std_srvs/srv/Trigger"], name
 
 
 def test_sim_publishes_the_driver_interface(probe):
