@@ -204,3 +204,13 @@ def test_resume_after_sigkill_continues_bit_for_bit(store_dir, tmp_path):
         assert torch.equal(value["exp_avg_sq"], b["algorithm"]["optimizer"]["state"][key]["exp_avg_sq"])
     assert a["rng"][0]["sampler"] == b["rng"][0]["sampler"]
     assert [int(r["step"]) for r in rows(killed / "metrics.csv")] == list(range(5, steps + 1, 5))
+
+
+def test_success_is_evaluated_against_step_on_the_sim_suite(store_dir, tmp_path):
+    c = resolve_config(algo="am", debug=True, steps=4, data=str(store_dir),
+                       overrides=["num_threads=1", "eval_every=2", "eval_episodes=1", "checkpoint_every=4"])
+    train(c, tmp_path / "run", progress=False)
+    evals = rows(tmp_path / "run" / "eval.csv")
+    assert [(int(r["step"]), r["family"], int(r["n"])) for r in evals] == [(2, "reach", 1), (4, "reach", 1)]
+    assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in evals)
+    assert (tmp_path / "run" / "success_vs_step.png").stat().st_size > 1000

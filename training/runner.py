@@ -402,58 +402,61 @@ CURVE_GROUPS = {
 
 
 class Evaluator:
-    """Success against training step on the sim goal suites (robot_app.evaluation.evaluate_suite)."""
+    """Success against training step on the sim goal suites (robot_app.evaluation.evaluate_suite).
 
-    def __init__(self, c: TrainConfig, run_dir: Path):
+    eval.csv keeps one row per (step, family); on resume rows past the checkpoint go, like metrics.
+    """
+
+    COLUMNS = ("step", "family", "success_rate", "ci95_low", "ci95_high", "n", "mean_steps")
+
+    def __init__(self, c: TrainConfig, run_dir: Path, resume_step: int | None):
         self.config, self.run_dir = c, run_dir
         self.csv = run_dir / "eval.csv"
-        self.evaluate_suite = None
+        self.evaluation = None
         if c.eval_every > 0:
             try:
-                from robot_app.evaluation import evaluate_suite
+                from robot_app import evaluation
             except ImportError as exc:
                 print(f"train: eval_every={c.eval_every} but the evaluation suite is unavailable ({exc}); "
                       "training continues without evaluation", file=sys.stderr)
             else:
-                self.evaluate_suite = evaluate_suite
+                self.evaluation = evaluation
+        self.rows: list[dict] = []
+        if resume_step is not None and self.csv.is_file():
+            with self.csv.open(newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+            self._write()
 
     def due(self, step: int) -> bool:
-        return self.evaluate_suite is not None and step % self.config.eval_every == 0
+        return self.evaluation is not None and step % self.config.eval_every == 0
 
     def __call__(self, step: int, model: torch.nn.Module) -> dict:
         c = self.config
         was_training = model.training
         act = make_act_fn(model, c.cem, seed=c.eval_seed)
-        result = self.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size)
+        result = self.evaluation.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size,
+                                                progress=False, name=f"{c.algo}@{step}")
         model.train(was_training)
-        new = not self.csv.is_file()
-        with self.csv.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["step", "family", "success_rate", "ci95", "n", "mean_steps"])
-            for family, r in result.get("families", {}).items():
-                writer.writerow([step, family, r.get("success_rate"), r.get("ci95"), r.get("n"), r.get("mean_steps")])
-        self._plot()
+        for family, r in result.get("families", {}).items():
+            lo, hi = r.get("ci95", (math.nan, math.nan))
+            self.rows.append(dict(zip(self.COLUMNS, (step, family, r["success_rate"], lo, hi, r.get("n"), r.get("mean_steps")),
+                                      strict=True)))
+        self._write()
         return result
 
-    def _plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        with self.csv.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        for family in sorted({r["family"] for r in rows}):
-            pts = [(int(r["step"]), float(r["success_rate"])) for r in rows if r["family"] == family]
-            ax.plot(*zip(*pts, strict=True), marker="o", label=family)
-        ax.set(xlabel="step", ylabel="success rate", ylim=(-0.02, 1.02), title=f"{self.config.algo}: success vs step")
-        ax.legend(loc="best")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(self.run_dir / "success_vs_step.png", dpi=90)
-        plt.close(fig)
+    def _write(self) -> None:
+        tmp = self.csv.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.csv)
+        if self.rows and self.evaluation is not None:
+            points: dict[int, dict] = {}
+            for r in self.rows:
+                points.setdefault(int(r["step"]), {"families": {}})["families"][r["family"]] = {
+                    "success_rate": float(r["success_rate"]), "ci95": [float(r["ci95_low"]), float(r["ci95_high"])]}
+            self.evaluation.plot_success_vs_step(sorted(points.items()), self.run_dir / "success_vs_step.png")
 
 
 # ---------------------------------------------------------------- the loop
@@ -510,7 +513,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     dist.broadcast_modules(algo.modules().values())
 
     log = MetricsLog(run_dir, step) if dist.main else None
-    evaluator = Evaluator(c, run_dir) if dist.main else None
+    evaluator = Evaluator(c, run_dir, step if checkpoint is not None else None) if dist.main else None
     per_rank = c.batch_size // dist.world_size
     last_path = find_checkpoint(run_dir) if checkpoint is not None else None
     window: list[dict] = []
@@ -531,11 +534,11 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
             if log is not None:
                 log.write(row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "updates_per_s")})
+        if evaluator is not None and evaluator.due(step):  # before the checkpoint, so a resume never skips one
+            result = evaluator(step, algo.policy_module())
+            bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items()))
         if step % c.checkpoint_every == 0 or step == c.steps:
             last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist)
-        if evaluator is not None and evaluator.due(step):
-            result = evaluator(step, algo.policy_module())
-            bar.write(f"step {step}: " + ", ".join(f"{f} {r.get('success_rate')}" for f, r in result.get("families", {}).items()))
     bar.close()
     return last_path
 

@@ -1,0 +1,168 @@
+"""Training speed: full Actionable Models updates/s, plain eager fp32 NCHW against the optimised setup.
+
+Both configurations run the same update (batch 256, CEM targets with 64 samples x 2
+iterations on the target net, clipped double Q, 4 artificial negatives from 16
+candidates, random-shift augmentation, sampling from a memory-mapped store) in the same
+process, their timed windows interleaved (plain, optimised, plain, ...) so that a noisy
+shared machine slows both alike. Reported: the median updates/s over the windows, and the
+time split of one update. The optimised setup differs only in how the maths runs:
+channels_last conv layout and bf16 autocast (fp32 losses and targets); CEM sample counts
+are the same in both.
+
+`--quality N` also trains both for N updates on a small learnable store from the same
+seed and reports their losses, to check bf16 does not break learning.
+
+    .venv/bin/python bench/bench_train_speed.py [--batch 256] [--windows 5] [--updates 4] [--quality 150]
+Writes bench/results/train_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from robot_app.store import Store  # noqa: E402
+from training.runner import TrainConfig, build_algorithm, effective_sampler, to_torch  # noqa: E402
+from training.sampler import GoalSampler, make_synthetic_store  # noqa: E402
+
+SETUPS = {
+    "plain_fp32_nchw": {"precision": "fp32", "channels_last": False},
+    "optimised_bf16_channels_last": {"precision": "bf16", "channels_last": True},
+}
+
+
+class Trainer:
+    """One configuration's algorithm, sampler and augmentation generator."""
+
+    def __init__(self, config: TrainConfig, store: Store):
+        self.config = config
+        self.algo = build_algorithm(config, torch.device("cpu"))
+        self.sampler = GoalSampler(store, effective_sampler(config), seed=config.seed)
+        self.aug = torch.Generator().manual_seed(config.seed + 2)
+
+    def batch(self):
+        return to_torch(self.sampler.sample(self.config.batch_size), torch.device("cpu"), self.config.augment_pad, self.aug)
+
+    def step(self) -> dict:
+        return self.algo.update(self.batch())
+
+    def window(self, updates: int) -> float:
+        start = time.perf_counter()
+        for _ in range(updates):
+            self.step()
+        return updates / (time.perf_counter() - start)
+
+    def split(self, repeats: int = 3) -> dict:
+        """Median milliseconds of the update's parts: sampling+augmentation, TD target (CEM), whole update."""
+        times = {"sample_ms": [], "target_ms": [], "update_ms": []}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            b = self.batch()
+            t1 = time.perf_counter()
+            if hasattr(self.algo, "td_target"):
+                from training.am import autocast
+
+                with autocast(self.algo.device, self.algo.precision):
+                    self.algo.td_target(b)
+            t2 = time.perf_counter()
+            self.algo.update(b)
+            t3 = time.perf_counter()
+            times["sample_ms"].append(1e3 * (t1 - t0))
+            times["target_ms"].append(1e3 * (t2 - t1))
+            times["update_ms"].append(1e3 * (t3 - t2))
+        return {k: round(statistics.median(v), 1) for k, v in times.items()}
+
+
+def speed(args, store: Store) -> dict:
+    base = TrainConfig(batch_size=args.batch, seed=0)
+    trainers = {name: Trainer(replace(base, **setup), store) for name, setup in SETUPS.items()}
+    for name, trainer in trainers.items():  # warm-up: allocator, oneDNN primitive caches
+        for _ in range(2):
+            trainer.step()
+    windows: dict[str, list[float]] = {name: [] for name in trainers}
+    for w in range(args.windows):
+        for name, trainer in trainers.items():
+            windows[name].append(trainer.window(args.updates))
+        print(f"window {w}: " + ", ".join(f"{n} {v[-1]:.2f} upd/s" for n, v in windows.items()), flush=True)
+    out = {}
+    for name, trainer in trainers.items():
+        out[name] = {
+            **SETUPS[name],
+            "updates_per_s_median": round(statistics.median(windows[name]), 3),
+            "updates_per_s_windows": [round(v, 3) for v in windows[name]],
+            "split": trainer.split(),
+        }
+    return out
+
+
+def quality(args, tmp: Path) -> dict:
+    """Same seed, same data, fp32 plain vs bf16 channels_last: the losses should track each other."""
+    store = Store.open(make_synthetic_store(tmp / "learnable", episodes=16, steps=24, constant_actions=True, seed=1))
+    base = TrainConfig(batch_size=64, seed=0, am=replace(TrainConfig().am, lr=1e-3))
+    result = {}
+    for name, setup in SETUPS.items():
+        trainer = Trainer(replace(base, **setup), store)
+        first, last = [], []
+        for i in range(args.quality):
+            m = {k: float(v) for k, v in trainer.step().items()}
+            (first if i < 20 else last if i >= args.quality - 20 else []).append(m["loss_td"] + m["loss_neg"])
+        result[name] = {"loss_first20": round(statistics.mean(first), 4), "loss_last20": round(statistics.mean(last), 4)}
+        print(f"quality {name}: {result[name]}", flush=True)
+    result["updates"] = args.quality
+    result["batch"] = 64
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--windows", type=int, default=5, help="timed windows per configuration (median reported)")
+    parser.add_argument("--updates", type=int, default=4, help="updates per timed window")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quality", type=int, default=0, help="updates of the bf16-vs-fp32 learning check (0 = skip)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(make_synthetic_store(Path(tmp) / "store", episodes=40, steps=50))
+        results = speed(args, store)
+        plain = results["plain_fp32_nchw"]["updates_per_s_median"]
+        fast = results["optimised_bf16_channels_last"]["updates_per_s_median"]
+        report = {
+            "benchmark": "train_speed",
+            "what": "full AM update (CEM targets 64x2 on target net, clipped double Q, 4 negatives of 16, random shift)",
+            "batch": args.batch,
+            "threads": args.threads,
+            "updates_per_window": args.updates,
+            "windows": args.windows,
+            "results": results,
+            "speedup": round(fast / plain, 2),
+            "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "cores_visible": len(os.sched_getaffinity(0)),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        }
+        if args.quality:
+            report["bf16_quality"] = quality(args, Path(tmp))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"plain {plain:.2f} upd/s, optimised {fast:.2f} upd/s, speedup {report['speedup']}x -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
