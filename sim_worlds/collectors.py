@@ -50,9 +50,9 @@ PLAY_SKILLS = {
 }
 ACTION_NOISE = 0.2  # std of the Gaussian added to every xyz and yaw action
 WAYPOINT_JITTER = 0.006  # m, std of the offset added to each scripted waypoint
-HELDOUT_GRASP_JITTER = 0.022  # m, std of the aim error of a held-out grasp attempt
+HELDOUT_GRASP_JITTER = 0.02  # m, std of the aim error of a held-out grasp attempt
 HELDOUT_YAW_JITTER = 0.5  # rad, std of its yaw error
-HELDOUT_HEIGHT_JITTER = 0.022  # m, std of how far above the object it closes (too high: a miss)
+HELDOUT_HEIGHT_JITTER = 0.02  # m, std of how far above the object it closes (too high: a miss)
 STEP = 0.02  # m: the largest move of one control step (design section 3)
 
 

@@ -46,6 +46,15 @@ def _colour_pixels(image, rgba, tol=60):
 
 
 def test_scripted_grasp_lifts_a_cube_and_holds_it(world):
+    _grasp_lift_hold(world)
+
+
+def test_scripted_grasp_also_holds_with_240_hz_physics():
+    with PandaWorld(image_size=64, physics_hz=240.0) as fine:
+        _grasp_lift_hold(fine)
+
+
+def _grasp_lift_hold(world):
     world.reset(3)
     name = "red_cube"
     cube = world.object_positions()[name]
