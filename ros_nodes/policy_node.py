@@ -50,6 +50,7 @@ PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
     "seed": 0,  # CEM noise; reseeded at every start so runs repeat
 }
 RESTART_ONLY = ("model_path", "threads")
+FRAME_SPACING = 0.7  # of a control period: frames closer than this to the last one acted on are skipped
 RUNNING, READY, IDLE, REACHED, STOPPED, ERROR = "running", "ready", "idle", "reached", "stopped", "error"
 
 
@@ -66,8 +67,8 @@ def load_policy(path: str, threads: int, seed: int):
 
 
 class PolicyNode(Node):
-    def __init__(self):
-        super().__init__("policy_node")
+    def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
+        super().__init__("policy_node", **node_kwargs)
         for name, default in PARAMETERS.items():
             self.declare_parameter(name, default)
         reason = self._validate(self.get_parameters(list(PARAMETERS)))
@@ -84,7 +85,7 @@ class PolicyNode(Node):
         self.gripper: float | None = None  # measured, from joint_states
         self._grip_target = 0.0  # last commanded, the fallback without joint_states
         self._last_frame = -math.inf  # monotonic receive time of the newest camera frame
-        self._last_act = -math.inf
+        self._last_act = -math.inf  # when the last acted-on frame was taken (s, its stamp or receipt)
         self._started = -math.inf
 
         inference = MutuallyExclusiveCallbackGroup()
@@ -182,11 +183,18 @@ class PolicyNode(Node):
         return self._grip_target
 
     def _on_frame(self, msg: Image) -> None:
-        """Act on this frame when running and a control period has passed since the last action."""
+        """Act on this frame when running and it is (about) a control period newer than the last one acted on.
+
+        Periods are measured on the frames' stamps, which transport delays do not jitter; a
+        camera at the control rate is answered frame by frame, a faster one at about that rate.
+        """
         now = time.monotonic()
         self._last_frame = now
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        taken = stamp_ns / 1e9 if stamp_ns else now
         with self._lock:
-            if self.state != RUNNING or now - self._last_act < 0.8 / self._param("control_hz"):
+            too_soon = 0.0 <= taken - self._last_act < FRAME_SPACING / self._param("control_hz")  # < 0: clock jumped back
+            if self.state != RUNNING or too_soon:
                 return
             goal = self.goal
         try:
@@ -206,12 +214,12 @@ class PolicyNode(Node):
         with self._lock:
             if self.state != RUNNING:  # stopped while the network ran: send nothing
                 return
-            self._last_act = now
+            self._last_act = taken
             self.q_value = round(float(q), 6)
             if q >= self._param("q_threshold"):
                 self._stop(REACHED, f"goal reached: Q {q:.3f} >= {self._param('q_threshold')}")
                 return
-            stamp = msg.header.stamp if stamp_to_ns(msg.header.stamp) else self.get_clock().now().to_msg()
+            stamp = msg.header.stamp if stamp_ns else self.get_clock().now().to_msg()
             twist, grip = action_to_twist(action, stamp, self.policy.card.action_scaling)
             self.twist_pub.publish(twist)
             self.grip_pub.publish(Float64(data=grip))

@@ -67,8 +67,8 @@ def recover_partials(output_dir: Path, log) -> list[Path]:
 
 
 class RecorderNode(Node):
-    def __init__(self):
-        super().__init__("recorder_node")
+    def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
+        super().__init__("recorder_node", **node_kwargs)
         for name, default in PARAMETERS.items():
             self.declare_parameter(name, default)
         reason = self._validate(self.get_parameters(list(PARAMETERS)))

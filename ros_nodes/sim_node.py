@@ -79,8 +79,8 @@ def load_task(family: str, seed: int, index: int, image_size: int):
 
 
 class SimNode(Node):
-    def __init__(self):
-        super().__init__("sim_node")
+    def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
+        super().__init__("sim_node", **node_kwargs)
         for name, default in PARAMETERS.items():
             self.declare_parameter(name, default)
         reason = self._validate(self.get_parameters(list(PARAMETERS)))
