@@ -50,7 +50,7 @@ PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
     "seed": 0,  # CEM noise; reseeded at every start so runs repeat
 }
 RESTART_ONLY = ("model_path", "threads")
-FRAME_SPACING = 0.7  # of a control period: frames closer than this to the last one acted on are skipped
+BURST = 2.0  # actions the rate limit may owe: absorbs a period of jitter in frame timing
 RUNNING, READY, IDLE, REACHED, STOPPED, ERROR = "running", "ready", "idle", "reached", "stopped", "error"
 
 
@@ -85,7 +85,8 @@ class PolicyNode(Node):
         self.gripper: float | None = None  # measured, from joint_states
         self._grip_target = 0.0  # last commanded, the fallback without joint_states
         self._last_frame = -math.inf  # monotonic receive time of the newest camera frame
-        self._last_act = -math.inf  # when the last acted-on frame was taken (s, its stamp or receipt)
+        self._tokens = BURST  # actions allowed now (token bucket refilled at control_hz by frame time)
+        self._last_taken: float | None = None  # when the previous frame was taken (s, its stamp or receipt)
         self._started = -math.inf
 
         inference = MutuallyExclusiveCallbackGroup()
@@ -182,19 +183,28 @@ class PolicyNode(Node):
         )
         return self._grip_target
 
-    def _on_frame(self, msg: Image) -> None:
-        """Act on this frame when running and it is (about) a control period newer than the last one acted on.
+    def _allowed(self, taken: float) -> bool:
+        """Token bucket on frame time (lock held): at most control_hz actions a second on average.
 
-        Periods are measured on the frames' stamps, which transport delays do not jitter; a
-        camera at the control rate is answered frame by frame, a faster one at about that rate.
+        A camera at the control rate is answered frame by frame even when its timing jitters
+        (a late frame then an early one); a faster camera is answered at the control rate.
+        Frame time is the stamp, which transport delays do not jitter.
         """
+        dt = 0.0 if self._last_taken is None else taken - self._last_taken
+        self._last_taken = taken
+        if dt < 0:  # the camera's clock jumped back (a replayed bag, sim time): start afresh
+            self._tokens = 1.0
+        self._tokens = min(BURST, self._tokens + max(dt, 0.0) * self._param("control_hz"))
+        return self._tokens >= 1.0 - 1e-3  # float rounding of stamps must not skip a frame
+
+    def _on_frame(self, msg: Image) -> None:
+        """Act on this frame when running and the rate limit allows; publish the command."""
         now = time.monotonic()
         self._last_frame = now
         stamp_ns = stamp_to_ns(msg.header.stamp)
         taken = stamp_ns / 1e9 if stamp_ns else now
         with self._lock:
-            too_soon = 0.0 <= taken - self._last_act < FRAME_SPACING / self._param("control_hz")  # < 0: clock jumped back
-            if self.state != RUNNING or too_soon:
+            if self.state != RUNNING or not self._allowed(taken):
                 return
             goal = self.goal
         try:
@@ -214,7 +224,7 @@ class PolicyNode(Node):
         with self._lock:
             if self.state != RUNNING:  # stopped while the network ran: send nothing
                 return
-            self._last_act = taken
+            self._tokens -= 1.0
             self.q_value = round(float(q), 6)
             if q >= self._param("q_threshold"):
                 self._stop(REACHED, f"goal reached: Q {q:.3f} >= {self._param('q_threshold')}")
@@ -251,7 +261,7 @@ class PolicyNode(Node):
                 return True, "already running"
             self.policy.reseed(self._param("seed"))
             self.state, self.reason, self.step, self.q_value = RUNNING, "started", 0, None
-            self._started, self._last_act = time.monotonic(), -math.inf
+            self._started, self._tokens, self._last_taken = time.monotonic(), BURST, None
             self._publish_status()
         self.get_logger().info("started")
         return True, "started"

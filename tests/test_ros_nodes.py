@@ -157,3 +157,24 @@ def test_sim_and_recorder_nodes_refuse_bad_parameters_before_building_anything(c
         RecorderNode(context=context, parameter_overrides=[Parameter("topics", value=["/tf"]),
                                                            Parameter("output_dir", value=str(tmp_path))])
     assert msgtype_of(Image) == "sensor_msgs/msg/Image"
+
+
+def test_rate_limit_answers_a_jittery_10hz_camera_every_frame_and_a_30hz_one_at_10hz(context):
+    from ros_nodes.policy_node import BURST, PolicyNode
+
+    node = PolicyNode(context=context)
+    try:
+        def acted(times) -> int:
+            node._tokens, node._last_taken, count = BURST, None, 0
+            for t in times:
+                if node._allowed(t):
+                    node._tokens -= 1.0
+                    count += 1
+            return count
+
+        jitter = np.random.default_rng(0).uniform(-0.04, 0.04, 200)
+        assert acted(1000.0 + np.arange(200) * 0.1 + jitter) == 200
+        assert acted(1000.0 + np.arange(300) / 30.0) == pytest.approx(100, abs=1)
+        assert acted([1000.0, 1000.1, 5.0, 5.1]) == 4  # a clock that jumps back is followed
+    finally:
+        node.destroy_node()

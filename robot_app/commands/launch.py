@@ -162,6 +162,9 @@ def build_specs(args: argparse.Namespace) -> list[NodeSpec]:
     if not headless and find_spec("gui.app") is None:
         print("robot-app launch: the GUI (gui.app) is not installed; running headless", file=sys.stderr)
         headless = True
+    if not headless and not _can_show_windows():
+        print("robot-app launch: no display ($DISPLAY / $WAYLAND_DISPLAY unset); running headless", file=sys.stderr)
+        headless = True
     if args.graph == "sim":
         return GRAPHS["sim"](model=model, headless=headless, world=args.world)
     from ros_nodes.graph import ROBOT_REMAPPINGS
@@ -169,6 +172,11 @@ def build_specs(args: argparse.Namespace) -> list[NodeSpec]:
     remaps = dict(ROBOT_REMAPPINGS)
     remaps.update(args.remap)
     return GRAPHS["robot"](model=model, headless=headless, remappings=tuple(remaps.items()))
+
+
+def _can_show_windows() -> bool:
+    env = os.environ
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")) or env.get("QT_QPA_PLATFORM") == "offscreen"
 
 
 def _raise_interrupt(signum, frame):
