@@ -112,7 +112,8 @@ def run_one(mode: str, n: int, seed: int, args, paths: dict, work: Path) -> dict
     from robot_app.policy import Policy
     from training.finetune import export_finetuned, finetune, resolve_config
 
-    run_dir = work / "runs" / f"{mode}_{n}_s{seed}"
+    name = f"{mode}_{n}_s{seed}_{args.steps}steps"
+    run_dir = work / "runs" / name
     values = {"mode": mode, "data": str(paths[n]), "steps": args.steps, "seed": seed, "batch_size": args.batch_size,
               "pretrained": str(paths["pretrained"]),  # scratch takes only its network and hyperparameters
               "num_threads": args.num_threads, "log_every": 50, "checkpoint_every": args.steps}
@@ -123,7 +124,7 @@ def run_one(mode: str, n: int, seed: int, args, paths: dict, work: Path) -> dict
     if not any((run_dir / "checkpoints").glob("*.pt")):
         finetune(config, run_dir, progress=False)
     train_s = time.perf_counter() - started
-    onnx_path, _, _ = export_finetuned(run_dir, work / "models" / f"{mode}_{n}_s{seed}.onnx")
+    onnx_path, _, _ = export_finetuned(run_dir, work / "models" / f"{name}.onnx")
     policy = Policy.load(onnx_path, seed=seed)
     started = time.perf_counter()
     results = evaluate_suite(policy, ["grasp-heldout"], args.episodes_eval, seed, image_size=policy.image_size, progress=False)
