@@ -16,7 +16,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.json")),
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.json") + glob("models/*_goal.png")),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"], "vision": ["torchvision"]},
