@@ -6,13 +6,17 @@ candidates, random-shift augmentation, sampling from a memory-mapped store) in t
 process, their timed windows interleaved (plain, optimised, plain, ...) so that a noisy
 shared machine slows both alike. Reported: the median updates/s over the windows, and the
 time split of one update. The optimised setup differs only in how the maths runs:
-channels_last conv layout and bf16 autocast (fp32 losses and targets); CEM sample counts
-are the same in both.
+channels_last conv layout, bf16 autocast (fp32 losses and targets) and a foreach Adam step
+(torch's CPU default loops over the tensors); CEM sample counts are the same in both.
 
 `--quality N` also trains both for N updates on a small learnable store from the same
 seed and reports their losses, to check bf16 does not break learning.
 
-    .venv/bin/python bench/bench_train_speed.py [--batch 256] [--windows 5] [--updates 4] [--quality 150]
+Thread counts: 2 (the machine's cores) and 1. On a machine shared with other busy
+processes two OpenMP threads can lose more to waiting on each other than they gain, so
+both are measured and the load average is recorded next to them.
+
+    .venv/bin/python bench/bench_train_speed.py [--batch 256] [--windows 8] [--updates 2] [--threads 2,1] [--quality 100]
 Writes bench/results/train_speed.json.
 """
 
@@ -39,8 +43,8 @@ from training.runner import TrainConfig, build_algorithm, effective_sampler, to_
 from training.sampler import GoalSampler, make_synthetic_store  # noqa: E402
 
 SETUPS = {
-    "plain_fp32_nchw": {"precision": "fp32", "channels_last": False},
-    "optimised_bf16_channels_last": {"precision": "bf16", "channels_last": True},
+    "plain_fp32_nchw": {"precision": "fp32", "channels_last": False, "optimizer_foreach": False},
+    "optimised_bf16_channels_last": {"precision": "bf16", "channels_last": True, "optimizer_foreach": True},
 }
 
 
@@ -89,13 +93,17 @@ class Trainer:
 def speed(args, store: Store) -> dict:
     base = TrainConfig(batch_size=args.batch, seed=0)
     trainers = {name: Trainer(replace(base, **setup), store) for name, setup in SETUPS.items()}
-    for name, trainer in trainers.items():  # warm-up: allocator, oneDNN primitive caches
+    for trainer in trainers.values():  # warm-up: allocator, oneDNN primitive caches
         for _ in range(2):
             trainer.step()
     windows: dict[str, list[float]] = {name: [] for name in trainers}
+    cpu: dict[str, list[float]] = {name: [] for name in trainers}
+    order = list(trainers)
     for w in range(args.windows):
-        for name, trainer in trainers.items():
-            windows[name].append(trainer.window(args.updates))
+        for name in order if w % 2 == 0 else order[::-1]:  # ABBA: neither always runs first
+            cpu_start = time.process_time()
+            windows[name].append(trainers[name].window(args.updates))
+            cpu[name].append((time.process_time() - cpu_start) / args.updates)
         print(f"window {w}: " + ", ".join(f"{n} {v[-1]:.2f} upd/s" for n, v in windows.items()), flush=True)
     out = {}
     for name, trainer in trainers.items():
@@ -103,7 +111,8 @@ def speed(args, store: Store) -> dict:
             **SETUPS[name],
             "updates_per_s_median": round(statistics.median(windows[name]), 3),
             "updates_per_s_windows": [round(v, 3) for v in windows[name]],
-            "split": trainer.split(),
+            "cpu_s_per_update_median": round(statistics.median(cpu[name]), 3),
+            "split_ms": trainer.split(),
         }
     return out
 
@@ -129,38 +138,46 @@ def quality(args, tmp: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--windows", type=int, default=5, help="timed windows per configuration (median reported)")
-    parser.add_argument("--updates", type=int, default=4, help="updates per timed window")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--windows", type=int, default=8, help="timed windows per configuration (median reported)")
+    parser.add_argument("--updates", type=int, default=2, help="updates per timed window")
+    parser.add_argument("--threads", default="2,1", help="torch thread counts to measure, comma-separated")
     parser.add_argument("--quality", type=int, default=0, help="updates of the bf16-vs-fp32 learning check (0 = skip)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    report = {
+        "benchmark": "train_speed",
+        "what": "full AM update (CEM targets 64x2 on target net, clipped double Q, 4 negatives of 16, random shift)",
+        "batch": args.batch,
+        "updates_per_window": args.updates,
+        "windows": args.windows,
+        "by_threads": {},
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores_visible": len(os.sched_getaffinity(0)),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(make_synthetic_store(Path(tmp) / "store", episodes=40, steps=50))
-        results = speed(args, store)
-        plain = results["plain_fp32_nchw"]["updates_per_s_median"]
-        fast = results["optimised_bf16_channels_last"]["updates_per_s_median"]
-        report = {
-            "benchmark": "train_speed",
-            "what": "full AM update (CEM targets 64x2 on target net, clipped double Q, 4 negatives of 16, random shift)",
-            "batch": args.batch,
-            "threads": args.threads,
-            "updates_per_window": args.updates,
-            "windows": args.windows,
-            "results": results,
-            "speedup": round(fast / plain, 2),
-            "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(),
-            "cores_visible": len(os.sched_getaffinity(0)),
-            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-        }
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            print(f"== {threads} thread(s)", flush=True)
+            results = speed(args, store)
+            plain, fast = (results[name]["updates_per_s_median"] for name in SETUPS)
+            cpu_plain, cpu_fast = (results[name]["cpu_s_per_update_median"] for name in SETUPS)
+            report["by_threads"][str(threads)] = {
+                "results": results,
+                "speedup": round(fast / plain, 2),
+                "speedup_in_cpu_time": round(cpu_plain / cpu_fast, 2),
+                "load_avg_1m_after": round(os.getloadavg()[0], 2),
+            }
+            print(f"{threads} thread(s): plain {plain:.2f} upd/s, optimised {fast:.2f} upd/s, speedup {fast / plain:.2f}x", flush=True)
         if args.quality:
+            torch.set_num_threads(min(int(t) for t in args.threads.split(",")))  # learning, not speed
             report["bf16_quality"] = quality(args, Path(tmp))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"plain {plain:.2f} upd/s, optimised {fast:.2f} upd/s, speedup {report['speedup']}x -> {out}")
+    print(f"-> {out}")
     return 0
 
 

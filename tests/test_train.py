@@ -214,3 +214,21 @@ def test_success_is_evaluated_against_step_on_the_sim_suite(store_dir, tmp_path)
     assert [(int(r["step"]), r["family"], int(r["n"])) for r in evals] == [(2, "reach", 1), (4, "reach", 1)]
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in evals)
     assert (tmp_path / "run" / "success_vs_step.png").stat().st_size > 1000
+
+
+def test_ctrl_c_checkpoints_the_step_it_finished(store_dir, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training.commands.train", "--data", str(store_dir), "--out", str(run), "--debug",
+           "--steps", "100000", "--set", "checkpoint_every=100000", "--set", "num_threads=1", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.csv").is_file() and rows(run / "metrics.csv")):
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start logging"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ckpts = list((run / "checkpoints").glob("step_*.pt"))
+    assert len(ckpts) == 1 and 5 <= int(ckpts[0].stem.split("_")[1]) < 100000
+    assert "interrupted at step" in err and "--resume" in err

@@ -86,6 +86,7 @@ class ActionableModels:
         seed: int = 0,
         precision: str = "bf16",
         channels_last: bool = True,
+        foreach: bool = True,
     ):
         _validate(config)
         self.config, self.network, self.device, self.precision = config, network, device, precision
@@ -95,7 +96,7 @@ class ActionableModels:
         self.t1, self.t2 = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         for target in (self.t1, self.t2):
             target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr, foreach=foreach)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed + 1)
         self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None  # DDP: all-reduce gradients here

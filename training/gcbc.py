@@ -72,13 +72,14 @@ class GCBC:
         seed: int = 0,
         precision: str = "bf16",
         channels_last: bool = True,
+        foreach: bool = True,
     ):
         if config.score_sigma <= 0:
             raise ValueError(f"gcbc.score_sigma={config.score_sigma}: must be > 0")
         self.config, self.network, self.device, self.precision = config, network, device, precision
         torch.manual_seed(seed)
         self.policy = set_channels_last(BCPolicy(network), channels_last).to(device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, foreach=foreach)
         self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None
 
     def parameters(self) -> list[nn.Parameter]:

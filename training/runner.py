@@ -24,7 +24,9 @@ import csv
 import hashlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +80,7 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads per process; 0 = this machine's cores / processes
     precision: str = "bf16"  # fp32 | bf16 (autocast on convs and matmuls; losses in fp32)
     channels_last: bool = True  # conv memory layout; false = plain NCHW (the speed benchmark's baseline)
+    optimizer_foreach: bool = True  # Adam updates all tensors per op (same maths; torch's CPU default loops per tensor)
     augment_pad: int = 4  # random shift of current, next and goal images by up to this many pixels; 0 = off
     log_every: int = 100  # updates between metrics.csv rows
     checkpoint_every: int = 2000  # updates between checkpoints (and one at the end)
@@ -248,7 +251,8 @@ def set_threads(c: TrainConfig, local_world_size: int = 1) -> int:
 def build_algorithm(c: TrainConfig, device: torch.device, seed: int | None = None):
     """The algorithm object for c.algo: update(batch) -> metrics, state_dict, policy_module."""
     seed = c.seed if seed is None else seed
-    common = {"network": c.network, "device": device, "seed": seed, "precision": c.precision, "channels_last": c.channels_last}
+    common = {"network": c.network, "device": device, "seed": seed, "precision": c.precision,
+              "channels_last": c.channels_last, "foreach": c.optimizer_foreach}
     if c.algo == "gcbc":
         return gcbc.GCBC(c.gcbc, **common)
     return am.ActionableModels(c.am, **common)
@@ -521,26 +525,57 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
 
     bar = tqdm(total=c.steps, initial=step, desc=f"train {c.algo}", unit="upd", disable=not (progress and dist.main), dynamic_ncols=True)
     tick, started = time.perf_counter(), time.perf_counter()
-    while step < c.steps:
-        batch = to_torch(sampler.sample(per_rank), device, c.augment_pad, aug)
-        window.append(algo.update(batch))
-        step += 1
-        bar.update(1)
-        if step % c.log_every == 0 or step == c.steps:
-            now = time.perf_counter()
-            row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
-            row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
-            window, tick = [], now
-            if log is not None:
-                log.write(row)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "updates_per_s")})
-        if evaluator is not None and evaluator.due(step):  # before the checkpoint, so a resume never skips one
-            result = evaluator(step, algo.policy_module())
-            bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items()))
-        if step % c.checkpoint_every == 0 or step == c.steps:
-            last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist)
+    with GracefulStop(enabled=dist.world_size == 1) as stop:
+        while step < c.steps:
+            batch = to_torch(sampler.sample(per_rank), device, c.augment_pad, aug)
+            window.append(algo.update(batch))
+            step += 1
+            bar.update(1)
+            if step % c.log_every == 0 or step == c.steps:
+                now = time.perf_counter()
+                row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
+                row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
+                window, tick = [], now
+                if log is not None:
+                    log.write(row)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "updates_per_s")})
+            if evaluator is not None and evaluator.due(step):  # before the checkpoint, so a resume never skips one
+                result = evaluator(step, algo.policy_module())
+                bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items()))
+            if step % c.checkpoint_every == 0 or step == c.steps or stop.requested:
+                last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist)
+            if stop.requested:
+                bar.close()
+                print(f"train: interrupted at step {step}; saved {last_path}; continue with --resume", file=sys.stderr)
+                raise KeyboardInterrupt
     bar.close()
     return last_path
+
+
+class GracefulStop:
+    """The first Ctrl-C finishes the current update and checkpoints it (a clean point to resume
+    from); a second one stops at once. Single-process runs only: under DDP every process would
+    have to agree on the step, so there Ctrl-C stops at once and --resume uses the last checkpoint.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> GracefulStop:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Path) -> None:

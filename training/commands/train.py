@@ -68,6 +68,9 @@ def run(args) -> int:
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"robot-app train: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"robot-app train: interrupted; `--out {out} --resume` continues from the last checkpoint", file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"robot-app train: {config.algo} for {config.steps} steps -> {out} (checkpoint {checkpoint})")
     return 0
