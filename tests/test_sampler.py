@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robot_app.store import Store
-from training.augment import random_shift
+from training.augment import random_shift, shift_numpy, shift_torch
 from training.runner import to_torch
 from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
 
@@ -84,8 +84,11 @@ def test_random_shift_is_replicate_pad_then_crop():
     padded = np.pad(images.numpy(), ((0, 0), (4, 4), (4, 4), (0, 0)), mode="edge")
     for i, (dy, dx) in enumerate(shifts):
         np.testing.assert_array_equal(out[i].numpy(), padded[i, dy : dy + 16, dx : dx + 16])
-    assert out.dtype == torch.uint8
+    assert out.dtype == torch.uint8 and out.is_contiguous()
     assert torch.equal(random_shift(images, pad=0), images)
+    # the accelerator implementation crops the same pixels
+    np.testing.assert_array_equal(shift_torch(images, torch.from_numpy(shifts), 4).numpy(),
+                                  shift_numpy(images.numpy(), shifts, 4))
 
 
 def test_current_next_and_goal_images_are_each_augmented(store):
