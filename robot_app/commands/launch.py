@@ -38,7 +38,7 @@ def _die_with_parent() -> None:
 def node_environment(local_only: bool) -> dict:
     """The environment for node processes: unbuffered, uncoloured logs; loopback-only DDS
     discovery for a sim graph unless the user chose otherwise."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="1", RCUTILS_COLORIZED_OUTPUT="0")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0", RCUTILS_COLORIZED_OUTPUT="0")
     if local_only:
         env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     root = str(Path(__file__).resolve().parents[2])
@@ -179,27 +179,24 @@ def _can_show_windows() -> bool:
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")) or env.get("QT_QPA_PLATFORM") == "offscreen"
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     specs = build_specs(args)
     launcher = Launcher(specs, args.config_dir, args.namespace, env=node_environment(local_only=args.graph == "sim"))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C and SIGTERM only set a flag: an exception raised wherever the main thread
+    # happens to be (inside a print, a Popen) could leave output half written.
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed = False
     try:
         launcher.start()
-        while launcher.running():
+        while launcher.running() and not stop.wait(0.2):
             failed |= any(code != 0 for _, code in launcher.poll())
-            time.sleep(0.2)
         failed |= any(code != 0 for _, code in launcher.poll())
-        launcher.say("every node has exited")
-    except KeyboardInterrupt:
-        launcher.say("stopping every node")
+        launcher.say("stopping every node" if stop.is_set() else "every node has exited")
     finally:
         codes = launcher.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, -signal.SIGTERM)}
     if bad:
         launcher.say(f"nodes that did not stop cleanly: {bad}")
