@@ -10,7 +10,7 @@ Each configuration runs in interleaved rounds (so drift on a shared machine hits
 them alike); p50/p95 over all timed calls. Random weights: latency does not depend on
 them. Goal (issue 5): onnxruntime p50 <= 0.5 ms and >= 2.5x faster than torch eager.
 
-    .venv/bin/python bench/bench_policy_latency.py [--calls 400] [--rounds 5]
+    .venv/bin/python bench/bench_policy_latency.py [--calls 400] [--rounds 8]
 """
 
 from __future__ import annotations
@@ -65,15 +65,20 @@ def time_calls(act, image, goal, calls: int) -> list[float]:
     return times
 
 
-def summary(times: list[float]) -> dict:
-    ms = np.asarray(times) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean()), "calls": len(ms)}
+def summary(rounds: list[list[float]]) -> dict:
+    """Percentiles over all calls, and the p50 of the quietest round (a shared machine's
+    other work lands in some rounds more than others; the best round is the closest to an
+    idle machine)."""
+    ms = np.concatenate(rounds) * 1e3
+    best = min(float(np.percentile(r, 50)) * 1e3 for r in rounds)
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean()),
+            "p50_best_round_ms": best, "calls": len(ms)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400, help="timed calls per configuration per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "policy_latency.json"))
     args = parser.parse_args()
 
@@ -84,6 +89,7 @@ def main() -> int:
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     goal = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     results = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, _ = export_onnx(model, Path(tmp) / "bench.onnx", 64, {"algo": "bench", "cem": settings})
         for threads in (1, 2):
@@ -92,19 +98,21 @@ def main() -> int:
                 "onnxruntime_whole_graph": Policy.load(onnx_path, threads=threads, split=False).act,
                 "torch_eager": torch_act_fn(model, settings),
             }
-            times: dict[str, list[float]] = {name: [] for name in configs}
+            times: dict[str, list[list[float]]] = {name: [] for name in configs}
             for _ in range(args.rounds):
                 for name, act in configs.items():
                     torch.set_num_threads(threads)
                     time_calls(act, image, goal, WARMUP)
-                    times[name] += time_calls(act, image, goal, args.calls)
+                    times[name].append(time_calls(act, image, goal, args.calls))
             row = {name: summary(t) for name, t in times.items()}
             ort_p50 = row["onnxruntime"]["p50_ms"]
             row["speedup_vs_torch_eager"] = row["torch_eager"]["p50_ms"] / ort_p50
+            row["speedup_vs_torch_eager_best_rounds"] = row["torch_eager"]["p50_best_round_ms"] / row["onnxruntime"]["p50_best_round_ms"]
             row["goal_met"] = bool(ort_p50 <= GOAL_P50_MS and row["speedup_vs_torch_eager"] >= GOAL_SPEEDUP)
             results[f"threads_{threads}"] = row
             print(f"{threads} thread(s): " + ", ".join(
-                f"{name} p50 {row[name]['p50_ms']:.3f} ms p95 {row[name]['p95_ms']:.3f} ms" for name in configs
+                f"{name} p50 {row[name]['p50_ms']:.3f} ms (best round {row[name]['p50_best_round_ms']:.3f}) p95 {row[name]['p95_ms']:.3f} ms"
+                for name in configs
             ) + f"; speedup {row['speedup_vs_torch_eager']:.2f}x", flush=True)
 
     import onnxruntime
@@ -122,6 +130,8 @@ def main() -> int:
             "platform": platform.platform(),
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
+            # other work on the machine inflates latency; the 1-minute load average says how much there was
+            "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         },
         "results": results,
     }
