@@ -104,7 +104,11 @@ def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
     Policy.load(onnx_model)  # the card still matches its graph
 
 
-def test_eval_command_rejects_bad_arguments(onnx_model, capsys):
+def test_eval_command_rejects_bad_arguments(onnx_model, tmp_path, capsys):
     assert robot_app(["eval", "--policy", str(onnx_model), "--episodes", "0"]) == 2
     assert robot_app(["eval", "--policy", str(onnx_model), "--all-checkpoints"]) == 2
     assert "--all-checkpoints needs a run directory" in capsys.readouterr().err
+    assert robot_app(["eval", "--policy", str(onnx_model), "--suite", "reach,fly"]) == 2
+    assert "unknown family ['fly']" in capsys.readouterr().err
+    assert robot_app(["eval", "--policy", str(tmp_path / "absent.onnx")]) == 2
+    assert "no such model" in capsys.readouterr().err

@@ -62,10 +62,15 @@ def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp:
 
 
 def _check_args(args, families: list[str]) -> str | None:
+    from sim_worlds.goals import FAMILIES
+
     if args.episodes < 1:
         return f"--episodes must be at least 1, got {args.episodes}"
     if not families:
         return "--suite names no family"
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        return f"--suite: unknown famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; known: {', '.join(FAMILIES)}"
     run = _is_run(args.policy)
     if args.all_checkpoints and not run:
         return f"--all-checkpoints needs a run directory, got {args.policy}"
@@ -84,7 +89,7 @@ def run(args) -> int:
         save_strips,
         write_json,
     )
-    from robot_app.policy import Policy
+    from robot_app.policy import Policy, PolicyLoadError
 
     families = [f.strip() for f in args.suite.split(",") if f.strip()]
     problem = _check_args(args, families)
@@ -107,7 +112,11 @@ def run(args) -> int:
         if len(curve) > 1:
             results["checkpoints"] = [{"step": s, "families": r["families"]} for s, r in curve]
     else:
-        policy = Policy.load(args.policy, threads=args.threads, seed=args.seed)
+        try:
+            policy = Policy.load(args.policy, threads=args.threads, seed=args.seed)
+        except PolicyLoadError as exc:
+            print(f"robot-app eval: {exc}", file=sys.stderr)
+            return 2
         results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
                                  progress=not args.no_progress, record_strips=record, max_steps=args.max_steps,
                                  name=str(policy.onnx_path))

@@ -32,7 +32,11 @@ def run(args) -> int:
     from training.export import check_parity, export_loaded_run
     from training.runner import load_run
 
-    loaded = load_run(args.run, checkpoint=args.checkpoint)
+    try:
+        loaded = load_run(args.run, checkpoint=args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"robot-app export: {exc}", file=sys.stderr)
+        return 2
     source = f"{Path(args.run).resolve()}@{args.checkpoint}"
     onnx_path, card_path = export_loaded_run(loaded, args.out, source=source)
     policy = Policy.load(onnx_path)
