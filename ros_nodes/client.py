@@ -66,13 +66,14 @@ class GraphClient:
         """policy/status messages received since t0, decoded."""
         return [json.loads(m.data) for m in self.since(topic, t0)]
 
-    def call(self, srv_type, name: str, timeout: float = 15.0):
-        """Call a service and return its response; TimeoutError when it is absent or silent."""
+    def call(self, srv_type, name: str, timeout: float = 15.0, request=None):
+        """Call a service (an empty request unless given) and return its response;
+        TimeoutError when it is absent or silent."""
         client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f"service {name} not available after {timeout:g} s")
-            future = client.call_async(srv_type.Request())
+            future = client.call_async(srv_type.Request() if request is None else request)
             done = threading.Event()
             future.add_done_callback(lambda _: done.set())
             if not done.wait(timeout):

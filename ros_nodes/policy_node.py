@@ -13,6 +13,12 @@ than act blindly: without a loaded model (state "error", start refused), without
 on a stale camera, past its step budget, when Q says the goal is reached, and on
 policy/stop. Every stop says why on policy/status and sends one zero twist so the arm
 stops at once instead of waiting for the driver's watchdog.
+
+The model can be switched live by setting model_path (the GUI does when a user picks a
+task): the new model is loaded and tried on one action beside the old one, and swapped in
+only when that works and no run is going. A switch while running is refused rather than
+stopping the run on the user's behalf: changing the network under a moving arm is a
+decision for whoever pressed start, and policy/stop is one call away.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from ros_nodes import qos
 from ros_nodes.conversions import ImageConversionError, action_to_twist, fit_image, msg_to_image, stamp_to_ns
 
 PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
-    "model_path": "",  # .onnx, its .json card, or a name in models/
+    "model_path": "",  # .onnx, its .json card, or a name in models/; settable while not running
     "q_threshold": 0.9,  # goal reached when the best action's Q is at least this
     "max_steps": 100,  # commands per run before giving up
     "camera_stale_s": CAMERA_STALE_S,  # stop when the newest frame is older than this
@@ -49,19 +55,27 @@ PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
     "threads": 1,  # onnxruntime intra-op threads
     "seed": 0,  # CEM noise; reseeded at every start so runs repeat
 }
-RESTART_ONLY = ("model_path", "threads")
+RESTART_ONLY = ("threads",)
 BURST = 2.0  # actions the rate limit may owe: absorbs a period of jitter in frame timing
 RUNNING, READY, IDLE, REACHED, STOPPED, ERROR = "running", "ready", "idle", "reached", "stopped", "error"
 
 
 def load_policy(path: str, threads: int, seed: int):
-    """(policy, '') or (None, why not): a model that does not load leaves the node up."""
+    """(policy, '') or (None, why not): a model that does not load leaves the node up.
+
+    Beyond Policy.load's checks (card, hash, inputs and outputs), the model scores one
+    action on blank images, so a graph that loads but cannot run is refused here and not
+    in the middle of a run.
+    """
     if not path:
         return None, "no model: set the model_path parameter"
     try:
         from robot_app.policy import Policy
 
-        return Policy.load(path, threads=threads, seed=seed), ""
+        policy = Policy.load(path, threads=threads, seed=seed)
+        blank = np.zeros((policy.image_size, policy.image_size, 3), np.uint8)
+        policy.act(blank, blank, 0.0)
+        return policy, ""
     except Exception as exc:  # any failure is reported on policy/status, never fatal
         return None, f"model {path} failed to load: {exc}"
 
@@ -79,7 +93,9 @@ class PolicyNode(Node):
         self._lock = threading.Lock()  # guards the run state below across executor threads
         self.policy, why = load_policy(self._param("model_path"), self._param("threads"), self._param("seed"))
         self.state, self.reason = (ERROR, why) if self.policy is None else (IDLE, "waiting for a goal image")
-        self.goal: np.ndarray | None = None
+        self.goal: np.ndarray | None = None  # fitted to the model's image size
+        self._goal_image: np.ndarray | None = None  # as received, to refit for a new model
+        self._switching = False  # a model is loading: start waits for it (lock held to change)
         self.step = 0
         self.q_value: float | None = None
         self.gripper: float | None = None  # measured, from joint_states
@@ -125,7 +141,58 @@ class PolicyNode(Node):
         if fixed:
             return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: fixed at start; restart the node")
         reason = self._validate(params)
+        model = next((p.value for p in params if p.name == "model_path"), None)
+        if not reason and model is not None:
+            reason = self._switch_model(str(model))
         return SetParametersResult(successful=not reason, reason=reason)
+
+    def _switch_model(self, path: str) -> str:
+        """Load `path` and swap it in when no run is going: '' on success, else why not.
+
+        Loading happens outside the lock (camera frames and services keep being served);
+        start is refused meanwhile, so the swap itself never meets a running policy.
+        """
+        with self._lock:
+            if self.state == RUNNING:
+                return self._refuse_model(path, "the policy is running; call policy/stop first")
+            if self._switching:
+                return self._refuse_model(path, "another model is still loading")
+            self._switching = True
+        try:
+            policy, why = load_policy(path, self._param("threads"), self._param("seed"))
+            with self._lock:
+                if policy is None:
+                    return self._refuse_model(path, why)
+                said = self._install(policy)
+        finally:
+            with self._lock:
+                self._switching = False
+        self.get_logger().info(said)
+        return ""
+
+    def _refuse_model(self, path: str, why: str) -> str:
+        """Say on policy/status why `path` was not taken (lock held); the old model stays."""
+        keep = f"keeping {self.policy.onnx_path}" if self.policy is not None else "no model loaded"
+        reason = f"model {path} refused: {why}; {keep}"
+        self.reason = reason
+        self._publish_status()
+        self.get_logger().warn(reason)
+        return reason
+
+    def _install(self, policy) -> str:
+        """Swap in a loaded policy (lock held, not running); the goal is refitted to its size."""
+        self.policy = policy
+        note = ""
+        if self._goal_image is not None:
+            try:
+                self.goal, _ = fit_image(self._goal_image, policy.image_size, "goal image")
+            except ImageConversionError as exc:
+                self.goal, self._goal_image, note = None, None, f"; goal dropped: {exc}"
+        self.state = READY if self.goal is not None else IDLE
+        waiting = "" if self.goal is not None else "; waiting for a goal image"
+        self.reason = f"model switched to {policy.onnx_path} ({policy.image_size}px){note}{waiting}"
+        self._publish_status()
+        return self.reason
 
     # -- status -------------------------------------------------------------------------
     def _publish_status(self) -> None:
@@ -149,14 +216,15 @@ class PolicyNode(Node):
                 self._publish_status()
                 return
             try:
-                goal, note = fit_image(msg_to_image(msg, colour_only=True, what="goal image"), self.policy.image_size, "goal image")
+                received = msg_to_image(msg, colour_only=True, what="goal image")
+                goal, note = fit_image(received, self.policy.image_size, "goal image")
             except ImageConversionError as exc:
                 keep = "; keeping the previous goal" if self.goal is not None else ""
                 self.reason = f"goal refused: {exc}{keep}"
                 self.get_logger().warn(self.reason)
                 self._publish_status()
                 return
-            self.goal = goal
+            self.goal, self._goal_image = goal, received
             if msg.encoding != "rgb8":
                 note = f"converted from {msg.encoding}" + (f", {note}" if note else "")
             self.reason = "goal accepted" + (f" ({note})" if note else "")
@@ -206,23 +274,23 @@ class PolicyNode(Node):
         with self._lock:
             if self.state != RUNNING or not self._allowed(taken):
                 return
-            goal = self.goal
+            goal, policy = self.goal, self.policy
         try:
-            image, _ = fit_image(msg_to_image(msg, colour_only=True, what="camera frame"), self.policy.image_size, "camera frame")
+            image, _ = fit_image(msg_to_image(msg, colour_only=True, what="camera frame"), policy.image_size, "camera frame")
         except ImageConversionError as exc:
             with self._lock:
                 if self.state == RUNNING:
                     self._stop(STOPPED, f"camera frame refused: {exc}")
             return
         try:
-            action, q = self.policy.act(image, goal, self._gripper_state())
+            action, q = policy.act(image, goal, self._gripper_state())
         except Exception as exc:  # a runtime failure ends the run, not the node
             with self._lock:
                 if self.state == RUNNING:
                     self._stop(STOPPED, f"policy failed: {type(exc).__name__}: {exc}")
             return
         with self._lock:
-            if self.state != RUNNING:  # stopped while the network ran: send nothing
+            if self.state != RUNNING or self.policy is not policy:  # stopped (or switched) meanwhile: send nothing
                 return
             self._tokens -= 1.0
             self.q_value = round(float(q), 6)
@@ -230,7 +298,7 @@ class PolicyNode(Node):
                 self._stop(REACHED, f"goal reached: Q {q:.3f} >= {self._param('q_threshold')}")
                 return
             stamp = msg.header.stamp if stamp_ns else self.get_clock().now().to_msg()
-            twist, grip = action_to_twist(action, stamp, self.policy.card.action_scaling)
+            twist, grip = action_to_twist(action, stamp, policy.card.action_scaling)
             self.twist_pub.publish(twist)
             self.grip_pub.publish(Float64(data=grip))
             self._grip_target = grip
@@ -253,6 +321,8 @@ class PolicyNode(Node):
     # -- services -----------------------------------------------------------------------
     def _start(self) -> tuple[bool, str]:
         with self._lock:
+            if self._switching:
+                return False, "cannot start: a new model is loading; try again when policy/status says it switched"
             if self.policy is None:
                 return False, f"cannot start: {self.reason}"
             if self.goal is None:

@@ -69,9 +69,9 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
 class Probe(client.GraphClient):
     """The test's node; service calls that time out fail the test."""
 
-    def call(self, srv_type, name: str, timeout: float = 15.0):
+    def call(self, srv_type, name: str, timeout: float = 15.0, request=None):
         try:
-            return super().call(srv_type, name, timeout)
+            return super().call(srv_type, name, timeout, request)
         except TimeoutError as exc:
             raise AssertionError(str(exc)) from None
 

@@ -9,6 +9,7 @@ or run last.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import pytest
 pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
+from rcl_interfaces.msg import Parameter as RosParameter  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
 from ros_helpers import Probe, make_tiny_model, pose_xyz, start_node, stop_node, wait_for  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64, String  # noqa: E402
@@ -82,8 +86,8 @@ def task():
     return make_suite("reach", 1, GOAL_SEED)[0]
 
 
-def status_after(probe, t0: float, predicate, what: str, timeout: float = 10.0) -> dict:
-    return wait_for(lambda: next((s for s in reversed(probe.statuses(t0=t0)) if predicate(s)), None), timeout, what)
+def status_after(probe, t0: float, predicate, what: str, timeout: float = 10.0, topic: str = "policy/status") -> dict:
+    return wait_for(lambda: next((s for s in reversed(probe.statuses(topic, t0)) if predicate(s)), None), timeout, what)
 
 
 def send_twist(probe, vx=0.0, vy=0.0, vz=0.0, seconds=1.0, frame="base_link"):
@@ -329,6 +333,64 @@ def test_a_model_that_fails_to_load_keeps_the_node_up_and_refuses_start(lone_pol
     assert status["state"] == "error" and "/nonexistent/model.onnx" in status["reason"]
     result = p.call(Trigger, f"/{ns}/policy/start")
     assert result.success is False and "cannot start" in result.message
+
+
+def set_model(probe, ns: str, path: str):
+    """SetParameters on the lone policy's model_path over DDS, as the GUI sends it."""
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=path)
+    request = SetParameters.Request(parameters=[RosParameter(name="model_path", value=value)])
+    return probe.call(SetParameters, f"/{ns}/policy_node/set_parameters", request=request).results[0]
+
+
+def test_model_path_switches_the_model_live_and_refuses_bad_ones(lone_policy, workdir, task):
+    """Refused while running; switched when stopped (goal refitted to the new size); a
+    missing model is refused with the reason, on the answer and on policy/status, and the
+    node goes on with the model it had."""
+    p, ns = lone_policy, lone_policy.ns
+    other = make_tiny_model(workdir / "other_models", name="other", image_size=128, seed=1)
+    topic = f"/{ns}/policy/status"
+    camera = p.node.create_publisher(Image, f"/{ns}/camera/image_raw", qos.SENSOR)
+    goal = p.node.create_publisher(Image, f"/{ns}/goal_image", qos.LATCHED)
+    wait_for(lambda: p.statuses(topic), 20, "the lone policy node")
+    streaming = threading.Event()
+    streaming.set()
+
+    def stream():  # a 10 Hz camera, so runs end by the test and not by the stale-camera stop
+        while streaming.is_set():
+            camera.publish(image_to_msg(task.goal_image[::-1].copy(), p.node.get_clock().now().to_msg()))
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=stream, daemon=True)
+    feeder.start()
+    try:
+        goal.publish(image_to_msg(task.goal_image))  # start_on_goal: runs at once
+        wait_for(lambda: any(s["state"] == "running" for s in p.statuses(topic)), 10, "the run")
+        switch_while_running_stopped_and_bad(p, ns, other, topic)
+    finally:
+        streaming.clear()
+        feeder.join(timeout=2)
+
+
+def switch_while_running_stopped_and_bad(p, ns: str, other: Path, topic: str) -> None:
+    result = set_model(p, ns, str(other))
+    assert not result.successful and "running" in result.reason and "policy/stop" in result.reason
+    assert p.call(Trigger, f"/{ns}/policy/stop").success
+
+    t0 = time.monotonic()
+    result = set_model(p, ns, str(other))
+    assert result.successful, result.reason
+    switched = status_after(p, t0, lambda s: "switched" in s["reason"], "the switch", topic=topic)
+    assert switched["state"] == "ready" and "other.onnx (128px)" in switched["reason"], switched
+
+    t1 = time.monotonic()
+    result = set_model(p, ns, "/nonexistent/bad.onnx")
+    assert not result.successful and "/nonexistent/bad.onnx" in result.reason and "other.onnx" in result.reason
+    refused = status_after(p, t1, lambda s: "refused" in s["reason"], "the refusal", topic=topic)
+    assert refused["reason"] == result.reason and refused["state"] == "ready", refused
+
+    t2 = time.monotonic()  # the switched model drives: 64 px frames are scaled to its 128
+    assert p.call(Trigger, f"/{ns}/policy/start").success
+    wait_for(lambda: len(p.since(f"/{ns}/cmd/ee_delta", t2)) >= 3, 10, "commands from the switched model")
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "models" / "am_default.onnx").exists(),

@@ -119,8 +119,11 @@ def test_policy_node_validates_parameters_and_survives_a_missing_model(context):
         assert not ok and "cannot start" in message
         result = node.set_parameters([Parameter("max_steps", value=0)])[0]
         assert not result.successful and "max_steps must be >= 1" in result.reason
-        result = node.set_parameters([Parameter("model_path", value="other.onnx")])[0]
+        result = node.set_parameters([Parameter("threads", value=2)])[0]
         assert not result.successful and "restart the node" in result.reason
+        result = node.set_parameters([Parameter("model_path", value="/no/other.onnx")])[0]
+        assert not result.successful and result.reason.startswith("model /no/other.onnx refused")
+        assert "no model loaded" in result.reason and node.state == "error" and node.reason == result.reason
         assert node.set_parameters([Parameter("q_threshold", value=0.5)])[0].successful
     finally:
         node.destroy_node()
