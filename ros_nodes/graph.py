@@ -71,9 +71,13 @@ ROBOT_REMAPPINGS = (
 
 
 def robot_graph(model: str | None = None, headless: bool = False, remappings=ROBOT_REMAPPINGS) -> list[NodeSpec]:
-    """The policy and (unless headless) the GUI against a real arm's driver, by remapping."""
-    gui_remaps = [r for r in remappings if r[0].startswith("camera/")]
-    nodes = [_policy("robot.yaml", model, remappings), _gui("robot.yaml", gui_remaps)]
+    """The policy and (unless headless) the GUI against a real arm's driver, by remapping.
+
+    The GUI takes the same remappings as the policy, so it shows the camera the policy
+    sees and its "commands alive" line watches the topic the commands really go to
+    (Servo's twist input, not cmd/ee_delta); names it does not use are inert.
+    """
+    nodes = [_policy("robot.yaml", model, remappings), _gui("robot.yaml", remappings)]
     return [n for n in nodes if not (headless and n.gui)]
 
 

@@ -35,7 +35,10 @@ def test_sim_and_robot_graphs():
     assert [s.name for s in robot] == ["policy_node"]
     assert dict(robot[0].remappings)["cmd/ee_delta"] == "/servo_node/delta_twist_cmds"
     gui = robot_graph()[1]
-    assert all(src.startswith("camera/") for src, _ in gui.remappings)
+    assert gui.remappings == robot[0].remappings  # commands watched where they really go
+    assert dict(gui.remappings)["cmd/ee_delta"] == "/servo_node/delta_twist_cmds"
+    gripper = (("cmd/gripper", "/gripper/cmd"),)
+    assert robot_graph(remappings=gripper)[1].remappings == gripper
     assert CONFIG_DIR.joinpath("robot.yaml").is_file()
 
 
