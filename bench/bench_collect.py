@@ -10,18 +10,14 @@ sees it; "steady_steps_per_s" counts from the first finished episode on (no star
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import RESULTS, machine, write_report
 
-from robot_app.commands.collect import collect  # noqa: E402
+from robot_app.commands.collect import collect
 
 
 def run_once(out: Path, args, workers: int) -> dict:
@@ -45,7 +41,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "collect.json"))
+    parser.add_argument("--out", default=str(RESULTS / "collect.json"))
     args = parser.parse_args()
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for repeat in range(args.repeats):
@@ -63,11 +59,7 @@ def main() -> int:
         "image_size": args.image_size,
         "repeats": args.repeats,
         "statistic": "median",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "results": {
             "steps_per_s_1_worker": med[1],
             "steps_per_s_2_workers": med[2],
@@ -78,9 +70,7 @@ def main() -> int:
             "all_runs": {str(w): [r["steps_per_s"] for r in rs] for w, rs in runs.items()},
         },
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["results"], indent=2))
+    write_report(args.out, report)
     return 0
 
 

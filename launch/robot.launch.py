@@ -6,14 +6,7 @@ joint states and MoveIt Servo's twist input, by the remappings in ros_nodes/grap
 camera and Servo first.
 """
 
-from pathlib import Path
-
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-
-from launch import LaunchDescription
-from ros_nodes.graph import CONFIG_DIR, robot_graph
+from ros_nodes.graph import launch_description, robot_graph, truthy
 
 ARGUMENTS = {
     "model": ("", "ONNX policy (default: model_path in config/robot.yaml)"),
@@ -22,27 +15,9 @@ ARGUMENTS = {
 }
 
 
-def config_dir() -> Path:
-    """The installed package's config (colcon), else the checkout's."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("robot_app")) / "config"
-    except Exception:
-        return CONFIG_DIR
-
-
-def nodes(context):
-    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    headless = arg["headless"].lower() in ("true", "1", "yes")
-    specs = robot_graph(model=arg["model"] or None, headless=headless)
-    return [
-        Node(package="robot_app", executable=s.executable, name=s.name, namespace=arg["namespace"],
-             parameters=[str(s.params_path(config_dir())), s.overrides], remappings=list(s.remappings), output="screen")
-        for s in specs
-    ]
+def graph(arg: dict):
+    return robot_graph(model=arg["model"] or None, headless=truthy(arg["headless"]))
 
 
 def generate_launch_description():
-    declared = [DeclareLaunchArgument(name, default_value=d, description=h) for name, (d, h) in ARGUMENTS.items()]
-    return LaunchDescription([*declared, OpaqueFunction(function=nodes)])
+    return launch_description(ARGUMENTS, graph)

@@ -1,9 +1,9 @@
 """The ROS 2 graphs, described once: which nodes, with which parameters and remappings.
 
 ROS 2's launch tools are not on PyPI, so the same description feeds two starters:
-launch/sim.launch.py and launch/robot.launch.py (under `ros2 launch`, importing launch_ros
-themselves) and `robot-app launch sim|robot`, which starts each node as a plain process.
-Nothing here imports launch or rclpy.
+launch/sim.launch.py and launch/robot.launch.py (under `ros2 launch`, through
+launch_description below) and `robot-app launch sim|robot`, which starts each node as a
+plain process. Nothing here imports launch or rclpy at import time.
 
 Parameters come from one YAML file per graph (config/sim.yaml, config/robot.yaml, keyed
 `/**/NODE_NAME` so a namespace does not change them); `overrides` carry what a user gives
@@ -109,3 +109,41 @@ def command_line(spec: NodeSpec, config_dir: str | Path = CONFIG_DIR, namespace:
                  python: str = sys.executable) -> list[str]:
     """argv starting one node as its own process, without the console entry points installed."""
     return [python, "-m", spec.module, *ros_arguments(spec, config_dir, namespace)]
+
+
+def truthy(text: str) -> bool:
+    """A launch argument's text as a flag (headless:=true)."""
+    return text.strip().lower() in ("true", "1", "yes")
+
+
+def installed_config_dir() -> Path:
+    """The installed package's config (colcon), else the checkout's."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("robot_app")) / "config"
+    except Exception:  # not installed by colcon, or no ament index: the checkout's
+        return CONFIG_DIR
+
+
+def launch_description(arguments: dict[str, tuple[str, str]], graph):
+    """What a launch/*.launch.py returns: its arguments declared (name -> (default, help)),
+    and launch_ros Node actions for graph(values) -> [NodeSpec], built once the values are
+    known. Every node is put in the `namespace` argument's namespace."""
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+
+    def nodes(context):
+        values = {name: LaunchConfiguration(name).perform(context) for name in arguments}
+        config = installed_config_dir()
+        return [
+            Node(package="robot_app", executable=s.executable, name=s.name, namespace=values.get("namespace", ""),
+                 parameters=[str(s.params_path(config)), s.overrides], remappings=list(s.remappings), output="screen")
+            for s in graph(values)
+        ]
+
+    declared = [DeclareLaunchArgument(name, default_value=d, description=h) for name, (d, h) in arguments.items()]
+    return LaunchDescription([*declared, OpaqueFunction(function=nodes)])

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import threading
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
@@ -43,6 +41,8 @@ from std_srvs.srv import Trigger
 from robot_app.spec import CAMERA_STALE_S, CONTROL_HZ, FINGER_JOINT_NAMES, Topics, gripper_state_from_fingers
 from ros_nodes import qos
 from ros_nodes.conversions import ImageConversionError, action_to_twist, fit_image, msg_to_image, stamp_to_ns
+from ros_nodes.params import change_refused, declare_checked
+from ros_nodes.runner import run_node
 
 PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
     "model_path": "",  # .onnx, its .json card, or a name in models/; settable while not running
@@ -83,11 +83,7 @@ def load_policy(path: str, threads: int, seed: int):
 class PolicyNode(Node):
     def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
         super().__init__("policy_node", **node_kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        reason = self._validate(self.get_parameters(list(PARAMETERS)))
-        if reason:
-            raise ValueError(f"policy_node: {reason}")
+        declare_checked(self, PARAMETERS, self._validate)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._lock = threading.Lock()  # guards the run state below across executor threads
@@ -137,10 +133,7 @@ class PolicyNode(Node):
         return ""
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        fixed = [p.name for p in params if p.name in RESTART_ONLY]
-        if fixed:
-            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: fixed at start; restart the node")
-        reason = self._validate(params)
+        reason = change_refused(params, RESTART_ONLY, self._validate)
         model = next((p.value for p in params if p.name == "model_path"), None)
         if not reason and model is not None:
             reason = self._switch_model(str(model))
@@ -351,22 +344,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # a bad parameter: say which
-        print(f"policy_node: cannot start: {exc}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("policy_node", PolicyNode, args, executor=lambda: MultiThreadedExecutor(num_threads=3))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ in `output_dir` when it starts. Nothing recorded is ever dropped silently.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, String
@@ -27,6 +24,8 @@ from std_srvs.srv import Trigger
 from robot_app.bags import PARTIAL_SUFFIX, STORAGES, BagWriter, recover_bag
 from robot_app.spec import Topics
 from ros_nodes import qos
+from ros_nodes.params import change_refused, declare_checked
+from ros_nodes.runner import run_node
 
 START, STOP = "recorder/start", "recorder/stop"
 # topic -> (message class, QoS that matches its publisher)
@@ -47,6 +46,7 @@ PARAMETERS = {
     "flush_period_s": 0.5,  # at most this much is lost when the recorder is killed
     "topics": list(RECORDABLE),  # a subset of RECORDABLE
 }
+RESTART_ONLY = ("output_dir", "topics", "flush_period_s")  # fixed once subscriptions and files exist
 
 
 def msgtype_of(cls) -> str:
@@ -69,11 +69,7 @@ def recover_partials(output_dir: Path, log) -> list[Path]:
 class RecorderNode(Node):
     def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
         super().__init__("recorder_node", **node_kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        reason = self._validate(self.get_parameters(list(PARAMETERS)))
-        if reason:
-            raise ValueError(f"recorder_node: {reason}")
+        declare_checked(self, PARAMETERS, self._validate)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.output_dir = Path(self._param("output_dir"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -106,10 +102,7 @@ class RecorderNode(Node):
         return ""
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        fixed = [p.name for p in params if p.name in ("output_dir", "topics", "flush_period_s")]
-        if fixed:
-            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: fixed at start; restart the node")
-        reason = self._validate(params)
+        reason = change_refused(params, RESTART_ONLY, self._validate)
         return SetParametersResult(successful=not reason, reason=reason)
 
     def _writer_for(self, topic: str, msgtype: str):
@@ -164,20 +157,7 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        print(f"recorder_node: cannot start: {exc}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("recorder_node", RecorderNode, args)
 
 
 if __name__ == "__main__":

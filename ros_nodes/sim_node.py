@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64
@@ -41,6 +38,8 @@ from robot_app.spec import (
 )
 from ros_nodes import qos
 from ros_nodes.conversions import image_to_msg, twist_to_action
+from ros_nodes.params import change_refused, declare_checked
+from ros_nodes.runner import run_node
 
 # `world` parameter: a short name, or "module:factory" for any World implementation.
 WORLDS = {"panda": "sim_worlds.panda_world:PandaWorld"}
@@ -81,11 +80,7 @@ def load_task(family: str, seed: int, index: int, image_size: int):
 class SimNode(Node):
     def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
         super().__init__("sim_node", **node_kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        reason = self._validate(self.get_parameters(list(PARAMETERS)))
-        if reason:
-            raise ValueError(f"sim_node: {reason}")
+        declare_checked(self, PARAMETERS, self._validate)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         p = self._param
@@ -127,10 +122,7 @@ class SimNode(Node):
         return ""
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        fixed = [p.name for p in params if p.name in RESTART_ONLY]
-        if fixed:
-            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: fixed at start; restart the node")
-        reason = self._validate(params)
+        reason = change_refused(params, RESTART_ONLY, self._validate)
         if not reason:
             for param in params:
                 if param.name == "control_hz":
@@ -247,20 +239,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, ImportError) as exc:  # a bad parameter or a missing world: say which
-        print(f"sim_node: cannot start: {exc}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("sim_node", SimNode, args, fatal=(ValueError, ImportError))  # a bad parameter or a missing world
 
 
 if __name__ == "__main__":

@@ -26,13 +26,12 @@ import numpy as np
 from robot_app.world import Observation
 from sim_worlds.panda_world import (
     HELDOUT_OBJECT,
-    TRAY_CENTER,
-    TRAY_INNER_HALF,
     WORKSPACE_HIGH,
     WORKSPACE_LOW,
     PandaWorld,
     is_free_table_place,
     square_yaw,
+    tray_place,
 )
 
 TASKS = ("play", "grasp-heldout")
@@ -201,7 +200,7 @@ def skill_tray(s, w, rng):
     """Starts holding an object and puts it in the tray (the second half of a chain)."""
     name = _start_held(w, rng)
     s.observations[0] = w.observe()
-    xy = TRAY_CENTER + rng.uniform(-0.5, 0.5, 2) * TRAY_INNER_HALF
+    xy = tray_place(rng, 0.5)
     _place(s, w, xy, rng.uniform(0.06, 0.09))
     return f"tray:{name}"
 

@@ -31,14 +31,13 @@ import numpy as np
 from sim_worlds.panda_world import (
     DEFAULT_OBJECTS,
     HELDOUT_OBJECT,
-    TRAY_CENTER,
-    TRAY_INNER_HALF,
     WORKSPACE_HIGH,
     WORKSPACE_LOW,
     PandaWorld,
     in_tray,
     is_free_table_place,
     square_yaw,
+    tray_place,
 )
 
 FAMILIES = ("reach", "push", "grasp", "rearrange", "chain", "grasp-heldout")
@@ -209,7 +208,7 @@ def _build_grasp_heldout(world: PandaWorld, rng) -> dict:
 
 def _build_chain(world: PandaWorld, rng) -> dict:
     name = str(rng.choice(world.object_names))
-    xy = TRAY_CENTER + rng.uniform(-0.4, 0.4, 2) * TRAY_INNER_HALF
+    xy = tray_place(rng, 0.4)
     world.place_object(
         name, (xy[0], xy[1], world.rest_height(name) + TRAY_FLOOR), rng.uniform(-math.pi / 4, math.pi / 4)
     )

@@ -554,6 +554,12 @@ def is_free_table_place(xy, taken) -> bool:
     return all(np.linalg.norm(xy - np.asarray(t)[:2]) >= MIN_OBJECT_SEPARATION for t in taken)
 
 
+def tray_place(rng: np.random.Generator, spread: float) -> np.ndarray:
+    """A random xy over the tray floor, at most `spread` (0..1) of the way from its centre to
+    its inner walls: a margin so that an object put there clears the walls."""
+    return TRAY_CENTER + rng.uniform(-spread, spread, 2) * TRAY_INNER_HALF
+
+
 def in_tray(position) -> bool:
     """Whether a point lies over the tray's floor, inside its walls."""
     return bool(np.all(np.abs(np.asarray(position, dtype=np.float64)[:2] - TRAY_CENTER) < TRAY_INNER_HALF))

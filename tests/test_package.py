@@ -27,6 +27,7 @@ ROSDEP_KEYS = {
     "rcl_interfaces": "rcl_interfaces",
     "launch": "launch",
     "launch_ros": "launch_ros",
+    "ament_index_python": "ament_index_python",
     "numpy": "python3-numpy",
     "cv2": "python3-opencv",
     "yaml": "python3-yaml",
