@@ -19,10 +19,13 @@ its collision meshes (`visuals="fast"`): about 4x faster at 64x64, nearly the sa
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +100,46 @@ CAMERA_FOV_DEG = 36.0
 CAMERA_NEAR, CAMERA_FAR = 0.05, 3.0
 TABLE_RGBA = (0.62, 0.52, 0.40, 1.0)
 TRAY_RGBA = (0.35, 0.35, 0.38, 1.0)
+
+
+_STDOUT_LOCK = threading.Lock()  # one fd-1 redirection at a time, or a thread could restore /dev/null
+
+
+def _connect_quietly() -> BulletClient:
+    """A DIRECT pybullet client, without the "argv[0]=" its C code prints on stdout at
+    every connect (it would land in the middle of `robot-app collect`'s or the demo's output).
+
+    fd 1 points at /dev/null for the few milliseconds of the connect, and C's stdout buffer
+    is flushed before it is restored (into a pipe, printf only buffers). Where any of that is
+    unavailable (no libc through ctypes, no fd 1) the client connects unsilenced. What another
+    thread writes to fd 1 during those milliseconds is lost too; nodes log to stderr.
+    """
+
+    def connect() -> BulletClient:
+        return BulletClient(connection_mode=pybullet.DIRECT)
+
+    with _STDOUT_LOCK:
+        try:
+            flush_c = ctypes.CDLL(None).fflush
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            flush_c(None)
+            saved = os.dup(1)
+        except (OSError, AttributeError, TypeError, ValueError):  # no libc, a closed stdout, no fd 1
+            return connect()
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            os.close(saved)
+            return connect()
+        try:
+            os.dup2(devnull, 1)
+            return connect()
+        finally:
+            flush_c(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
 
 
 def _fast_panda_urdf() -> str:
@@ -180,7 +223,7 @@ class PandaWorld(World):
         self.physics_hz = float(physics_hz)
         self.substeps = max(1, round(self.physics_hz / CONTROL_HZ))
         self._seed = seed
-        self._client: BulletClient | None = BulletClient(connection_mode=pybullet.DIRECT)
+        self._client: BulletClient | None = _connect_quietly()
         self._build_scene()
         self.joint_names = tuple(self._joint_name(j) for j in ARM_JOINTS + FINGER_JOINTS)
         self.observation_spec = ObservationSpec((image_size, image_size, 3), self.joint_names)

@@ -189,3 +189,15 @@ def test_bad_input_is_refused_clearly(world):
     del state["objects"]["red_cube"]
     with pytest.raises(ValueError, match="red_cube"):
         world.set_state(state)
+
+
+def test_creating_a_world_prints_nothing_on_stdout(capfd):
+    """pybullet's C code says "argv[0]=" on fd 1 at every connect; PandaWorld keeps it out of
+    a command's output, and what Python printed before and after still comes through."""
+    import ctypes
+
+    print("before", flush=True)
+    PandaWorld(image_size=64, seed=0).close()
+    print("after", flush=True)
+    ctypes.CDLL(None).fflush(None)  # C buffers fd 1 when it is a file: what it holds counts too
+    assert capfd.readouterr().out == "before\nafter\n"
