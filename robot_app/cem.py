@@ -58,6 +58,7 @@ def cem_maximize(
     samples = uniform
     best_action = np.zeros((batch, ACTION_DIM), dtype=np.float32)
     best_score = np.full(batch, -np.inf, dtype=np.float32)
+    mean = std = np.zeros((batch, ACTION_DIM), dtype=np.float32)  # set by iteration 0 before use
     for k in range(settings.iterations):
         if k > 0:
             samples = np.clip(mean[:, None, :] + std[:, None, :] * normal[k - 1], -1.0, 1.0).astype(np.float32)

@@ -75,6 +75,7 @@ class World(ABC):
 
     def halt(self) -> None:
         """Stop the arm where it is (watchdog, stop). Default: nothing to do."""
+        return None
 
     @property
     def camera_intrinsics(self) -> CameraIntrinsics | None:
@@ -82,6 +83,7 @@ class World(ABC):
 
     def close(self) -> None:
         """Release resources. Safe to call twice."""
+        return None
 
     def __enter__(self):
         return self
