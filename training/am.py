@@ -7,12 +7,21 @@ Q(s, a, g) in (0, 1) is the discounted probability of reaching goal image g. The
     loss = BCE(Q_1(s, a, g), y) + BCE(Q_2(s, a, g), y)           (clipped double Q)
          + w * mean_K [BCE(Q_1(s, a_neg, g), 0) + BCE(Q_2(s, a_neg, g), 0)]   (artificial negatives)
 
-Artificial negatives are the conservative term: for each (s, g), `neg_candidates` uniform
-actions, those within `neg_min_distance` of the logged action rejected (they would reach
-about the same place), `neg_count` kept, half drawn by softmax of the current Q
-(exp(Q / temperature): the unseen actions the network currently likes most) and half
+Artificial negatives are the conservative term: for each (s, g), `neg_candidates`
+candidate actions, those within `neg_min_distance` of the logged action rejected (they would
+reach about the same place), `neg_count` kept, half drawn by softmax of the current Q
+(exp(Q / temperature): the wrong actions the network currently likes most) and half
 uniformly. Without them, actions never seen in the data keep whatever value the network
 extrapolates, and CEM finds them.
+
+Candidates come from two pools. Uniform actions alone are too easy: scripted play actions
+have a shape of their own (saturated axes, a still wrist), so the network learns "looks like
+a logged action -> high Q" and ignores the goal. On our sim data after 3000 updates Q gave
+0.74 to the logged action, 0.73 to the same motion reversed and 0.01 to uniform actions, and
+the CEM policy drove the arm the same way whatever the goal. A fraction
+`neg_data_fraction` of the candidates are therefore other transitions' logged actions (the
+data's action marginal): data-like actions that do not lead to this goal, which only the
+goal can tell apart from the right one.
 
 gamma = 0.9 a control step (10 Hz): Q of a goal d steps away is ~0.9^d, so goals 1-30
 steps away (2 cm steps, the reach of one play episode) stay distinguishable in float, and
@@ -46,7 +55,8 @@ class AMConfig:
     tau: float = 0.005  # Polyak rate of the target networks per update
     chaining: bool = True  # goals from other episodes (sampler.p_chain); false = `am-nochain`
     negatives: bool = True  # artificial negatives (conservative term); false = `am-nonneg`
-    neg_candidates: int = 16  # M uniform candidate actions per (s, g)
+    neg_candidates: int = 16  # M candidate actions per (s, g)
+    neg_data_fraction: float = 0.5  # share of the candidates taken from other transitions' logged actions
     neg_count: int = 4  # K negatives kept per (s, g): K//2 by softmax of Q, the rest uniform
     neg_min_distance: float = 0.5  # candidates closer than this (L2, normalised action) to the logged one are rejected
     neg_temperature: float = 0.1  # softmax temperature over Q in (0, 1) for picking negatives
@@ -71,6 +81,8 @@ def _validate(config: AMConfig) -> None:
         raise ValueError(f"am.gamma={config.gamma}: must be in (0, 1)")
     if config.negatives and not 1 <= config.neg_count <= config.neg_candidates:
         raise ValueError(f"am.neg_count={config.neg_count}: must be in [1, am.neg_candidates={config.neg_candidates}]")
+    if not 0.0 <= config.neg_data_fraction <= 1.0:
+        raise ValueError(f"am.neg_data_fraction={config.neg_data_fraction}: must be in [0, 1]")
     if config.neg_temperature <= 0:
         raise ValueError(f"am.neg_temperature={config.neg_temperature}: must be > 0")
 
@@ -130,7 +142,7 @@ class ActionableModels:
         """(B,K,5) actions away from the logged ones: K//2 by softmax of Q_1 / temperature, the rest uniform."""
         cfg = self.config
         batch, m, k = action.shape[0], cfg.neg_candidates, cfg.neg_count
-        cand = torch.rand((batch, m, ACTION_DIM), generator=self.generator, device=self.device) * 2.0 - 1.0
+        cand = self.negative_candidates(action)
         dist = torch.linalg.vector_norm(cand - action[:, None, :], dim=-1)
         kth_farthest = dist.topk(k, dim=1).values[:, -1:]
         valid = (dist >= cfg.neg_min_distance) | (dist >= kth_farthest)  # always at least K to choose from
@@ -142,6 +154,15 @@ class ActionableModels:
         uniform = torch.multinomial(rest, k - k_soft, generator=self.generator)
         idx = torch.cat([chosen, uniform], dim=1)
         return torch.gather(cand, 1, idx[:, :, None].expand(-1, -1, ACTION_DIM))
+
+    @torch.no_grad()
+    def negative_candidates(self, action: torch.Tensor) -> torch.Tensor:
+        """(B,M,5): uniform actions, and logged actions of other rows of the batch (the data marginal)."""
+        batch, m = action.shape[0], self.config.neg_candidates
+        from_data = int(round(m * self.config.neg_data_fraction)) if batch > 1 else 0
+        uniform = torch.rand((batch, m - from_data, ACTION_DIM), generator=self.generator, device=self.device) * 2.0 - 1.0
+        rows = torch.randint(0, batch, (batch, from_data), generator=self.generator, device=self.device)
+        return torch.cat([uniform, action[rows]], dim=1)
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.config
