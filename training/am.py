@@ -141,7 +141,7 @@ class ActionableModels:
     def pick_negatives(self, features: torch.Tensor, gripper: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """(B,K,5) actions away from the logged ones: K//2 by softmax of Q_1 / temperature, the rest uniform."""
         cfg = self.config
-        batch, m, k = action.shape[0], cfg.neg_candidates, cfg.neg_count
+        batch, k = action.shape[0], cfg.neg_count
         cand = self.negative_candidates(action)
         dist = torch.linalg.vector_norm(cand - action[:, None, :], dim=-1)
         kth_farthest = dist.topk(k, dim=1).values[:, -1:]
