@@ -83,6 +83,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, card
                 output_names=[OUTPUT_NAME], dynamic_axes=DYNAMIC_AXES, opset_version=OPSET, dynamo=False,
             )
         _check_self_contained(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be shared
         os.replace(tmp, onnx_path)
     finally:
         model.train(was_training)
