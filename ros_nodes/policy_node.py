@@ -80,6 +80,8 @@ def load_policy(path: str, threads: int, seed: int):
         return None, f"model {path} failed to load: {exc}"
 
 
+FIRST_FRAME_GRACE_S = 10.0  # a camera not yet discovered is waited for this long before giving up
+
 class PolicyNode(Node):
     def __init__(self, **node_kwargs):  # node_kwargs: Node's (context, parameter_overrides, ...)
         super().__init__("policy_node", **node_kwargs)
@@ -308,7 +310,12 @@ class PolicyNode(Node):
                 return
             age = time.monotonic() - max(self._last_frame, self._started)
             limit = self._param("camera_stale_s")
-            if age > limit:
+            if self._last_frame == -math.inf:
+                # Never had a frame: DDS discovery of the camera can take seconds after the
+                # node starts, which is not a camera going stale; give it FIRST_FRAME_GRACE_S.
+                if age > max(limit, FIRST_FRAME_GRACE_S):
+                    self._stop(STOPPED, f"no camera frame at all in {age:.1f} s: is {Topics.IMAGE} published?")
+            elif age > limit:
                 self._stop(STOPPED, f"camera stale: no frame for {age:.2f} s (limit {limit} s)")
 
     # -- services -----------------------------------------------------------------------
