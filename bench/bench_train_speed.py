@@ -23,7 +23,6 @@ Writes bench/results/train_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from common import write_report  # noqa: E402
 
 from robot_app.store import Store  # noqa: E402
 from training.runner import TrainConfig, build_algorithm, effective_sampler, to_torch  # noqa: E402
@@ -174,10 +174,7 @@ def main() -> int:
         if args.quality:
             torch.set_num_threads(min(int(t) for t in args.threads.split(",")))  # learning, not speed
             report["bf16_quality"] = quality(args, Path(tmp))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"-> {out}")
+    write_report(args.out, report)
     return 0
 
 
