@@ -52,7 +52,7 @@ from robot_app.store import Store
 from training import runner
 from training.am import ActionableModels, autocast
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
-from training.runner import TrainConfig
+from training.runner import TrainConfig, window_row
 from training.sampler import GoalSampler, SamplerConfig
 
 MODES = ("scratch", "pretrained", "cds")
@@ -336,10 +336,8 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
         window.append(update(algo, batches, config, device, base.augment_pad, aug))
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
-            now = time.perf_counter()
-            row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
-            row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
-            window, tick = [], now
+            row, tick = window_row(step, window, tick, started)
+            window = []
             log.write(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "q_data", "shared")})
         if step % config.checkpoint_every == 0 or step == config.steps:

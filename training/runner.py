@@ -470,6 +470,14 @@ def _rng_state(sampler: GoalSampler, aug: torch.Generator) -> dict:
     return {"sampler": sampler.get_state(), "augment": aug.get_state(), "torch": torch.get_rng_state()}
 
 
+def window_row(step: int, window: list[dict], tick: float, started: float) -> tuple[dict, float]:
+    """The metrics row of a log window (means, updates/s since `tick`) and the new tick."""
+    now = time.perf_counter()
+    row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
+    row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
+    return row, now
+
+
 def train(c: TrainConfig, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) training into run_dir; returns the last checkpoint's path."""
     run_dir = Path(run_dir)
@@ -532,10 +540,8 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
             step += 1
             bar.update(1)
             if step % c.log_every == 0 or step == c.steps:
-                now = time.perf_counter()
-                row = {"step": step, **{k: float(torch.stack([m[k] for m in window]).mean()) for k in window[0]}}
-                row.update(updates_per_s=len(window) / max(now - tick, 1e-9), elapsed_s=now - started)
-                window, tick = [], now
+                row, tick = window_row(step, window, tick, started)
+                window = []
                 if log is not None:
                     log.write(row)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "updates_per_s")})
