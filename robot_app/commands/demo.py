@@ -151,8 +151,8 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     t0 = time.monotonic()
     goal_pub.publish(image_to_msg(task.goal_image))
     wait_for(lambda: any(s["state"] == "ready" for s in client.statuses(t0=t0)), 10, "the policy to accept the goal")
-    # The sim restores the task's start state on its own thread; starting before its camera
-    # flows again would stop the policy at once on a stale camera (seen: 1.3 s gaps).
+    # Start only once frames of the restored start state are flowing, so the rollout strip
+    # and the policy's first action both begin at the task's start.
     wait_for(lambda: alive() or len(client.since(Topics.IMAGE, t0)) >= 3, 15, "camera frames after the reset")
     t_run = time.monotonic()
     started = client.call(Trigger, Topics.POLICY_START)
