@@ -1,0 +1,156 @@
+"""The learning benchmark of issue 4: AM and its baselines on one dataset, one budget, several seeds.
+
+For every (algorithm, seed) it runs the user's own commands, `robot-app train` then
+`robot-app eval` (through the ONNX runtime, the code the robot runs), and keeps the eval
+JSON in bench/results/learning/ALGO_sSEED.json. A cell whose JSON exists is not run again,
+so the benchmark can be stopped and continued, and seeds can be added later: the table is
+always rebuilt from every JSON present.
+
+The table pools the seeds of each cell (successes over n = episodes x seeds, Wilson 95%
+interval) and lists the per-seed rates, because with few seeds the spread between seeds
+says more than the interval. It is written as markdown (summary.md) and as a bar chart
+(docs/img/learning.png).
+
+    .venv/bin/python bench/bench_learning.py --seeds 0,1,2 [--steps 3000] [--episodes 20]
+    .venv/bin/python bench/bench_learning.py --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, machine
+
+from robot_app.evaluation import wilson_interval
+
+ALGOS = {"am": "AM (Actionable Models)", "gcbc": "GCBC", "am-nonneg": "AM without negatives",
+         "am-nochain": "AM without chaining"}
+FAMILIES = ("reach", "push", "grasp", "rearrange", "chain")
+OUT = ROOT / "bench" / "results" / "learning"
+ROBOT_APP = str(Path(sys.executable).with_name("robot-app"))
+
+
+def run_cell(algo: str, seed: int, args) -> Path:
+    """Train and evaluate one cell; its eval JSON path. The run directory is kept for curves."""
+    result = OUT / f"{algo}_s{seed}.json"
+    run = ROOT / "runs" / f"bench_{algo}_s{seed}"
+    train = [ROBOT_APP, "train", "--data", args.data, "--algo", algo, "--out", str(run), "--steps", str(args.steps),
+             "--set", f"seed={seed}", "--set", "num_threads=1", "--set", f"checkpoint_every={args.checkpoint_every}",
+             "--no-progress"]
+    if (run / "config.yaml").exists():
+        train.append("--resume")  # an interrupted cell continues where it stopped
+    evaluate = [ROBOT_APP, "eval", "--policy", str(run), "--episodes", str(args.episodes), "--seed", "0",
+                "--json", str(result), "--out", str(run / "eval"), "--no-progress"]
+    for command in (train, evaluate):
+        print("+", " ".join(command), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT)
+    return result
+
+
+def load_cells() -> dict[tuple[str, int], dict]:
+    cells = {}
+    for path in sorted(OUT.glob("*_s*.json")):
+        algo, _, seed = path.stem.rpartition("_s")
+        if algo in ALGOS and seed.isdigit():
+            cells[(algo, int(seed))] = json.loads(path.read_text())
+    return cells
+
+
+def pooled(cells: dict, algo: str) -> dict[str, dict]:
+    """Per family: pooled rate, Wilson interval, n and the per-seed rates of one algorithm."""
+    seeds = sorted(s for a, s in cells if a == algo)
+    table = {}
+    for family in FAMILIES:
+        rows = [cells[(algo, s)]["families"][family] for s in seeds if family in cells[(algo, s)]["families"]]
+        successes, n = sum(r["successes"] for r in rows), sum(r["n"] for r in rows)
+        if n:
+            table[family] = {"success_rate": successes / n, "ci95": list(wilson_interval(successes, n)), "n": n,
+                             "per_seed": [r["success_rate"] for r in rows], "seeds": seeds}
+    return table
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| algorithm | seeds | " + " | ".join(FAMILIES) + " | mean |", "|---|---:|" + "---:|" * (len(FAMILIES) + 1)]
+    for algo, table in summary.items():
+        cells, rates = [], []
+        for family in FAMILIES:
+            if family not in table:
+                cells.append("-")
+                continue
+            f = table[family]
+            rates.append(f["success_rate"])
+            per_seed = "/".join(f"{r:.0%}" for r in f["per_seed"]) if len(f["per_seed"]) > 1 else ""
+            cells.append(f"{f['success_rate']:.0%} [{f['ci95'][0]:.0%}, {f['ci95'][1]:.0%}]"
+                         + (f" ({per_seed})" if per_seed else ""))
+        seeds = len(next(iter(table.values()))["seeds"]) if table else 0
+        mean = f"{sum(rates) / len(rates):.0%}" if rates else "-"
+        lines.append(f"| {ALGOS[algo]} | {seeds} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
+    width = 0.8 / max(len(summary), 1)
+    x = np.arange(len(FAMILIES))
+    for i, (algo, table) in enumerate(summary.items()):
+        rate = np.array([table.get(f, {}).get("success_rate", np.nan) for f in FAMILIES]) * 100
+        lo = np.array([table.get(f, {}).get("ci95", [np.nan] * 2)[0] for f in FAMILIES]) * 100
+        hi = np.array([table.get(f, {}).get("ci95", [np.nan] * 2)[1] for f in FAMILIES]) * 100
+        ax.bar(x + i * width - 0.4 + width / 2, rate, width, yerr=[rate - lo, hi - rate], capsize=2, label=ALGOS[algo])
+    ax.set_xticks(x, FAMILIES)
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, ncols=2)
+    ax.set_title("goal reaching per family (pooled seeds, Wilson 95%)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", default=",".join(ALGOS), help="comma-separated (default: all four)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds (default: 0,1,2)")
+    parser.add_argument("--steps", type=int, default=3000, help="gradient updates per run (batch 256)")
+    parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes per family")
+    parser.add_argument("--data", default=str(ROOT / "data" / "store"), help="training store")
+    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--table-only", action="store_true", help="only rebuild the table from the JSON present")
+    args = parser.parse_args()
+
+    if not args.table_only:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for algo in args.algos.split(","):
+                if algo not in ALGOS:
+                    parser.error(f"unknown algorithm {algo!r}: one of {', '.join(ALGOS)}")
+                if (OUT / f"{algo}_s{seed}.json").exists():
+                    print(f"{algo} seed {seed}: done already ({OUT / f'{algo}_s{seed}.json'})")
+                    continue
+                t0 = time.monotonic()
+                run_cell(algo, seed, args)
+                print(f"{algo} seed {seed}: {time.monotonic() - t0:.0f} s", flush=True)
+
+    cells = load_cells()
+    summary = {algo: pooled(cells, algo) for algo in ALGOS if any(a == algo for a, _ in cells)}
+    (OUT / "summary.json").write_text(json.dumps({"machine": machine(), "algorithms": summary}, indent=2) + "\n")
+    table = markdown(summary)
+    (OUT / "summary.md").write_text(table)
+    plot(summary, ROOT / "docs" / "img" / "learning.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
