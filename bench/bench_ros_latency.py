@@ -12,7 +12,7 @@ Missed control ticks: frames heard here that no command answered, and gaps betwe
 longer than 1.5 periods (the sim itself missed a tick). Goal (issue 6): p95 <= 5 ms and no
 missed tick.
 
-    .venv/bin/python bench/bench_ros_latency.py [--seconds 600]
+    .venv/bin/python bench/bench_ros_latency.py [--seconds 600] [--load 2] [--out PATH]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +59,8 @@ def percentiles(values_ms: list[float]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="measured time after a 5 s warm-up")
+    parser.add_argument("--load", type=int, default=0,
+                        help="busy processes (one core each) running beside the graph while it is measured")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ros_latency.json"))
     args = parser.parse_args()
 
@@ -100,10 +103,15 @@ def main() -> int:
                 goal_pub.publish(client.latest(Topics.IMAGE))  # any camera frame serves as a goal
                 wait_for(lambda: any(s["state"] == "running" for s in client.statuses()), 20, "the policy to start")
                 time.sleep(WARMUP_S)
-                t_start = time.time_ns()
-                for _ in tqdm(range(int(args.seconds)), desc="bench ros_latency", unit="s"):
-                    time.sleep(1.0)
-                t_end = time.time_ns()
+                hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+                try:
+                    t_start = time.time_ns()
+                    for _ in tqdm(range(int(args.seconds)), desc="bench ros_latency", unit="s"):
+                        time.sleep(1.0)
+                    t_end = time.time_ns()
+                finally:
+                    for hog in hogs:
+                        hog.kill()
                 time.sleep(0.5)  # commands for the last frames
                 final_status = client.statuses()[-1]
                 client.call(Trigger, Topics.POLICY_STOP)
@@ -127,6 +135,7 @@ def main() -> int:
         "what": "camera frame stamp (sim_node) -> command receipt at a third node, through policy_node (CEM 64x3, "
                 "full-size QNetwork, random weights), 3 processes over Fast DDS on loopback, 10 Hz",
         "seconds": args.seconds,
+        "busy_processes": args.load,
         "goal": {"p95_ms": GOAL_P95_MS, "missed_ticks": 0},
         "machine": {
             "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
