@@ -42,8 +42,8 @@ def run_cell(algo: str, seed: int, args) -> Path:
     train = [ROBOT_APP, "train", "--data", args.data, "--algo", algo, "--out", str(run), "--steps", str(args.steps),
              "--set", f"seed={seed}", "--set", "num_threads=1", "--set", f"checkpoint_every={args.checkpoint_every}",
              "--no-progress"]
-    if (run / "config.yaml").exists():
-        train.append("--resume")  # an interrupted cell continues where it stopped
+    if any((run / "checkpoints").glob("*.pt")):
+        train.append("--resume")  # an interrupted cell continues from its last checkpoint
     evaluate = [ROBOT_APP, "eval", "--policy", str(run), "--episodes", str(args.episodes), "--seed", "0",
                 "--json", str(result), "--out", str(run / "eval"), "--no-progress"]
     for command in (train, evaluate):
