@@ -13,12 +13,12 @@ runs the trunk once per action and only the small head per CEM iteration. The sp
 checked against the whole graph at load; without `onnx`, or if the check fails, the whole
 graph runs each iteration (same result, slower).
 
-Per action on one core (issue 5) the three head runs are ~70% of the time and are already
-at the CPU's float32 GEMM peak, so the rest is overhead to cut: the split sessions are
-bound to fixed numpy buffers (IOBinding: no feed dicts, no output allocation), and a head
-that is the QT-Opt MLP of training/networks.py runs as a chain of 2-D Gemm+Relu with the
-gripper and the trunk's features folded into per-action biases (`_mlp_head`), checked
-against the split head at load. Measured numbers: bench/bench_policy_latency.py.
+Per action on one core (issue 5) the three head runs are ~70% of the time and already
+run at the CPU's float32 GEMM peak, so the rest is overhead to cut (robot_app.policy_graphs):
+when the head is the QT-Opt MLP of training/networks.py the whole action, CEM included,
+runs as one onnxruntime graph fed the CEM noise; any other split head runs bound to fixed
+numpy buffers with CEM in numpy. Both are checked at load against the split graph. The
+numbers: bench/bench_policy_latency.py.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ import json
 import os
 import threading
 import warnings
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from robot_app.cem import CEMSettings, cem_maximize, draw_noise
+from robot_app.policy_graphs import FusedCEM, SplitRunner, cem_graph, mlp_layers
 from robot_app.spec import ACTION_DIM, ActionScaling, check_image
 
 CARD_FORMAT_VERSION = 1
@@ -293,192 +293,6 @@ def _split_graph(model_bytes: bytes):
     return trunk.SerializeToString(), head.SerializeToString(), frontier
 
 
-@dataclass(frozen=True)
-class _MLPLayers:
-    """A head that is a plain MLP over [actions, gripper]: layer i computes
-    act_i(x @ weights[i] + biases[i] (+ the trunk's features if i == features_layer)),
-    act = relu for all but the last; q = sigmoid(last) if `sigmoid`."""
-
-    weights: tuple[np.ndarray, ...]  # (in, out) float32; weights[0] has ACTION_DIM + 1 rows, gripper last
-    biases: tuple[np.ndarray, ...]  # (out,) float32
-    features_layer: int
-    sigmoid: bool
-
-
-def _mlp_head(head_bytes: bytes, boundary: list[str]) -> _MLPLayers | None:
-    """The head's layers when it is the QT-Opt MLP of training/networks.py, else None.
-
-    Walks forward from Concat(actions, broadcast gripper) through MatMul/Add/Relu, the one
-    Add of the trunk's features, a final Squeeze and Sigmoid; anything else (another
-    network, e.g. gcbc's scorer) is not matched and the split head runs as extracted. The
-    match is structural only: the caller checks the result numerically against the head.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load_from_string(head_bytes).graph
-    if len(boundary) != 1 or [o.name for o in graph.output] != [OUTPUT_NAME]:
-        return None
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    consumers: dict[str, list] = defaultdict(list)
-    deps: dict[str, frozenset] = {i.name: frozenset([i.name]) for i in graph.input}
-    start = None
-    for node in graph.node:
-        for i in node.input:
-            consumers[i].append(node)
-        d = frozenset().union(*(deps.get(i, frozenset()) for i in node.input if i))
-        for out in node.output:
-            deps[out] = d
-        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
-        if (node.op_type == "Concat" and len(node.input) == 2 and node.input[0] == "actions"
-                and "gripper" in deps.get(node.input[1], ()) and axis in (-1, 2)):
-            start = node
-    if start is None:
-        return None
-    weights, biases, features_layer, sigmoid = [], [], None, False
-    w = b = None
-    squeezed = False
-    cur = start.output[0]
-    while cur != OUTPUT_NAME:
-        if len(consumers[cur]) != 1:
-            return None
-        node = consumers[cur][0]
-        others = [i for i in node.input if i != cur]
-        const = consts.get(others[0]) if len(others) == 1 else None
-        if node.op_type == "MatMul" and w is None and not squeezed and node.input[0] == cur and const is not None and const.ndim == 2:
-            w = const
-        elif node.op_type == "Add" and w is not None and len(others) == 1:
-            if const is not None and const.ndim == 1 and b is None:
-                b = const
-            elif others[0] == boundary[0] and features_layer is None:
-                features_layer = len(weights)
-            else:
-                return None
-        elif node.op_type == "Relu" and w is not None and not squeezed:
-            weights.append(w)
-            biases.append(b if b is not None else np.zeros(w.shape[1], np.float32))
-            w = b = None
-        elif node.op_type == "Squeeze" and w is not None and not squeezed:
-            squeezed = True
-        elif node.op_type == "Sigmoid" and node.output[0] == OUTPUT_NAME:
-            sigmoid = True
-        else:
-            return None
-        cur = node.output[0]
-    if w is None or features_layer is None:
-        return None
-    weights.append(w)
-    biases.append(b if b is not None else np.zeros(w.shape[1], np.float32))
-    shapes_chain = all(a.shape[1] == c.shape[0] for a, c in zip(weights, weights[1:], strict=False))
-    if (weights[0].shape[0] != ACTION_DIM + 1 or weights[-1].shape[1] != 1 or not shapes_chain
-            or any(x.dtype != np.float32 for x in weights + biases)
-            or any(bb.shape != (ww.shape[1],) for ww, bb in zip(weights, biases, strict=True))):
-        return None
-    return _MLPLayers(tuple(weights), tuple(biases), features_layer, sigmoid)
-
-
-def _mlp_graph(layers: _MLPLayers, samples: int) -> bytes:
-    """The MLP head as 2-D Gemm+Relu (fused by onnxruntime): inputs `actions` (N, 5) and one
-    bias per layer that takes the gripper (layer 0) or the features; output `q` (N, 1)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    def info(name, shape):
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
-
-    nodes, inits, inputs = [], [], [info("actions", [samples, ACTION_DIM])]
-    x = "actions"
-    last = len(layers.weights) - 1
-    for i, (w, b) in enumerate(zip(layers.weights, layers.biases, strict=True)):
-        w = w[:ACTION_DIM] if i == 0 else w
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(w), f"w{i}"))
-        if i in (0, layers.features_layer):
-            inputs.append(info(f"bias{i}", [w.shape[1]]))
-        else:
-            inits.append(numpy_helper.from_array(b, f"bias{i}"))
-        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"bias{i}"], [f"h{i}"]))
-        x = f"h{i}"
-        if i < last:
-            nodes.append(helper.make_node("Relu", [x], [f"r{i}"]))
-            x = f"r{i}"
-    if layers.sigmoid:
-        nodes.append(helper.make_node("Sigmoid", [x], [OUTPUT_NAME]))
-    else:
-        nodes.append(helper.make_node("Identity", [x], [OUTPUT_NAME]))
-    graph = helper.make_graph(nodes, "mlp_head", inputs, [info(OUTPUT_NAME, [samples, 1])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    return model.SerializeToString()
-
-
-class _Bound:
-    """A session bound once to numpy buffers (IOBinding): each run reads its inputs and
-    writes its outputs in place, with no feed dict and no output allocation (~10 us less
-    per trunk run than session.run, measured)."""
-
-    def __init__(self, session, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
-        import onnxruntime as ort
-
-        self.session = session
-        self.binding = session.io_binding()
-        self._values = []  # the OrtValues must outlive the binding
-        for name, buf in inputs.items():
-            self._values.append(ort.OrtValue.ortvalue_from_numpy(buf))
-            self.binding.bind_ortvalue_input(name, self._values[-1])
-        for name, buf in outputs.items():
-            self._values.append(ort.OrtValue.ortvalue_from_numpy(buf))
-            self.binding.bind_ortvalue_output(name, self._values[-1])
-
-    def run(self) -> None:
-        self.session.run_with_iobinding(self.binding)
-
-
-class _SplitRunner:
-    """The split graph with its buffers: `encode` runs the trunk once per action, `score`
-    one head run per CEM iteration. Not re-entrant (shared buffers): Policy.act locks."""
-
-    def __init__(self, trunk, head, boundary: list[str], boundary_values: list[np.ndarray], samples: int,
-                 image_size: int, mlp: tuple | None = None):
-        self.image = np.zeros((1, image_size, image_size, 3), np.uint8)
-        self.goal = np.zeros_like(self.image)
-        self.features = {name: np.zeros_like(v) for name, v in zip(boundary, boundary_values, strict=True)}
-        self.trunk = _Bound(trunk, {"image": self.image, "goal": self.goal}, self.features)
-        self.mlp = None
-        if mlp is not None:  # (session, _MLPLayers): gripper and features become biases
-            session, layers = mlp
-            self.mlp = layers
-            self.grip_row = layers.weights[0][ACTION_DIM]
-            self.actions = np.zeros((samples, ACTION_DIM), np.float32)
-            self.biases = {i: np.zeros_like(layers.biases[i]) for i in {0, layers.features_layer}}
-            self.q = np.zeros((samples, 1), np.float32)
-            self.head = _Bound(session, {"actions": self.actions, **{f"bias{i}": b for i, b in self.biases.items()}}, {OUTPUT_NAME: self.q})
-            self.q_row = self.q.reshape(1, samples)
-        else:
-            self.gripper = np.zeros((1, 1), np.float32)
-            self.actions = np.zeros((1, samples, ACTION_DIM), np.float32)
-            self.q_row = np.zeros((1, samples), np.float32)
-            self.head = _Bound(head, {**self.features, "gripper": self.gripper, "actions": self.actions}, {OUTPUT_NAME: self.q_row})
-
-    def encode(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> None:
-        self.image[0] = image
-        self.goal[0] = goal
-        self.trunk.run()
-        if self.mlp is None:
-            self.gripper[0, 0] = gripper
-            return
-        layers = self.mlp
-        for i, bias in self.biases.items():
-            np.copyto(bias, layers.biases[i])
-            if i == 0:
-                bias += self.grip_row * np.float32(gripper)
-            if i == layers.features_layer:
-                bias += next(iter(self.features.values())).reshape(-1)
-
-    def score(self, actions: np.ndarray) -> np.ndarray:
-        """q (1, N) of actions (1, N, 5), a view of the output buffer (valid until the next call)."""
-        np.copyto(self.actions, actions[0] if self.mlp is not None else actions)
-        self.head.run()
-        return self.q_row
-
-
 def _read_goal_image(path: Path, card: ModelCard, card_path: Path) -> np.ndarray:
     """A task model's goal image as uint8 RGB of the card's size; PolicyLoadError naming the file."""
     import cv2
@@ -492,20 +306,52 @@ def _read_goal_image(path: Path, card: ModelCard, card_path: Path) -> np.ndarray
         raise PolicyLoadError(f"{card_path}: goal image {exc}") from None
 
 
-def _runner_agrees(runner: _SplitRunner, split: Policy, probe: tuple) -> bool:
-    """Whether the bound runner scores like the plain split sessions, over a few grippers."""
-    image, goal, _, actions = probe
+def _fused_agrees(fused: FusedCEM, split: Policy, probe: tuple, settings) -> bool:
+    """Whether the one-graph CEM scores like the split head and refits like robot_app.cem.
+
+    Its q of every sample it drew must match the split head's; replaying robot_app.cem in
+    numpy on those same q values must draw the same samples and pick the same best. (A
+    check of whole actions against the split path would fail on near-ties: rounding
+    differences of ~1e-7 in q may reorder them.)
+    """
+    image, goal, _, _ = probe
+    rng = np.random.default_rng(7)
+    n = settings.samples
     for gripper in (0.0, float(probe[2][0, 0]), 1.0):
-        grip = np.full((1, 1), gripper, np.float32)
-        want = split._run_split(image, goal, grip, actions)
+        uniform, normal = draw_noise(rng, 1, settings)
         try:
-            runner.encode(image[0], goal[0], grip[0, 0])
-            got = runner.score(actions)
+            best, best_q = fused.act(image[0], goal[0], gripper, uniform, normal)
         except Exception:  # onnxruntime's own exception types
             return False
-        if got.shape != want.shape or not np.allclose(got, want, rtol=0, atol=1e-6):
+        grip = np.full((1, 1), gripper, np.float32)
+        drawn = fused.samples_all.reshape(settings.iterations, 1, n, ACTION_DIM)
+        scores = fused.q_all.reshape(settings.iterations, 1, n)
+        for k in range(settings.iterations):
+            if not np.allclose(split._run_split(image, goal, grip, drawn[k]), scores[k], rtol=0, atol=1e-6):
+                return False
+        replayed = []
+
+        def replay(actions: np.ndarray, replayed=replayed, scores=scores) -> np.ndarray:
+            replayed.append(actions.copy())
+            return scores[len(replayed) - 1]
+
+        want, want_q = cem_maximize(replay, settings, uniform, normal)
+        if not (np.allclose(np.stack(replayed), drawn, rtol=0, atol=1e-6) and np.allclose(want, best, rtol=0, atol=1e-6)
+                and np.allclose(want_q, best_q, rtol=0, atol=1e-6)):
             return False
     return True
+
+
+def _runner_agrees(runner: SplitRunner, split: Policy, probe: tuple) -> bool:
+    """Whether the bound split sessions score like the plain ones."""
+    image, goal, grip, actions = probe
+    want = split._run_split(image, goal, grip, actions)
+    try:
+        runner.encode(image[0], goal[0], grip[0, 0])
+        got = runner.score(actions)
+    except Exception:  # onnxruntime's own exception types
+        return False
+    return got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-6)
 
 
 class Policy:
@@ -522,7 +368,8 @@ class Policy:
         self.card_path = card_path
         self._session = session
         self._trunk, self._head, self._boundary = trunk, head, boundary or []
-        self._runner: _SplitRunner | None = None  # the bound split graph act() runs, set by _try_split
+        self._runner: SplitRunner | None = None  # the bound split graph, set by _try_split
+        self._fused: FusedCEM | None = None  # the whole action as one graph, set by _try_split
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(seed)
 
@@ -595,25 +442,31 @@ class Policy:
             warnings.warn(f"{self.onnx_path}: split graph disagrees with the whole graph; running it whole", stacklevel=3)
             return
         boundary_values = list(split._encode(probe[0], probe[1]).values())
-        samples = self.card.cem.samples
-        runner = _SplitRunner(trunk, head, boundary, boundary_values, samples, size)
-        layers = _mlp_head(head_bytes, boundary)
-        if layers is not None:
-            try:
-                mlp_session = ort.InferenceSession(_mlp_graph(layers, samples), sess_options=head_opts,
-                                                   providers=["CPUExecutionProvider"])
-                mlp_runner = _SplitRunner(trunk, head, boundary, boundary_values, samples, size, (mlp_session, layers))
-            except Exception as exc:  # onnx / onnxruntime exception types
-                warnings.warn(f"{self.onnx_path}: MLP head failed to build ({exc}); running the split head", stacklevel=3)
-            else:
-                if _runner_agrees(mlp_runner, split, probe):
-                    runner = mlp_runner
-                else:
-                    warnings.warn(f"{self.onnx_path}: MLP head disagrees with the split head; running the split head", stacklevel=3)
+        runner = SplitRunner(trunk, head, boundary, boundary_values, self.card.cem.samples, size)
         if not _runner_agrees(runner, split, probe):
             warnings.warn(f"{self.onnx_path}: bound split graph disagrees with the split graph; running it whole", stacklevel=3)
             return
+        self._fused = self._try_fuse(trunk_bytes, head_bytes, boundary, split, probe, head_opts)
         self._trunk, self._head, self._boundary, self._runner = trunk, head, boundary, runner
+
+    def _try_fuse(self, trunk_bytes: bytes, head_bytes: bytes, boundary: list[str], split: Policy, probe: tuple, opts):
+        """The one-graph CEM (policy_graphs.cem_graph) if the head is the QT-Opt MLP and it checks out, else None."""
+        import onnxruntime as ort
+
+        layers = mlp_layers(head_bytes, boundary)
+        if layers is None or self.card.cem.iterations < 1:
+            return None  # another head: CEM in numpy over the bound split graph
+        try:
+            graph = cem_graph(trunk_bytes, boundary[0], layers, self.card.cem, self.image_size)
+            session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
+            fused = FusedCEM(session, self.card.cem, self.image_size)
+        except Exception as exc:  # onnx / onnxruntime exception types
+            warnings.warn(f"{self.onnx_path}: one-graph CEM failed to build ({exc}); CEM runs in numpy", stacklevel=4)
+            return None
+        if not _fused_agrees(fused, split, probe, self.card.cem):
+            warnings.warn(f"{self.onnx_path}: one-graph CEM disagrees with the split graph; CEM runs in numpy", stacklevel=4)
+            return None
+        return fused
 
     @property
     def image_size(self) -> int:
@@ -641,26 +494,37 @@ class Policy:
         feed.update(gripper=gripper, actions=actions)
         return self._head.run([OUTPUT_NAME], feed)[0]
 
-    def _inputs(self, image, goal, gripper) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate one observation and shape it as a batch of one."""
+    def _check(self, image, goal, gripper) -> float:
+        """Validate one observation; the gripper state as a float."""
         size = self.image_size
         check_image(image, size, "image")
         check_image(goal, size, "goal image")
         g = float(gripper)
-        if not np.isfinite(g) or not 0.0 <= g <= 1.0:
+        if not 0.0 <= g <= 1.0:  # NaN fails it too
             raise ValueError(f"gripper: expected a state in [0, 1], got {gripper!r}")
+        return g
+
+    def _inputs(self, image, goal, gripper) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate one observation and shape it as a batch of one."""
+        g = self._check(image, goal, gripper)
         return image[None], goal[None], np.full((1, 1), g, dtype=np.float32)
 
     def act(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> tuple[np.ndarray, float]:
         """The CEM action in [-1, 1]^5 for this observation and goal, and its Q."""
         with self._lock:  # the split graph's buffers and the generator are shared
-            image_b, goal_b, grip_b = self._inputs(image, goal, gripper)
-            uniform, normal = draw_noise(self._rng, 1, self.card.cem)
             runner = self._runner
             if runner is not None:
-                runner.encode(image, goal, grip_b[0, 0])
+                g = self._check(image, goal, gripper)
+                uniform, normal = draw_noise(self._rng, 1, self.card.cem)
+                if self._fused is not None:
+                    best, best_q = self._fused.act(image, goal, g, uniform, normal)
+                    return best[0], float(best_q[0])
+                runner.encode(image, goal, g)
                 score = runner.score
             else:
+                image_b, goal_b, grip_b = self._inputs(image, goal, gripper)
+                uniform, normal = draw_noise(self._rng, 1, self.card.cem)
+
                 def score(actions: np.ndarray) -> np.ndarray:
                     return self._run_whole(image_b, goal_b, grip_b, actions)
 

@@ -204,3 +204,88 @@ def test_policy_runs_with_torch_and_onnx_unimportable(model_dir):
     # Same seed, same action as the split runtime in this (torch-importing) process.
     a_split, _ = Policy.load(model_dir / "good.onnx", seed=3).act(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), 0.5)
     np.testing.assert_allclose([float(x) for x in out.stdout.split()[1].split(",")], a_split, atol=1e-5)
+
+
+def test_batch_of_one_cem_is_bit_for_bit_the_batched_cem():
+    """The runtime's batch-of-one CEM path gives exactly the batched path's answer, ties included."""
+    from robot_app.cem import CEMSettings, cem_maximize, draw_noise
+
+    rng = np.random.default_rng(4)
+    weights = rng.standard_normal((5, 3)).astype(np.float32)
+
+    def coarse(a):  # rounded scores: many ties at the elite boundary
+        return (np.round(np.tanh(a @ weights).sum(-1) * 4) / 4).astype(np.float32)
+
+    for settings in (CEMSettings(), CEMSettings(samples=16, elites=4, iterations=4, min_std=0.1)):
+        for _ in range(50):
+            uniform, normal = draw_noise(rng, 1, settings)
+            one = cem_maximize(coarse, settings, uniform, normal)
+            # batch 2 of the same row takes the batched path; its row 0 is the same problem
+            two = cem_maximize(coarse, settings, np.concatenate([uniform] * 2), np.concatenate([normal] * 2, axis=1))
+            np.testing.assert_array_equal(one[0], two[0][:1])
+            np.testing.assert_array_equal(one[1], two[1][:1])
+
+
+def test_one_graph_cem_scores_like_the_split_head_and_refits_like_numpy(model_dir):
+    """A QNetwork's whole action runs as one graph; its q of every sample it drew matches the
+    split head's, and numpy CEM replayed on those q draws the same samples and picks its best."""
+    from robot_app.cem import cem_maximize, draw_noise
+
+    policy = Policy.load(model_dir / "good.onnx")
+    fused, settings = policy._fused, policy.card.cem
+    assert fused is not None
+    rng = np.random.default_rng(2)
+    n = settings.samples
+    for seed, gripper in ((0, 0.0), (1, 0.6), (2, 1.0)):
+        image, goal = _images(seed)
+        uniform, normal = draw_noise(rng, 1, settings)
+        best, best_q = fused.act(image, goal, gripper, uniform, normal)
+        drawn = fused.samples_all.reshape(settings.iterations, 1, n, 5).copy()
+        scores = fused.q_all.reshape(settings.iterations, 1, n).copy()
+        grip = np.full((1, 1), gripper, np.float32)
+        for k in range(settings.iterations):
+            np.testing.assert_allclose(scores[k], policy._run_split(image[None], goal[None], grip, drawn[k]), rtol=0, atol=1e-6)
+        replayed = []
+
+        def replay(actions, replayed=replayed, scores=scores):
+            replayed.append(actions.copy())
+            return scores[len(replayed) - 1]
+
+        want, want_q = cem_maximize(replay, settings, uniform, normal)
+        np.testing.assert_allclose(np.stack(replayed), drawn, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(best, want, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(best_q, want_q, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(np.clip(drawn, -1, 1), drawn)
+    # act is this graph: the same noise gives the same action as the graph alone
+    policy.reseed(9)
+    image, goal = _images(3)
+    action, q = policy.act(image, goal, 0.4)
+    best, best_q = fused.act(image, goal, 0.4, *draw_noise(np.random.default_rng(9), 1, settings))
+    np.testing.assert_array_equal(action, best[0])
+    assert q == float(best_q[0])
+
+
+class OtherHead(nn.Module):
+    """The Q contract with a head that is not the QT-Opt MLP: no one-graph CEM, the split head runs as extracted."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = QNetwork(NetworkConfig(channels=(8, 8, 8, 8), feature_dim=16, head_hidden=16))
+
+    def forward(self, image, goal, gripper, actions):
+        features = self.q.encode(image, goal)
+        return torch.sigmoid(self.q.head_logits(features, gripper, actions) + (actions * features[:, None, :5]).sum(-1))
+
+
+def test_a_head_that_is_not_the_mlp_runs_bound_as_extracted(tmp_path):
+    torch.manual_seed(3)
+    path, _ = export_onnx(OtherHead().eval(), tmp_path / "other.onnx", 64, CARD)
+    whole = Policy.load(path, seed=1, split=False)
+    parted = Policy.load(path, seed=1)
+    assert parted.split and parted._runner is not None and parted._fused is None  # CEM in numpy, bound split head
+    image, goal = _images(5)
+    for _ in range(2):
+        a_whole, q_whole = whole.act(image, goal, 0.5)
+        a_split, q_split = parted.act(image, goal, 0.5)
+        np.testing.assert_allclose(a_split, a_whole, atol=1e-6)
+        assert abs(q_split - q_whole) < 1e-5
