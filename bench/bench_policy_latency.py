@@ -1,8 +1,8 @@
 """Latency of one policy action: CEM (64 samples x 3 iterations) on a 64x64 Q-network.
 
 Side by side in the same run, on 1 and 2 threads:
-- onnxruntime: robot_app.policy.Policy as the policy node runs it (graph split at load,
-  the trunk once per action, the head once per CEM iteration);
+- onnxruntime: robot_app.policy.Policy as the policy node runs it (for a QNetwork the
+  whole action, CEM included, as one graph built at load: robot_app.policy_graphs);
 - onnxruntime_whole_graph: the same without the split (the whole graph per iteration);
 - torch_eager: the same CEM in torch (training.cem.cem_maximize_torch) on the QNetwork,
   encoding once and scoring with its head, from numpy inputs like the runtime.
