@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 
@@ -20,24 +20,18 @@ def run_node(
     name: str,
     factory: Callable[[], Node],
     args=None,
-    executor: Callable[[], Executor] | None = None,
     fatal: tuple[type[BaseException], ...] = (ValueError,),
 ) -> None:
-    """Build the node with factory() and spin it until shutdown.
+    """Build the node with factory() and spin it on rclpy's single-threaded executor until shutdown.
 
-    executor: makes the executor once rclpy is initialised (e.g. a MultiThreadedExecutor for
-    a node whose callback groups must run in parallel); None spins on rclpy's default.
+    Every node here spins single-threaded: rclpy's multi-threaded executor starved the
+    policy node's camera subscription under load (policy_node's docstring has the numbers).
     """
     rclpy.init(args=args)
     node = None
     try:
         node = factory()
-        if executor is None:
-            rclpy.spin(node)
-        else:
-            spinner = executor()
-            spinner.add_node(node)
-            spinner.spin()
+        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except fatal as exc:
