@@ -175,19 +175,22 @@ def _file_name(v) -> str:
     return v
 
 
-def _scaling(d) -> ActionScaling:
+def _object(d, name: str, parse):
+    """parse(d) for a JSON object; a card with a list or a number there is refused by name."""
     if not isinstance(d, dict):
-        raise ValueError(f"action_scaling must be an object, got {d!r}")
-    scaling = ActionScaling.from_dict(d)
+        raise ValueError(f"{name} must be an object, got {d!r}")
+    return parse(d)
+
+
+def _scaling(d) -> ActionScaling:
+    scaling = _object(d, "action_scaling", ActionScaling.from_dict)
     if min(scaling.max_linear_speed, scaling.max_angular_speed, scaling.control_hz) <= 0:
         raise ValueError(f"action_scaling values must be positive, got {scaling.to_dict()}")
     return scaling
 
 
 def _cem(d) -> CEMSettings:
-    if not isinstance(d, dict):
-        raise ValueError(f"cem must be an object, got {d!r}")
-    cem = CEMSettings.from_dict(d)
+    cem = _object(d, "cem", CEMSettings.from_dict)
     if cem.samples < 1 or not 1 <= cem.elites <= cem.samples or cem.iterations < 1 or cem.min_std < 0:
         raise ValueError(f"cem settings are inconsistent: {cem.to_dict()}")
     return cem
