@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("training.commands.finetune", "fine-tune on a new grasping task from a small labelled dataset"),
     "launch": ("robot_app.commands.launch", "start the ROS 2 graph (sim or robot) without ros2 launch"),
     "gui": ("robot_app.commands.gui", "open the goal-image GUI"),
-    "bench": ("robot_app.commands.bench", "run the benchmarks in bench/ and update BENCHMARKS.md"),
+    "bench": ("robot_app.commands.bench", "run the benchmarks in bench/ (each writes its JSON into bench/results/)"),
     "demo": ("robot_app.commands.demo", "the main job on the default sim world and shipped model"),
 }
 
