@@ -57,8 +57,6 @@ def cem_maximize(
     `score` may return a view of a buffer it overwrites on its next call: each iteration
     is done with its scores before scoring the next samples.
     """
-    if uniform.shape[0] == 1 and uniform.dtype == normal.dtype == np.float32:
-        return _maximize_one(score, settings, uniform, normal)
     batch = uniform.shape[0]
     rows = np.arange(batch)
     samples = uniform
@@ -83,41 +81,3 @@ def cem_maximize(
         std = np.maximum(elites.std(axis=1), settings.min_std)
     return best_action, best_score
 
-
-def _maximize_one(score, settings: CEMSettings, uniform: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cem_maximize for a batch of one, what the runtime does every action: the same float32
-    arithmetic in the same order on 2-D arrays (bit for bit the same answer; a runtime test
-    checks it), in about half the numpy calls, each ~1 us at this size.
-
-    Moments follow numpy's mean/std step by step (sum over the elites, divide, deviations
-    squared, sum, divide, sqrt); the float32 division rounds exactly like numpy's float64
-    one rounded back to float32 (53 >= 2 * 24 + 2 bits, so the double rounding is exact).
-    """
-    count = np.float32(settings.elites)
-    samples = uniform[0]
-    best_action, best_score = None, np.float32(-np.inf)
-    mean = std = None  # set by iteration 0 before use
-    for k in range(settings.iterations):
-        if k > 0:
-            samples = np.multiply(normal[k - 1, 0], std)
-            np.add(samples, mean, out=samples)
-            np.maximum(samples, -1.0, out=samples)  # clip in two ufuncs: np.clip's wrapper costs more
-            np.minimum(samples, 1.0, out=samples)
-        scores = np.asarray(score(samples[None]), dtype=np.float32)[0]
-        top = int(scores.argmax())
-        if scores[top] > best_score:
-            best_action, best_score = samples[top], scores[top]
-        if k + 1 == settings.iterations:
-            break
-        elites = samples.take(np.argsort(-scores, kind="stable")[: settings.elites], axis=0)
-        mean = np.add.reduce(elites, axis=0)
-        np.divide(mean, count, out=mean)
-        dev = np.subtract(elites, mean)
-        np.square(dev, out=dev)
-        std = np.add.reduce(dev, axis=0)
-        np.divide(std, count, out=std)
-        np.sqrt(std, out=std)
-        np.maximum(std, settings.min_std, out=std)
-    if best_action is None:  # every score NaN: as the batched path, zeros and -inf
-        return np.zeros((1, ACTION_DIM), dtype=np.float32), np.full(1, -np.inf, dtype=np.float32)
-    return best_action[None].copy(), np.array([best_score], dtype=np.float32)

@@ -206,26 +206,6 @@ def test_policy_runs_with_torch_and_onnx_unimportable(model_dir):
     np.testing.assert_allclose([float(x) for x in out.stdout.split()[1].split(",")], a_split, atol=1e-5)
 
 
-def test_batch_of_one_cem_is_bit_for_bit_the_batched_cem():
-    """The runtime's batch-of-one CEM path gives exactly the batched path's answer, ties included."""
-    from robot_app.cem import CEMSettings, cem_maximize, draw_noise
-
-    rng = np.random.default_rng(4)
-    weights = rng.standard_normal((5, 3)).astype(np.float32)
-
-    def coarse(a):  # rounded scores: many ties at the elite boundary
-        return (np.round(np.tanh(a @ weights).sum(-1) * 4) / 4).astype(np.float32)
-
-    for settings in (CEMSettings(), CEMSettings(samples=16, elites=4, iterations=4, min_std=0.1)):
-        for _ in range(50):
-            uniform, normal = draw_noise(rng, 1, settings)
-            one = cem_maximize(coarse, settings, uniform, normal)
-            # batch 2 of the same row takes the batched path; its row 0 is the same problem
-            two = cem_maximize(coarse, settings, np.concatenate([uniform] * 2), np.concatenate([normal] * 2, axis=1))
-            np.testing.assert_array_equal(one[0], two[0][:1])
-            np.testing.assert_array_equal(one[1], two[1][:1])
-
-
 def test_one_graph_cem_scores_like_the_split_head_and_refits_like_numpy(model_dir):
     """A QNetwork's whole action runs as one graph; its q of every sample it drew matches the
     split head's, and numpy CEM replayed on those q draws the same samples and picks its best."""
