@@ -46,6 +46,13 @@ def test_labels_to_rewards_only_last_transition_of_success(task_store):
     assert set(tt.t[tt.reward == 1.0].tolist()) == expected_ones
     assert set(tt.t[tt.terminal].tolist()) == {e - 2 for _, e in bounds}  # every episode ends terminal
     assert tt.reward.sum() == 2 and set(np.unique(tt.reward).tolist()) == {0.0, 1.0}
+    # the return floor's path length: k steps to the rewarded end of a success, 0 in a failure
+    episode = np.asarray(task_store.episode[tt.t])
+    for e, (start, end) in enumerate(bounds):
+        rows = episode == e
+        expected = (end - 1 - tt.t[rows]) if e in (0, 2) else np.zeros(rows.sum())
+        np.testing.assert_array_equal(tt.steps_to_success[rows], expected)
+    assert (tt.steps_to_success[tt.reward == 1.0] == 1).all()
 
 
 def test_unlabelled_task_data_is_refused_by_name(tmp_path):
@@ -108,6 +115,7 @@ def test_shared_data_takes_reward_zero_and_terminals_without_success_target_zero
     batches = TaskBatches(task_transitions(task_store), goal, GoalSampler(play_store, SamplerConfig(p_chain=0.0)), seed=0)
     batch, terminal = batches.share_candidates(32)
     assert not batch.success.any() and not terminal.any()  # reward 0, never terminal
+    assert not batch.steps_to_goal.any()  # and no return floor: nothing shows them reaching the task
     assert (batch.goal == goal).all()  # shared transitions are judged against the task goal
 
     c = runner.resolve_config(algo="am", debug=True)
@@ -144,12 +152,15 @@ def test_finetune_command_end_to_end_each_mode(stores, capsys):
     assert {"loss_td", "loss_neg", "shared", "rewarded"} <= set(header)
 
     # pretrained starts from the run's four networks exactly; scratch from a fresh initialisation
-    from training.finetune import base_train_config, build, resolve_config
+    from training.finetune import base_train_config, build, resolve_config, run_train_config
 
     for mode, seed in (("pretrained", 0), ("scratch", 5)):
-        config = resolve_config(mode=mode, pretrained=pre, data=str(stores["task"]), seed=seed)
+        config = resolve_config(mode=mode, pretrained=pre, data=str(stores["task"]), seed=seed, gamma=0.97, lr=1e-4)
         base, checkpoint = base_train_config(config)
-        algo = build(config, base, checkpoint, torch.device("cpu"))
+        algo = build(config, run_train_config(config, base), checkpoint, torch.device("cpu"))
+        # the task's settings reach the update, over the pretrained run's
+        assert (algo.config.gamma, algo.config.return_floor, algo.optimizer.param_groups[0]["lr"]) == (0.97, True, 1e-4)
+        assert base.am.gamma != 0.97
         same = [torch.equal(v, checkpoint["algorithm"][name][k]) for name, m in algo.modules().items() for k, v in m.state_dict().items()]
         assert all(same) if mode == "pretrained" else not any(same[:1])
 

@@ -27,6 +27,7 @@ def test_hindsight_goals_are_later_frames_of_the_same_episode_and_t_plus_1_is_su
     assert (store.episode[goal] == store.episode[t]).all()
     assert (goal > t).all()
     np.testing.assert_array_equal(success, goal == t + 1)
+    np.testing.assert_array_equal(idx["steps"], goal - t)  # the logged path to a hindsight goal
     # p_next=0.2 plus geometric offsets of 1 plus uniform draws landing on t+1
     assert 0.25 < success.mean() < 0.5
     assert (goal - t > 1).mean() > 0.4, "most hindsight goals must bootstrap"
@@ -38,6 +39,7 @@ def test_chained_goals_come_from_other_episodes_and_are_never_successes(store):
     assert 0.45 < chained.mean() < 0.55
     assert (store.episode[idx["goal"][chained]] != store.episode[idx["t"][chained]]).all()
     assert not idx["success"][chained].any()
+    assert (idx["steps"][chained] == 0).all()  # no logged path reaches a chained goal
     # every other episode is used as a source of chained goals
     assert len(np.unique(store.episode[idx["goal"][chained]])) == store.num_episodes
 

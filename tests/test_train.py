@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,26 @@ def test_td_targets_are_one_only_for_t_plus_1_and_bootstrap_otherwise(am_and_bat
     assert torch.all(y[success] == 1.0)
     assert torch.all(y[~success] <= algo.config.gamma) and torch.all(y[~success] > 0)
     assert torch.all(y[chained] < 1.0)
+
+
+def test_return_floor_lifts_hindsight_targets_to_the_logged_return_and_leaves_chained_alone(am_and_batch):
+    algo, b = am_and_batch
+    start, config = algo.generator.get_state(), algo.config
+    y_plain = algo.td_target(b)
+    algo.generator.set_state(start)  # the same CEM draws for both targets
+    algo.config = replace(config, return_floor=True)
+    try:
+        y = algo.td_target(b)
+    finally:
+        algo.config = config
+    k, chained = b["steps_to_goal"], b["chained"]
+    hindsight = ~chained
+    logged = config.gamma ** (k[hindsight].float() - 1.0)
+    torch.testing.assert_close(y[hindsight], torch.maximum(y_plain[hindsight], logged))
+    assert (y[hindsight] > y_plain[hindsight]).any(), "the floor must lift some target on an untrained network"
+    assert (y[b["success"]] == 1.0).all()
+    torch.testing.assert_close(y[chained], y_plain[chained])  # chained goals: bootstrap only, never 1
+    assert (y[chained] < 1.0).all()
 
 
 def test_negatives_are_away_from_the_logged_action(am_and_batch):

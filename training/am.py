@@ -27,6 +27,18 @@ gamma = 0.9 a control step (10 Hz): Q of a goal d steps away is ~0.9^d, so goals
 steps away (2 cm steps, the reach of one play episode) stay distinguishable in float, and
 value spreads over a 60-step episode in a few hundred target updates.
 
+Return floor (`return_floor`, off by default for goal reaching, on for fine-tuning). The
+logged actions from s_t reached g after k steps, so the optimal Q of the logged action is at
+least gamma^(k-1): the data's own discounted return is a lower bound on Q*, and
+y = max(y, gamma^(k-1)) is still a valid target (the Monte Carlo lower bound of Cal-QL,
+Nakamoto et al. 2023, and of "Q-learning with lower bounds" before it). What it buys is
+speed: bootstrapping through Polyak targets (tau 0.005) moves value back about one step
+per few hundred updates, so on a CPU budget of a few thousand updates the start of a
+50-step success never hears of it; the floor puts it there on the first update. Chained
+goals have no logged path (k = 0) and keep the plain bootstrap, so a chained goal still
+never gets target 1 from relabeling. It lifts only the logged action; the artificial
+negatives still pull every other action down.
+
 Chaining (goals from other episodes) is the sampler's job; `chaining=False` zeroes its
 p_chain (the `am-nochain` preset), `negatives=False` drops the conservative term
 (`am-nonneg`).
@@ -62,6 +74,7 @@ class AMConfig:
     neg_temperature: float = 0.1  # softmax temperature over Q in (0, 1) for picking negatives
     neg_weight: float = 1.0  # weight of the negatives' loss (averaged over the K negatives)
     target_cem: CEMSettings = CEMSettings(samples=64, elites=6, iterations=2)  # max over a' in targets (QT-Opt's)
+    return_floor: bool = False  # y >= gamma^(k-1) when the logged actions reached g in k steps (see docstring)
 
 
 def autocast(device: torch.device, precision: str):
@@ -135,7 +148,13 @@ class ActionableModels:
         q1 = torch.sigmoid(self.t1.head_logits(f1, grip, best[:, None]).float())[:, 0]
         q2 = torch.sigmoid(self.t2.head_logits(f2, grip, best[:, None]).float())[:, 0]
         bootstrap = self.config.gamma * torch.minimum(q1, q2)
-        return torch.where(b["success"], torch.ones_like(bootstrap), bootstrap)
+        y = torch.where(b["success"], torch.ones_like(bootstrap), bootstrap)
+        return torch.maximum(y, self.return_floor(b)) if self.config.return_floor else y
+
+    def return_floor(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """gamma^(k-1) where the logged actions reached the goal in k steps, 0 where they never did (k = 0)."""
+        k = b["steps_to_goal"].float()
+        return torch.where(k > 0, self.config.gamma ** (k - 1.0), torch.zeros_like(k))
 
     @torch.no_grad()
     def pick_negatives(self, features: torch.Tensor, gripper: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,8 @@ class FinetuneConfig:
     share_batch_size: int = 64  # unlabelled candidate transitions per update (cds only)
     share_percentile: float = 90.0  # share a candidate whose task Q >= this percentile of the task batch's Q
     lr: float = 0.0  # Adam learning rate; 0 = the pretrained run's am.lr
+    gamma: float = 0.0  # discount per step; 0 = the pretrained run's am.gamma
+    return_floor: bool = True  # y >= gamma^(k-1) on a success k logged steps away (training/am.py; why: module docstring)
     seed: int = 0  # initialisation (scratch), sampling, augmentation, CEM
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = this machine's cores
@@ -93,6 +95,8 @@ def check_config(config: FinetuneConfig) -> None:
             raise ConfigError(f"{name}={getattr(config, name)}: must be a positive integer")
     if config.lr < 0:
         raise ConfigError(f"lr={config.lr}: must be >= 0 (0 = the pretrained run's)")
+    if not 0.0 <= config.gamma < 1.0:
+        raise ConfigError(f"gamma={config.gamma}: must be in (0, 1), or 0 for the pretrained run's")
     if not config.data:
         raise ConfigError("no task data: pass --data DIR (a labelled store from `robot-app dataset build`)")
     if config.mode != "scratch" and not config.pretrained:
@@ -141,6 +145,7 @@ class TaskTransitions:
     index: GoalSampler  # the store's transition table (t < last frame of its episode) and its gather
     reward: np.ndarray  # (T,) float32: 1 only on the last transition of a successful episode
     terminal: np.ndarray  # (T,) bool: the last transition of each episode
+    steps_to_success: np.ndarray  # (T,) int64: logged steps to the rewarded end of a successful episode; 0 in a failed one
 
     @property
     def t(self) -> np.ndarray:
@@ -159,7 +164,8 @@ def task_transitions(store: Store, seed: int = 0) -> TaskTransitions:
     terminal = index.t_index == index.t_last - 1
     succeeded = success[np.asarray(store.episode[index.t_index])]
     reward = (terminal & succeeded).astype(np.float32)
-    return TaskTransitions(index=index, reward=reward, terminal=terminal)
+    steps = np.where(succeeded, index.t_last - index.t_index, 0).astype(np.int64)
+    return TaskTransitions(index=index, reward=reward, terminal=terminal, steps_to_success=steps)
 
 
 def task_goal_image(store: Store) -> tuple[np.ndarray, int]:
@@ -225,21 +231,22 @@ class TaskBatches:
         self.task, self.goal, self.shared = task, goal, shared
         self.rng = np.random.default_rng(seed)
 
-    def _gather(self, index: GoalSampler, t: np.ndarray, success: np.ndarray, terminal: np.ndarray):
+    def _gather(self, index: GoalSampler, t: np.ndarray, success: np.ndarray, terminal: np.ndarray, steps: np.ndarray):
         none = np.zeros(len(t), dtype=bool)
-        batch = index.gather({"t": t, "goal": t, "success": success, "chained": none})
+        batch = index.gather({"t": t, "goal": t, "success": success, "chained": none, "steps": steps})
         batch.goal = np.broadcast_to(self.goal, batch.image.shape)
         return batch, terminal
 
     def task_batch(self, size: int):
         rows = self.rng.integers(0, len(self.task), size=size)
-        return self._gather(self.task.index, self.task.t[rows], self.task.reward[rows] == 1.0, self.task.terminal[rows])
+        task = self.task
+        return self._gather(task.index, task.t[rows], task.reward[rows] == 1.0, task.terminal[rows], task.steps_to_success[rows])
 
     def share_candidates(self, size: int):
         """Unlabelled transitions with the task goal: reward 0, never terminal."""
         rows = self.rng.integers(0, len(self.shared), size=size)
         none = np.zeros(size, dtype=bool)
-        return self._gather(self.shared, self.shared.t_index[rows], none, none)
+        return self._gather(self.shared, self.shared.t_index[rows], none, none, np.zeros(size, dtype=np.int64))
 
 
 def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -273,18 +280,20 @@ def base_train_config(config: FinetuneConfig, debug: bool = False) -> tuple[Trai
 def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     """What the fine-tuned run records as its TrainConfig: the base's network and AM settings on the task data."""
     am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
+    am = replace(am, gamma=config.gamma) if config.gamma > 0 else am
+    am = replace(am, return_floor=config.return_floor)
     return replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                    device=config.device, num_threads=config.num_threads, log_every=config.log_every,
                    checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0, am=am)
 
 
-def build(config: FinetuneConfig, base: TrainConfig, checkpoint: dict | None, device: torch.device) -> TaskQ:
+def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, device: torch.device) -> TaskQ:
     """A TaskQ: random (scratch) or both Q-networks and targets from the pretrained run, with a fresh Adam.
 
     The optimiser starts fresh: pretraining's Adam moments describe another loss.
     """
-    algo = TaskQ(base.am, network=base.network, device=device, seed=config.seed, precision=base.precision,
-                 channels_last=base.channels_last)
+    algo = TaskQ(run.am, network=run.network, device=device, seed=config.seed, precision=run.precision,
+                 channels_last=run.channels_last)
     if config.mode != "scratch":
         state = checkpoint["algorithm"]
         for name, module in algo.modules().items():
@@ -317,7 +326,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     if config.mode == "cds":
         share_store = _open(config.share_data, base.network.image_size, "shared data")
         shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed)
-    algo = build(config, base, checkpoint, device)
+    algo = build(config, train_config, checkpoint, device)
     algo.generator.manual_seed(config.seed + 1)
     batches = TaskBatches(task, goal, shared, seed=config.seed)
     aug = torch.Generator()

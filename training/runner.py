@@ -272,7 +272,7 @@ def open_store(c: TrainConfig) -> Store:
 
 def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """A sampler Batch as tensors on the device, images randomly shifted when pad > 0."""
-    names = ("image", "next_image", "goal", "gripper", "next_gripper", "action", "success", "chained")
+    names = ("image", "next_image", "goal", "gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
     out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
     for name in ("image", "next_image", "goal"):
         out[name] = random_shift(out[name], pad, generator)

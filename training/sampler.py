@@ -48,6 +48,7 @@ class Batch:
     chained: np.ndarray  # (B,) bool: goal from another episode (target only bootstraps)
     t: np.ndarray  # (B,) int64 store index of frame t
     goal_index: np.ndarray  # (B,) int64 store index of the goal frame
+    steps_to_goal: np.ndarray  # (B,) int64 logged steps from frame t to the goal; 0 when no logged path reaches it
 
 
 def _check(config: SamplerConfig) -> None:
@@ -112,14 +113,18 @@ class GoalSampler:
         other = np.where(other >= start, other + episode_len, other)
         goal = np.where(chained, other, goal).astype(np.int64)
         success = ~chained & (goal == t + 1)
-        return {"t": t.astype(np.int64), "goal": goal, "success": success, "chained": chained}
+        steps = np.where(chained, 0, goal - t).astype(np.int64)
+        return {"t": t.astype(np.int64), "goal": goal, "success": success, "chained": chained, "steps": steps}
 
     def sample(self, batch: int) -> Batch:
         idx = self.sample_indices(batch)
         return self.gather(idx)
 
     def gather(self, idx: dict[str, np.ndarray]) -> Batch:
-        """Read the frames and actions of sampled indices from the (memory-mapped) store."""
+        """Read the frames and actions of sampled indices from the (memory-mapped) store.
+
+        idx: t, goal, success, chained and steps (logged steps from t to the goal, 0 = none).
+        """
         s, t, nxt, goal = self.store, idx["t"], idx["t"] + 1, idx["goal"]
         return Batch(
             image=np.asarray(s.images[t]),
@@ -132,6 +137,7 @@ class GoalSampler:
             chained=idx["chained"],
             t=t,
             goal_index=goal,
+            steps_to_goal=idx["steps"],
         )
 
 
