@@ -19,10 +19,11 @@ from training.networks import NetworkConfig, QNetwork
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=["flat", "keypoints"])
+def exported(tmp_path_factory, request):
+    """The default Q-network and the spatial-softmax one: both must meet the whole ONNX contract."""
     torch.manual_seed(0)
-    model = QNetwork().eval()
+    model = QNetwork(NetworkConfig(encoder=request.param)).eval()
     out = tmp_path_factory.mktemp("export")
     fields = {"algo": "am", "training_steps": 123, "data_manifest_hash": "abc123", "cem": CEMSettings(samples=32, elites=4),
               "action_scaling": ActionScaling(max_linear_speed=0.1)}
@@ -101,6 +102,7 @@ def test_cem_picks_the_same_action_in_torch_and_in_the_runtime(exported):
     pytest.importorskip("training.cem")
     model, onnx_path, _ = exported
     policy = Policy.load(onnx_path)
+    assert policy.split and policy._fused is not None  # the fast path holds for either trunk
     settings = policy.card.cem
     for trial in range(4):
         image, goal, gripper, _ = example_inputs(64, batch=1, samples=1, seed=10 + trial)

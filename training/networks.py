@@ -26,6 +26,7 @@ class NetworkConfig:
     channels: tuple[int, ...] = (32, 64, 64, 64)  # conv widths, each a stride-2 3x3 conv
     feature_dim: int = 256  # state-goal embedding width
     head_hidden: int = 256  # width of the action-conditioned head
+    encoder: str = "flat"  # "flat": flatten + linear (QT-Opt); "keypoints": spatial softmax (see StateGoalEncoder)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,18 +44,53 @@ def to_float_nchw(images_nhwc: torch.Tensor) -> torch.Tensor:
     return images_nhwc.permute(0, 3, 1, 2).float() / 255.0
 
 
+ENCODERS = ("flat", "keypoints")
+
+
+class SpatialSoftmax(nn.Module):
+    """(B, C, H, W) feature maps -> (B, 2C): per channel, the softmax-weighted mean (x, y) in [-1, 1].
+
+    Each channel becomes a keypoint: where in the image its feature fires. Position is what
+    manipulation needs (where the object is relative to the gripper), and a keypoint states
+    it in two numbers that a few hundred frames can fit, where a flattened map asks the
+    linear layer to learn position pixel by pixel (Levine et al. 2016; robomimic's default).
+    """
+
+    def __init__(self, height: int, width: int):
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], dim=1), persistent=False)  # (HW, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        attention = torch.softmax(x.reshape(b, c, h * w).float(), dim=-1)
+        return (attention @ self.grid).reshape(b, 2 * c)
+
+
 class StateGoalEncoder(nn.Module):
-    """Conv trunk over the current and goal images stacked on channels (6 in)."""
+    """Conv trunk over the current and goal images stacked on channels (6 in).
+
+    "flat" (QT-Opt's shape): every conv halves the size, the last map is flattened into a
+    linear layer. "keypoints": only the first two convs halve it (16x16 maps from 64x64),
+    and a spatial softmax turns each channel of the last map into an image position; about
+    2.7x the trunk's arithmetic at the default widths.
+    """
 
     def __init__(self, config: NetworkConfig):
         super().__init__()
-        layers, in_ch = [], 6
-        for out_ch in config.channels:
-            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
-            in_ch = out_ch
+        if config.encoder not in ENCODERS:
+            raise ValueError(f"network.encoder={config.encoder!r}: expected one of {', '.join(ENCODERS)}")
+        keypoints = config.encoder == "keypoints"
+        layers, in_ch, side = [], 6, config.image_size
+        for i, out_ch in enumerate(config.channels):
+            stride = 1 if keypoints and i >= 2 else 2
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1), nn.ReLU(inplace=True)]
+            in_ch, side = out_ch, side // stride
         self.convs = nn.Sequential(*layers)
-        side = config.image_size // (2 ** len(config.channels))
-        self.project = nn.Sequential(nn.Flatten(), nn.Linear(in_ch * side * side, config.feature_dim), nn.ReLU())
+        if keypoints:
+            self.project = nn.Sequential(SpatialSoftmax(side, side), nn.Linear(2 * in_ch, config.feature_dim), nn.ReLU())
+        else:
+            self.project = nn.Sequential(nn.Flatten(), nn.Linear(in_ch * side * side, config.feature_dim), nn.ReLU())
         self.channels_last = True  # see set_channels_last; a runtime layout choice, not part of the architecture
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
