@@ -29,7 +29,9 @@ from common import ROOT, machine
 from robot_app.evaluation import wilson_interval
 
 ALGOS = {"am": "AM (Actionable Models)", "gcbc": "GCBC", "am-nonneg": "AM without negatives",
-         "am-nochain": "AM without chaining"}
+         "am-nochain": "AM without chaining", "am-floor": "AM + return floor"}
+# Cells that are an algorithm with settings changed: name -> (--algo, --set overrides).
+VARIANTS = {"am-floor": ("am", ["am.return_floor=true"])}
 FAMILIES = ("reach", "push", "grasp", "rearrange", "chain")
 OUT = ROOT / "bench" / "results" / "learning"
 ROBOT_APP = str(Path(sys.executable).with_name("robot-app"))
@@ -39,7 +41,9 @@ def run_cell(algo: str, seed: int, args) -> Path:
     """Train and evaluate one cell; its eval JSON path. The run directory is kept for curves."""
     result = OUT / f"{algo}_s{seed}.json"
     run = ROOT / "runs" / f"bench_{algo}_s{seed}"
-    train = [ROBOT_APP, "train", "--data", args.data, "--algo", algo, "--out", str(run), "--steps", str(args.steps),
+    base, overrides = VARIANTS.get(algo, (algo, []))
+    train = [ROBOT_APP, "train", "--data", args.data, "--algo", base, "--out", str(run), "--steps", str(args.steps),
+             *(arg for text in overrides for arg in ("--set", text)),
              "--set", f"seed={seed}", "--set", "num_threads=1", "--set", f"checkpoint_every={args.checkpoint_every}",
              "--no-progress"]
     if any((run / "checkpoints").glob("*.pt")):
@@ -121,7 +125,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", default=",".join(ALGOS), help="comma-separated (default: all four)")
+    parser.add_argument("--algos", default=",".join(ALGOS), help="comma-separated (default: all of them)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (default: 0,1,2)")
     parser.add_argument("--steps", type=int, default=3000, help="gradient updates per run (batch 256)")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes per family")
