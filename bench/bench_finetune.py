@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-steps", type=int, default=4000)
     p.add_argument("--pretrain-set", action="append", default=None, metavar="KEY=VALUE",
                    help=f"overrides of the pretraining config (default: {' '.join(SMALL_NETWORK)} batch_size=64)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fine-tuning setting for every run, e.g. --set gamma=0.9 --set return_floor=false "
+                        "(run names do not include it: give such a grid its own --work)")
     p.add_argument("--num-threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--work", default=str(ROOT / "data" / "bench_finetune"), help="stores, runs and models of the benchmark")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "finetune.json"))
@@ -119,7 +122,7 @@ def run_one(mode: str, n: int, seed: int, args, paths: dict, work: Path) -> dict
               "num_threads": args.num_threads, "log_every": 50, "checkpoint_every": args.steps}
     if mode == "cds":
         values.update(share_data=str(paths["play"]), share_percentile=args.share_percentile)
-    config = resolve_config(**values)
+    config = resolve_config(None, args.overrides, **values)
     started = time.perf_counter()
     if not any((run_dir / "checkpoints").glob("*.pt")):
         finetune(config, run_dir, progress=False)
@@ -182,7 +185,7 @@ def main(argv=None) -> int:
         "config": {"sizes": sizes, "seeds": seeds, "modes": modes, "steps": args.steps, "batch_size": args.batch_size,
                    "share_percentile": args.share_percentile, "episodes_eval": args.episodes_eval,
                    "task_store": str(task_store), "play_store": str(play_store), "pretrained": str(pretrained),
-                   "num_threads": args.num_threads},
+                   "num_threads": args.num_threads, "overrides": args.overrides},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "prepare_s": round(prepared_s, 1),
         "runs": [],
