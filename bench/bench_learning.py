@@ -2,7 +2,8 @@
 
 For every (algorithm, seed) it runs the user's own commands, `robot-app train` then
 `robot-app eval` (through the ONNX runtime, the code the robot runs), and keeps the eval
-JSON in bench/results/learning/ALGO_sSEED.json. A cell whose JSON exists is not run again,
+JSON in bench/results/learning/ALGO_sSEED.json. An "algorithm" may also be a variant, an
+algorithm with settings changed (VARIANTS: `am-floor` is AM with the return floor on). A cell whose JSON exists is not run again,
 so the benchmark can be stopped and continued, and seeds can be added later: the table is
 always rebuilt from every JSON present.
 
