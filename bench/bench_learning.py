@@ -3,7 +3,8 @@
 For every (algorithm, seed) it runs the user's own commands, `robot-app train` then
 `robot-app eval` (through the ONNX runtime, the code the robot runs), and keeps the eval
 JSON in bench/results/learning/ALGO_sSEED.json. An "algorithm" may also be a variant, an
-algorithm with settings changed (VARIANTS: `am-floor` is AM with the return floor on). A cell whose JSON exists is not run again,
+algorithm with settings changed (VARIANTS: `am-floor` is AM with the return floor on), and `random` is the chance level (uniform
+actions, nothing trained). A cell whose JSON exists is not run again,
 so the benchmark can be stopped and continued, and seeds can be added later: the table is
 always rebuilt from every JSON present.
 
@@ -29,11 +30,14 @@ from common import ROOT, machine
 
 from robot_app.evaluation import wilson_interval
 
-ALGOS = {"am": "AM (Actionable Models)", "gcbc": "GCBC", "am-nonneg": "AM without negatives",
+ALGOS = {"random": "random actions (chance)", "am": "AM (Actionable Models)", "gcbc": "GCBC", "am-nonneg": "AM without negatives",
          "am-nochain": "AM without chaining", "am-floor": "AM + return floor"}
 # Cells that are an algorithm with settings changed: name -> (--algo, --set overrides).
 VARIANTS = {"am-floor": ("am", ["am.return_floor=true"])}
 FAMILIES = ("reach", "push", "grasp", "rearrange", "chain")
+# The chance row: nothing to train, so one cell (seed 0) on three seeds' worth of episodes,
+# the first `--episodes` of them the very tasks the trained cells face.
+RANDOM_EPISODE_FACTOR = 3
 OUT = ROOT / "bench" / "results" / "learning"
 ROBOT_APP = str(Path(sys.executable).with_name("robot-app"))
 
@@ -41,6 +45,12 @@ ROBOT_APP = str(Path(sys.executable).with_name("robot-app"))
 def run_cell(algo: str, seed: int, args) -> Path:
     """Train and evaluate one cell; its eval JSON path. The run directory is kept for curves."""
     result = OUT / f"{algo}_s{seed}.json"
+    if algo == "random":
+        command = [ROBOT_APP, "eval", "--policy", "random", "--episodes", str(args.episodes * RANDOM_EPISODE_FACTOR),
+                   "--seed", "0", "--json", str(result), "--no-progress"]
+        print("+", " ".join(command), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT)
+        return result
     run = ROOT / "runs" / f"bench_{algo}_s{seed}"
     base, overrides = VARIANTS.get(algo, (algo, []))
     train = [ROBOT_APP, "train", "--data", args.data, "--algo", base, "--out", str(run), "--steps", str(args.steps),
@@ -92,7 +102,7 @@ def markdown(summary: dict) -> str:
             per_seed = "/".join(f"{r:.0%}" for r in f["per_seed"]) if len(f["per_seed"]) > 1 else ""
             cells.append(f"{f['success_rate']:.0%} [{f['ci95'][0]:.0%}, {f['ci95'][1]:.0%}]"
                          + (f" ({per_seed})" if per_seed else ""))
-        seeds = len(next(iter(table.values()))["seeds"]) if table else 0
+        seeds = "-" if algo == "random" else len(next(iter(table.values()))["seeds"]) if table else 0
         mean = f"{sum(rates) / len(rates):.0%}" if rates else "-"
         lines.append(f"| {ALGOS[algo]} | {seeds} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines) + "\n"
@@ -140,6 +150,8 @@ def main() -> int:
             for algo in args.algos.split(","):
                 if algo not in ALGOS:
                     parser.error(f"unknown algorithm {algo!r}: one of {', '.join(ALGOS)}")
+                if algo == "random" and seed != 0:
+                    continue
                 if (OUT / f"{algo}_s{seed}.json").exists():
                     print(f"{algo} seed {seed}: done already ({OUT / f'{algo}_s{seed}.json'})")
                     continue

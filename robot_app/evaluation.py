@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_app.spec import ACTION_DIM, IMAGE_SIZE
+
 STRIP_FRAMES = 6  # frames between start and final in a family's picture strip
 
 
@@ -69,6 +71,27 @@ def as_act_fn(policy) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
         return np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.float32)
 
     return act_fn
+
+
+class RandomPolicy:
+    """Uniform random actions in [-1, 1]^5: the chance level a learned policy must clear.
+
+    `robot-app eval --policy random` runs it, so every success rate in a table can be read
+    against what flailing achieves on the same tasks and seeds. Reseeded per episode like
+    the learned policies' CEM noise, so its results repeat exactly.
+    """
+
+    onnx_path = "random"
+
+    def __init__(self, seed: int = 0, image_size: int = IMAGE_SIZE):
+        self.image_size = image_size
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, ACTION_DIM).astype(np.float32)
 
 
 def _world_for(goals, family: str, image_size: int):

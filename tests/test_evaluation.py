@@ -112,3 +112,15 @@ def test_eval_command_rejects_bad_arguments(onnx_model, tmp_path, capsys):
     assert "unknown family ['fly']" in capsys.readouterr().err
     assert robot_app(["eval", "--policy", str(tmp_path / "absent.onnx")]) == 2
     assert "no such model" in capsys.readouterr().err
+
+
+def test_random_policy_is_the_seeded_chance_level(tmp_path, capsys):
+    runs = []
+    for name in ("a", "b"):
+        assert robot_app(["eval", "--policy", "random", "--suite", "reach,push", "--episodes", "2", "--seed", "1",
+                          "--json", str(tmp_path / f"{name}.json"), "--no-progress"]) == 0
+        runs.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert runs[0]["families"] == runs[1]["families"] and runs[0]["policy"] == "random"
+    assert [r["n"] for r in runs[0]["families"].values()] == [2, 2]
+    assert robot_app(["eval", "--policy", "random", "--write-card"]) == 2
+    assert "no card to write" in capsys.readouterr().err

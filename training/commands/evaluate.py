@@ -15,7 +15,7 @@ DEFAULT_SUITE = "reach,push,grasp,rearrange,chain"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--policy", required=True, help="a run directory, a .onnx/.json model, or a model name in models/")
+    parser.add_argument("--policy", required=True, help="a run directory, a .onnx/.json model, a model name in models/, or 'random' (uniform actions: the chance level)")
     parser.add_argument("--suite", default=DEFAULT_SUITE, help=f"comma-separated goal families (default: {DEFAULT_SUITE})")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per family (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="suite and policy-noise seed (default: 0)")
@@ -74,6 +74,8 @@ def _check_args(args, families: list[str]) -> str | None:
     run = _is_run(args.policy)
     if args.all_checkpoints and not run:
         return f"--all-checkpoints needs a run directory, got {args.policy}"
+    if args.policy == "random" and (args.write_card or args.all_checkpoints):
+        return "--policy random is a baseline: it has no card to write and no checkpoints"
     if args.write_card and run:
         return "--write-card needs an exported model (.onnx/.json); export the run first with robot-app export"
     return None
@@ -83,6 +85,7 @@ def run(args) -> int:
     import tempfile
 
     from robot_app.evaluation import (
+        RandomPolicy,
         evaluate_suite,
         markdown_table,
         plot_success_vs_step,
@@ -113,14 +116,14 @@ def run(args) -> int:
             results["checkpoints"] = [{"step": s, "families": r["families"]} for s, r in curve]
     else:
         try:
-            policy = Policy.load(args.policy, threads=args.threads, seed=args.seed)
+            policy = RandomPolicy(args.seed) if args.policy == "random" else Policy.load(args.policy, threads=args.threads, seed=args.seed)
         except PolicyLoadError as exc:
             print(f"robot-app eval: {exc}", file=sys.stderr)
             return 2
         results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
                                  progress=not args.no_progress, record_strips=record, max_steps=args.max_steps,
                                  name=str(policy.onnx_path))
-        results["training_step"] = policy.card.training_steps
+        results["training_step"] = policy.card.training_steps if isinstance(policy, Policy) else 0
         if args.write_card:
             card = policy.card.with_evaluation({k: results[k] for k in ("families", "seed", "episodes")})
             card.write(policy.card_path)
