@@ -48,7 +48,7 @@ def test_labels_to_rewards_only_last_transition_of_success(task_store):
     assert tt.reward.sum() == 2 and set(np.unique(tt.reward).tolist()) == {0.0, 1.0}
     # the return floor's path length: k steps to the rewarded end of a success, 0 in a failure
     episode = np.asarray(task_store.episode[tt.t])
-    for e, (start, end) in enumerate(bounds):
+    for e, (_start, end) in enumerate(bounds):
         rows = episode == e
         expected = (end - 1 - tt.t[rows]) if e in (0, 2) else np.zeros(rows.sum())
         np.testing.assert_array_equal(tt.steps_to_success[rows], expected)
