@@ -196,6 +196,14 @@ def test_exported_task_model_runs_in_the_policy_runtime_with_its_goal(stores, tm
     act_fn(image, np.full((64, 64, 3), 7, np.uint8), 0.0)
     np.testing.assert_array_equal(seen[0], policy.task_goal)
 
+    # the plain `robot-app export` of a fine-tuned run ships the task goal too
+    from robot_app.cli import main as robot_app
+
+    assert robot_app(["export", str(run_dir), "-o", str(tmp_path / "cli" / "grasp_cli.onnx")]) == 0
+    exported = Policy.load(tmp_path / "cli" / "grasp_cli.onnx")
+    assert exported.card.task == "grasp-heldout" and exported.card.goal_image == "grasp_cli_goal.png"
+    np.testing.assert_array_equal(exported.task_goal, policy.task_goal)
+
     goal_path.unlink()  # a card naming a missing goal image is refused by name
     with pytest.raises(ValueError, match="grasp_test_goal.png"):
         Policy.load(card_path)

@@ -418,6 +418,11 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 # ---------------------------------------------------------------------------- export
 
 
+def is_finetuned(checkpoint_path: str | os.PathLike) -> bool:
+    """Whether a checkpoint came from `robot-app finetune` (it then has a task and a goal image)."""
+    return bool(torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("finetune"))
+
+
 def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "latest") -> tuple[Path, Path, Path]:
     """Export a fine-tuned run like any run, plus its goal image (NAME_goal.png) named in the card.
 

@@ -2,7 +2,9 @@
 
 After writing, the model is loaded by the torch-free runtime (robot_app.policy) and its Q
 compared with the run's torch model, so an export that would not load on the robot, or
-that disagrees with what was trained, fails here and not on the robot.
+that disagrees with what was trained, fails here and not on the robot. A fine-tuned run
+(`robot-app finetune`) is exported with its task goal image (NAME_goal.png, named in the
+card), exactly as `finetune --export` does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def run(args) -> int:
 
     from robot_app.policy import Policy
     from training.export import check_parity, export_loaded_run
+    from training.finetune import export_finetuned, is_finetuned
     from training.runner import load_run
 
     try:
@@ -37,8 +40,12 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"robot-app export: {exc}", file=sys.stderr)
         return 2
-    source = f"{Path(args.run).resolve()}@{args.checkpoint}"
-    onnx_path, card_path = export_loaded_run(loaded, args.out, source=source)
+    if is_finetuned(loaded.path):  # its task goal image must travel with it, or the policy pursues no task
+        onnx_path, card_path, goal_path = export_finetuned(args.run, args.out, checkpoint=str(loaded.path))
+        print(f"fine-tuned run: task goal image {goal_path}")
+    else:
+        source = f"{Path(args.run).resolve()}@{args.checkpoint}"
+        onnx_path, card_path = export_loaded_run(loaded, args.out, source=source)
     policy = Policy.load(onnx_path)
     gap = check_parity(loaded.model, policy, policy.image_size)
     if gap > PARITY_TOLERANCE:
