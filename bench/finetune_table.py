@@ -1,0 +1,113 @@
+"""The fine-tuning table and picture, pooled from benchmark JSONs (bench_finetune.py, bench_finetune_bc.py).
+
+Runs of one benchmark are spread over several JSON files (one per invocation: sizes and
+seeds were run as parallel processes). This pools every run by (mode, labelled episodes)
+over seeds, prints the markdown table of BENCHMARKS.md (successes / n, Wilson 95% interval,
+per-seed successes) and draws success against labelled episodes (docs/img/finetune.png).
+A later file's run replaces an earlier one with the same (mode, episodes, seed).
+
+    .venv/bin/python bench/finetune_table.py bench/results/finetune_n25_v3.json bench/results/finetune_n50_v3.json \
+        bench/results/finetune_n100_v3.json bench/results/finetune_bc_n50.json bench/results/finetune_bc_n25_n100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from robot_app.evaluation import wilson_interval  # noqa: E402
+
+LABELS = {
+    "scratch": "scratch",
+    "pretrained": "pretrained",
+    "cds": "pretrained + CDS",
+    "filtered-bc-scratch": "filtered BC (reference), fresh trunk",
+    "filtered-bc-pretrained": "filtered BC (reference), pretrained trunk",
+}
+
+
+def load_runs(paths: list[Path]) -> dict[tuple[str, int, int], dict]:
+    runs = {}
+    for path in paths:
+        for r in json.loads(path.read_text())["runs"]:
+            runs[(r["mode"], int(r["episodes"]), int(r["seed"]))] = r
+    return runs
+
+
+def pool(runs: dict) -> dict[str, dict[int, dict]]:
+    """mode -> episodes -> {successes, n, rate, ci95, per_seed}."""
+    cells: dict = {}
+    for (mode, episodes, _seed), r in sorted(runs.items()):
+        cell = cells.setdefault(mode, {}).setdefault(episodes, {"successes": 0, "n": 0, "per_seed": []})
+        cell["successes"] += r["successes"]
+        cell["n"] += r["n"]
+        cell["per_seed"].append(r["successes"])
+    for modes in cells.values():
+        for cell in modes.values():
+            cell["rate"] = cell["successes"] / cell["n"]
+            cell["ci95"] = wilson_interval(cell["successes"], cell["n"])
+    return cells
+
+
+def markdown(cells: dict, sizes: list[int]) -> str:
+    lines = ["| mode | " + " | ".join(f"{n} episodes" for n in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    for mode in [m for m in LABELS if m in cells] + [m for m in cells if m not in LABELS]:
+        row = []
+        for n in sizes:
+            c = cells[mode].get(n)
+            row.append("-" if c is None else
+                       f"{c['successes']}/{c['n']} = {c['rate']:.1%} [{c['ci95'][0]:.1%}, {c['ci95'][1]:.1%}] "
+                       f"({'/'.join(map(str, c['per_seed']))})")
+        lines.append(f"| {LABELS.get(mode, mode)} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(cells: dict, sizes: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    for i, mode in enumerate(m for m in LABELS if m in cells):
+        xs = [n for n in sizes if n in cells[mode]]
+        rate = [100 * cells[mode][n]["rate"] for n in xs]
+        lo = [r - 100 * cells[mode][n]["ci95"][0] for r, n in zip(rate, xs, strict=True)]
+        hi = [100 * cells[mode][n]["ci95"][1] - r for r, n in zip(rate, xs, strict=True)]
+        offset = [x + 1.5 * (i - 2) for x in xs]  # keep the error bars apart
+        style = "--" if mode.startswith("filtered-bc") else "-"
+        ax.errorbar(offset, rate, yerr=[lo, hi], fmt="o" + style, capsize=3, label=LABELS[mode])
+    ax.axhline(60, color="grey", lw=0.8, ls=":")
+    ax.text(sizes[0], 61, "issue goal: pretrained 60% at 50 episodes", fontsize=7, color="grey")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("labelled episodes")
+    ax.set_ylabel("grasp-heldout success %")
+    ax.set_ylim(0, 70)
+    ax.legend(fontsize=7)
+    ax.set_title("fine-tuning on the held-out grasp (3 seeds x 100 episodes, Wilson 95%)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", type=Path, help="benchmark JSON files")
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "finetune.png")
+    args = parser.parse_args(argv)
+    cells = pool(load_runs(args.results))
+    sizes = sorted({n for modes in cells.values() for n in modes})
+    print(markdown(cells, sizes), end="")
+    plot(cells, sizes, args.png)
+    print(f"picture: {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
