@@ -78,7 +78,7 @@ def train_bc(store_dir: Path, trunk: str, seed: int, args, base, checkpoint):
     shift.manual_seed(seed + 2)
     for _ in range(args.steps):
         r = rows[rng.integers(0, len(rows), args.batch_size)]
-        batch, _ = batches._gather(task.index, task.t[r], task.reward[r] == 1.0, task.terminal[r], task.steps_to_success[r])
+        batch, _ = batches.task_rows(r)
         b = runner.to_torch(batch, torch.device("cpu"), base.augment_pad, shift)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=base.precision == "bf16"):
             predicted = policy(b["image"], b["goal"], b["gripper"]).float()

@@ -19,8 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from robot_app.evaluation import wilson_interval  # noqa: E402
+from bench_finetune import summarise  # noqa: E402
 
 LABELS = {
     "scratch": "scratch",
@@ -31,27 +32,13 @@ LABELS = {
 }
 
 
-def load_runs(paths: list[Path]) -> dict[tuple[str, int, int], dict]:
+def load_runs(paths: list[Path]) -> list[dict]:
+    """Every run, one per (mode, episodes, seed), in seed order within a cell."""
     runs = {}
     for path in paths:
         for r in json.loads(path.read_text())["runs"]:
             runs[(r["mode"], int(r["episodes"]), int(r["seed"]))] = r
-    return runs
-
-
-def pool(runs: dict) -> dict[str, dict[int, dict]]:
-    """mode -> episodes -> {successes, n, rate, ci95, per_seed}."""
-    cells: dict = {}
-    for (mode, episodes, _seed), r in sorted(runs.items()):
-        cell = cells.setdefault(mode, {}).setdefault(episodes, {"successes": 0, "n": 0, "per_seed": []})
-        cell["successes"] += r["successes"]
-        cell["n"] += r["n"]
-        cell["per_seed"].append(r["successes"])
-    for modes in cells.values():
-        for cell in modes.values():
-            cell["rate"] = cell["successes"] / cell["n"]
-            cell["ci95"] = wilson_interval(cell["successes"], cell["n"])
-    return cells
+    return [runs[key] for key in sorted(runs)]
 
 
 def markdown(cells: dict, sizes: list[int]) -> str:
@@ -59,10 +46,13 @@ def markdown(cells: dict, sizes: list[int]) -> str:
     for mode in [m for m in LABELS if m in cells] + [m for m in cells if m not in LABELS]:
         row = []
         for n in sizes:
-            c = cells[mode].get(n)
-            row.append("-" if c is None else
-                       f"{c['successes']}/{c['n']} = {c['rate']:.1%} [{c['ci95'][0]:.1%}, {c['ci95'][1]:.1%}] "
-                       f"({'/'.join(map(str, c['per_seed']))})")
+            c = cells[mode].get(str(n))
+            if c is None:
+                row.append("-")
+                continue
+            per_seed = [s["successes"] for s in c["per_seed"]]
+            row.append(f"{sum(per_seed)}/{c['n']} = {c['success_rate']:.1%} [{c['ci95'][0]:.1%}, {c['ci95'][1]:.1%}] "
+                       f"({'/'.join(map(str, per_seed))})")
         lines.append(f"| {LABELS.get(mode, mode)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -75,10 +65,10 @@ def plot(cells: dict, sizes: list[int], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     for i, mode in enumerate(m for m in LABELS if m in cells):
-        xs = [n for n in sizes if n in cells[mode]]
-        rate = [100 * cells[mode][n]["rate"] for n in xs]
-        lo = [r - 100 * cells[mode][n]["ci95"][0] for r, n in zip(rate, xs, strict=True)]
-        hi = [100 * cells[mode][n]["ci95"][1] - r for r, n in zip(rate, xs, strict=True)]
+        xs = [n for n in sizes if str(n) in cells[mode]]
+        rate = [100 * cells[mode][str(n)]["success_rate"] for n in xs]
+        lo = [r - 100 * cells[mode][str(n)]["ci95"][0] for r, n in zip(rate, xs, strict=True)]
+        hi = [100 * cells[mode][str(n)]["ci95"][1] - r for r, n in zip(rate, xs, strict=True)]
         offset = [x + 1.5 * (i - 2) for x in xs]  # keep the error bars apart
         style = "--" if mode.startswith("filtered-bc") else "-"
         ax.errorbar(offset, rate, yerr=[lo, hi], fmt="o" + style, capsize=3, label=LABELS[mode])
@@ -101,8 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("results", nargs="+", type=Path, help="benchmark JSON files")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "finetune.png")
     args = parser.parse_args(argv)
-    cells = pool(load_runs(args.results))
-    sizes = sorted({n for modes in cells.values() for n in modes})
+    cells = summarise(load_runs(args.results))  # mode -> str(episodes) -> pooled cell, as bench_finetune.py writes it
+    sizes = sorted({int(n) for modes in cells.values() for n in modes})
     print(markdown(cells, sizes), end="")
     plot(cells, sizes, args.png)
     print(f"picture: {args.png}")

@@ -246,7 +246,10 @@ class TaskBatches:
         return batch, terminal
 
     def task_batch(self, size: int):
-        rows = self.rng.integers(0, len(self.task), size=size)
+        return self.task_rows(self.rng.integers(0, len(self.task), size=size))
+
+    def task_rows(self, rows: np.ndarray):
+        """The task transitions at `rows` (indices into self.task) with their rewards and the task goal."""
         task = self.task
         return self._gather(task.index, task.t[rows], task.reward[rows] == 1.0, task.terminal[rows], task.steps_to_success[rows])
 
@@ -416,11 +419,6 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- export
-
-
-def is_finetuned(checkpoint_path: str | os.PathLike) -> bool:
-    """Whether a checkpoint came from `robot-app finetune` (it then has a task and a goal image)."""
-    return bool(torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("finetune"))
 
 
 def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "latest") -> tuple[Path, Path, Path]:

@@ -640,6 +640,7 @@ class LoadedRun:
     cem: CEMSettings
     network: NetworkConfig
     path: Path = field(default_factory=Path)  # the checkpoint file
+    finetuned: bool = False  # written by `robot-app finetune`: its export carries the task goal image
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRun:
@@ -656,7 +657,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRu
     config = to_dict(c)
     if ckpt.get("action_scaling"):
         config["action_scaling"] = dict(ckpt["action_scaling"])
-    return LoadedRun(c.algo, config, model, int(ckpt["step"]), str(ckpt.get("data_manifest_hash", "")), c.cem, c.network, path)
+    return LoadedRun(c.algo, config, model, int(ckpt["step"]), str(ckpt.get("data_manifest_hash", "")), c.cem, c.network, path,
+                     finetuned=bool(ckpt.get("finetune")))
 
 
 def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0):

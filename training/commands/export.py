@@ -32,7 +32,7 @@ def run(args) -> int:
 
     from robot_app.policy import Policy
     from training.export import check_parity, export_loaded_run
-    from training.finetune import export_finetuned, is_finetuned
+    from training.finetune import export_finetuned
     from training.runner import load_run
 
     try:
@@ -40,7 +40,7 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"robot-app export: {exc}", file=sys.stderr)
         return 2
-    if is_finetuned(loaded.path):  # its task goal image must travel with it, or the policy pursues no task
+    if loaded.finetuned:  # its task goal image must travel with it, or the policy pursues no task
         onnx_path, card_path, goal_path = export_finetuned(args.run, args.out, checkpoint=str(loaded.path))
         print(f"fine-tuned run: task goal image {goal_path}")
     else:
