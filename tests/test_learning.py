@@ -6,7 +6,7 @@ pybullet data. It trains GCBC on a small network: measured on 2 CPU cores, AM ne
 about 3000 updates at batch 256 to learn reach (0 of 20 at 500 and 1000 updates, 0-5% for
 a CI-sized network at 1500), i.e. tens of minutes, while GCBC learns it in about half a
 minute (75% at 1500 updates, 5% at 500). AM's own learning is measured in
-bench/bench_learning.py (BENCHMARKS.md: reach 90% against chance 0%, three seeds).
+bench/bench_learning.py (BENCHMARKS.md: reach 90% against 2% for random actions, three seeds).
 """
 
 from __future__ import annotations
