@@ -86,7 +86,21 @@ def pooled(cells: dict, algo: str) -> dict[str, dict]:
         if n:
             table[family] = {"success_rate": successes / n, "ci95": list(wilson_interval(successes, n)), "n": n,
                              "per_seed": [r["success_rate"] for r in rows], "seeds": seeds}
+            if all("distance_closed" in r for r in rows):  # evals from session 5 on
+                table[family]["distance_closed"] = sum(r["distance_closed"] * r["n"] for r in rows) / n
     return table
+
+
+def markdown_distance(summary: dict) -> str:
+    """Mean fraction of the start distance to the goal that the episodes removed, per family
+    (robot_app.evaluation.family_summary): where every success rate is 0, whether the
+    objects at least moved toward their goals."""
+    lines = ["| algorithm | " + " | ".join(FAMILIES) + " |", "|---|" + "---:|" * len(FAMILIES)]
+    for algo, table in summary.items():
+        closed = [table.get(f, {}).get("distance_closed") for f in FAMILIES]
+        if any(c is not None for c in closed):
+            lines.append(f"| {ALGOS[algo]} | " + " | ".join("-" if c is None else f"{c:.0%}" for c in closed) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(summary: dict) -> str:
@@ -162,7 +176,7 @@ def main() -> int:
     cells = load_cells()
     summary = {algo: pooled(cells, algo) for algo in ALGOS if any(a == algo for a, _ in cells)}
     (OUT / "summary.json").write_text(json.dumps({"machine": machine(), "algorithms": summary}, indent=2) + "\n")
-    table = markdown(summary)
+    table = markdown(summary) + "\nDistance to the goal closed (mean over episodes):\n\n" + markdown_distance(summary)
     (OUT / "summary.md").write_text(table)
     plot(summary, ROOT / "docs" / "img" / "learning.png")
     print(table)

@@ -40,18 +40,30 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def family_summary(successes: list[bool], steps: list[int]) -> dict:
-    """One family's line of the results: success_rate, ci95, n, mean_steps."""
+def family_summary(successes: list[bool], steps: list[int], distances: list[tuple[float, float]] | None = None) -> dict:
+    """One family's line of the results: success_rate, ci95, n, mean_steps.
+
+    distances: (start, final) of GoalTask.distance per episode, in metres. Then the line also
+    has the mean start and final distance and `distance_closed`, the mean fraction of the
+    start distance removed (1 = at the goal, 0 = not moved, negative = moved away): how
+    close failures come, which the success rate alone cannot say.
+    """
     n = len(successes)
     k = int(sum(bool(s) for s in successes))
     lo, hi = wilson_interval(k, n)
-    return {
+    summary = {
         "success_rate": k / n if n else 0.0,
         "ci95": [round(lo, 4), round(hi, 4)],
         "n": n,
         "successes": k,
         "mean_steps": float(np.mean(steps)) if steps else 0.0,
     }
+    if distances:
+        start, final = np.asarray(distances, dtype=np.float64).T
+        summary["mean_start_distance_m"] = round(float(start.mean()), 4)
+        summary["mean_final_distance_m"] = round(float(final.mean()), 4)
+        summary["distance_closed"] = round(float(np.mean(1.0 - final / np.maximum(start, 1e-6))), 4)
+    return summary
 
 
 def episode_seed(seed: int, family: str, index: int) -> int:
@@ -150,7 +162,7 @@ def evaluate_suite(
         for family in families:
             tasks = goals.make_suite(family, episodes, seed, image_size=image_size)
             world = _world_for(goals, family, image_size)
-            successes, steps = [], []
+            successes, steps, distances = [], [], []
             try:
                 for task in tasks:
                     if reseed is not None:
@@ -159,13 +171,14 @@ def evaluate_suite(
                     result = goals.run_goal_episode(world, task, act_fn, max_steps=max_steps, record_frames=record)
                     successes.append(bool(result.success))
                     steps.append(int(result.steps))
+                    distances.append((result.start_distance, result.final_distance))
                     if record:
                         strips[family] = _strip(task, result)
                     bar.update(1)
                     bar.set_postfix_str(f"{family} {sum(successes)}/{len(successes)}")
             finally:
                 world.close()
-            results["families"][family] = family_summary(successes, steps)
+            results["families"][family] = family_summary(successes, steps, distances)
     finally:
         bar.close()
     if record_strips:
@@ -193,14 +206,18 @@ def write_json(results: dict, path: str | os.PathLike) -> Path:
 
 
 def markdown_table(results: dict) -> str:
-    """A table per family: success rate, 95% interval, N, mean steps."""
+    """A table per family: success rate, 95% interval, N, mean steps, distance to the goal."""
     lines = [
-        "| family | success | 95% CI | n | mean steps |",
-        "|---|---:|---:|---:|---:|",
+        "| family | success | 95% CI | n | mean steps | distance start -> final (cm) | closed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for family, r in results["families"].items():
         lo, hi = r["ci95"]
-        lines.append(f"| {family} | {r['success_rate']:.2f} | [{lo:.2f}, {hi:.2f}] | {r['n']} | {r['mean_steps']:.1f} |")
+        if "distance_closed" in r:
+            dist = f"{100 * r['mean_start_distance_m']:.1f} -> {100 * r['mean_final_distance_m']:.1f} | {100 * r['distance_closed']:.0f}%"
+        else:
+            dist = "- | -"
+        lines.append(f"| {family} | {r['success_rate']:.2f} | [{lo:.2f}, {hi:.2f}] | {r['n']} | {r['mean_steps']:.1f} | {dist} |")
     return "\n".join(lines) + "\n"
 
 

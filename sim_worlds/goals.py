@@ -79,6 +79,18 @@ class GoalTask:
             for n, t in self.targets.items()
         )
 
+    def distance(self, world: PandaWorld) -> float:
+        """Mean distance (m) from each body check() looks at to where the goal has it.
+
+        The end effector for reach, the target objects otherwise. A 0/1 success hides
+        whether a policy that fails moves the cube toward its goal, leaves it, or knocks it
+        away; this tells them apart.
+        """
+        if self.family == "reach":
+            return float(np.linalg.norm(world.ee_position() - np.asarray(self.targets["ee"])))
+        positions = world.object_positions()
+        return float(np.mean([np.linalg.norm(positions[n] - np.asarray(t)) for n, t in self.targets.items()]))
+
 
 @dataclass
 class GoalResult:
@@ -86,6 +98,8 @@ class GoalResult:
     steps: int
     frames: list[np.ndarray]  # every observed image (start first) when recorded, else empty
     final_image: np.ndarray
+    start_distance: float = float("nan")  # GoalTask.distance at the start, m
+    final_distance: float = float("nan")  # and at the end
 
 
 def world_for(family: str, image_size: int = 64, **kwargs) -> PandaWorld:
@@ -136,6 +150,7 @@ def run_goal_episode(
         )
     budget = task.max_steps if max_steps is None else int(max_steps)
     obs = world.set_state(task.start_state)
+    start_distance = task.distance(world)
     frames = [obs.image] if record_frames else []
     steps, success = 0, task.check(world)
     while not success and steps < budget:
@@ -147,7 +162,7 @@ def run_goal_episode(
         if record_frames:
             frames.append(obs.image)
         success = task.check(world)
-    return GoalResult(bool(success), steps, frames, obs.image)
+    return GoalResult(bool(success), steps, frames, obs.image, start_distance, task.distance(world))
 
 
 # --- building tasks ---

@@ -48,7 +48,16 @@ def test_family_summary_and_markdown():
     table = markdown_table({"families": {"reach": s, "push": family_summary([False], [60])}})
     lines = table.strip().splitlines()
     assert lines[0].startswith("| family | success | 95% CI | n | mean steps |") and len(lines) == 4
-    assert lines[2] == "| reach | 0.75 | [0.30, 0.95] | 4 | 18.0 |"
+    assert lines[2] == "| reach | 0.75 | [0.30, 0.95] | 4 | 18.0 | - | - |"
+
+
+def test_family_summary_says_how_close_the_failures_came():
+    # three episodes from 10 cm: reached (1 cm left), untouched (10 cm), pushed away (15 cm)
+    s = family_summary([True, False, False], [5, 60, 60], [(0.10, 0.01), (0.10, 0.10), (0.10, 0.15)])
+    assert s["mean_start_distance_m"] == pytest.approx(0.10) and s["mean_final_distance_m"] == pytest.approx(0.0867, abs=1e-4)
+    assert s["distance_closed"] == pytest.approx((0.9 + 0.0 - 0.5) / 3, abs=1e-4)
+    row = markdown_table({"families": {"push": s}}).strip().splitlines()[2]
+    assert row == "| push | 0.33 | [0.06, 0.79] | 3 | 41.7 | 10.0 -> 8.7 | 13% |"
 
 
 def test_episode_seeds_differ_by_family_and_index():

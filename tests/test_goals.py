@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sim_worlds.goals import FAMILIES, MAX_STEPS, make_suite, run_goal_episode, world_for
+from sim_worlds.goals import FAMILIES, MAX_STEPS, PLACE_TOLERANCE, REACH_TOLERANCE, make_suite, run_goal_episode, world_for
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +68,21 @@ def test_run_goal_episode_stops_at_success(worlds):
     assert result.success and 0 < result.steps < task.max_steps
     assert len(result.frames) == result.steps + 1
     assert np.array_equal(result.final_image, result.frames[-1])
+    assert result.start_distance > 0.08 and result.final_distance < REACH_TOLERANCE  # the builder's >= 8 cm, then reached
 
     idle = run_goal_episode(world, task, lambda *_: np.zeros(5), max_steps=4)
     assert not idle.success and idle.steps == 4 and idle.frames == []
+    assert idle.final_distance == pytest.approx(idle.start_distance, abs=0.01)
+
+
+def test_object_task_distance_is_measured_on_the_objects_not_the_arm(worlds):
+    world = worlds("push")
+    task = make_suite("push", 1, seed=2)[0]
+    world.set_state(task.start_state)
+    moved = task.distance(world)
+    assert moved > PLACE_TOLERANCE  # the builder moves the cube 8-15 cm
+    world.set_state(task.goal_state)
+    assert task.distance(world) < 1e-3
 
 
 def test_a_task_in_the_wrong_world_is_refused(worlds):

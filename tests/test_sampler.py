@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robot_app.store import Store
-from training.augment import random_shift, shift_numpy, shift_torch
+from training.augment import random_shift, random_shift_aligned, shift_numpy, shift_torch
 from training.runner import to_torch
 from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
 
@@ -100,3 +100,25 @@ def test_current_next_and_goal_images_are_each_augmented(store):
     for name in ("image", "next_image", "goal"):
         assert not torch.equal(plain[name], shifted[name]), name
     assert torch.equal(plain["action"], shifted["action"])
+
+
+def test_a_samples_images_share_one_shift_so_the_goal_stays_registered_to_the_frame(store):
+    """Where the cube is in the goal against where it is now is the task; the shift must keep it."""
+    batch = GoalSampler(store, SamplerConfig(), seed=4).sample(16)
+    batch.goal = batch.image.copy()
+    batch.next_image = batch.image.copy()
+    aligned = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(aligned["image"], torch.from_numpy(batch.image))
+    assert torch.equal(aligned["goal"], aligned["image"]) and torch.equal(aligned["next_image"], aligned["image"])
+    # the sessions 1-4 setting: each image its own shift, so the goal drifts against the frame
+    independent = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0), aligned=False)
+    assert not torch.equal(independent["goal"], independent["image"])
+
+
+def test_aligned_shift_crops_each_batch_like_a_single_shift_with_the_same_offsets():
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 255, size=(5, 12, 12, 3), dtype=np.uint8))
+    others = torch.flip(images, dims=(1,)).contiguous()
+    first, second = random_shift_aligned([images, others], pad=3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first, random_shift(images, pad=3, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(second, random_shift(others, pad=3, generator=torch.Generator().manual_seed(7)))
+    assert random_shift_aligned([images], pad=0)[0] is images

@@ -1,8 +1,16 @@
 """Random-shift augmentation (DrQ, Kostrikov et al. 2020): pad 4 by edge replication, crop back.
 
 Small shifts stop the Q-network from keying on exact pixel positions of a few thousand
-logged frames. Every image gets its own shift, drawn from a torch generator (part of the
-checkpoint, so a resumed run shifts exactly as the uninterrupted one).
+logged frames. Shifts are drawn from a torch generator (part of the checkpoint, so a
+resumed run shifts exactly as the uninterrupted one).
+
+A goal-conditioned sample is several images of one fixed camera (current, next, goal), and
+what the task asks is where things are in the goal *relative to* where they are now. So
+`random_shift_aligned` moves all images of one sample by the same offset (as OGBench's
+pixel agents crop observations and goals together): shifted independently, a 4-pixel pad
+moves a cube in the goal by up to 8 pixels against the current frame, about 10 cm here,
+more than the 4 cm a placement is allowed. Reaching survives that (the arm's shape gives
+its pose); moving objects does not.
 
 Two equal implementations: on CPU numpy's edge pad plus a strided view of all crops and
 one fancy index (about 1 ms for 256 64x64 frames; torch's uint8 gathers took 20-45 ms on
@@ -17,10 +25,20 @@ import torch
 
 def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
     """uint8 (B,H,W,C) -> (B,H,W,C), each image shifted independently by up to `pad` pixels."""
-    if pad <= 0:
-        return images
+    return random_shift_aligned([images], pad, generator)[0]
+
+
+def random_shift_aligned(images: list[torch.Tensor], pad: int = 4,
+                         generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Several uint8 (B,H,W,C) batches; row i of every one is shifted by the same offset."""
+    if pad <= 0 or not images:
+        return list(images)
     gen_device = generator.device if generator is not None else torch.device("cpu")
-    offsets = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator, device=gen_device)
+    offsets = torch.randint(0, 2 * pad + 1, (images[0].shape[0], 2), generator=generator, device=gen_device)
+    return [_shift(batch, offsets, pad) for batch in images]
+
+
+def _shift(images: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
     if images.device.type == "cpu":
         return torch.from_numpy(shift_numpy(images.numpy(), offsets.cpu().numpy(), pad))
     return shift_torch(images, offsets.to(images.device), pad)

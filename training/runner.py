@@ -40,7 +40,7 @@ from robot_app.spec import check_image
 from robot_app.store import Store
 from training import am, gcbc
 from training.am import AMConfig
-from training.augment import random_shift
+from training.augment import random_shift, random_shift_aligned
 from training.cem import cem_maximize_torch
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
 from training.gcbc import GCBCConfig
@@ -82,6 +82,7 @@ class TrainConfig:
     channels_last: bool = True  # conv memory layout; false = plain NCHW (the speed benchmark's baseline)
     optimizer_foreach: bool = True  # Adam updates all tensors per op (same maths; torch's CPU default loops per tensor)
     augment_pad: int = 4  # random shift of current, next and goal images by up to this many pixels; 0 = off
+    augment_aligned: bool = True  # one shift per sample for all its images (False: each its own, as before session 5)
     log_every: int = 100  # updates between metrics.csv rows
     checkpoint_every: int = 2000  # updates between checkpoints (and one at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept; older ones deleted
@@ -277,12 +278,22 @@ def open_store(c: TrainConfig) -> Store:
     return store
 
 
-def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """A sampler Batch as tensors on the device, images randomly shifted when pad > 0."""
-    names = ("image", "next_image", "goal", "gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
+IMAGE_KEYS = ("image", "next_image", "goal")
+
+
+def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None,
+             aligned: bool = True) -> dict[str, torch.Tensor]:
+    """A sampler Batch as tensors on the device, images randomly shifted when pad > 0.
+
+    aligned: one offset per sample for its current, next and goal image (see
+    training/augment.py for why); False shifts each image on its own (sessions 1-4).
+    """
+    names = IMAGE_KEYS + ("gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
     out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
-    for name in ("image", "next_image", "goal"):
-        out[name] = random_shift(out[name], pad, generator)
+    if aligned:
+        out.update(zip(IMAGE_KEYS, random_shift_aligned([out[k] for k in IMAGE_KEYS], pad, generator)))
+    else:
+        out.update({k: random_shift(out[k], pad, generator) for k in IMAGE_KEYS})
     return out
 
 
@@ -545,7 +556,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     tick, started = time.perf_counter(), time.perf_counter()
     with GracefulStop(enabled=dist.world_size == 1) as stop:
         while step < c.steps:
-            batch = to_torch(sampler.sample(per_rank), device, c.augment_pad, aug)
+            batch = to_torch(sampler.sample(per_rank), device, c.augment_pad, aug, c.augment_aligned)
             window.append(algo.update(batch))
             step += 1
             bar.update(1)
