@@ -234,6 +234,7 @@ def test_success_is_evaluated_against_step_on_the_sim_suite(store_dir, tmp_path)
     evals = rows(tmp_path / "run" / "eval.csv")
     assert [(int(r["step"]), r["family"], int(r["n"])) for r in evals] == [(2, "reach", 1), (4, "reach", 1)]
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in evals)
+    assert all(float(r["distance_closed"]) <= 1.0 for r in evals)  # how close the episode came, not only whether
     assert (tmp_path / "run" / "success_vs_step.png").stat().st_size > 1000
 
 

@@ -429,7 +429,7 @@ class Evaluator:
     eval.csv keeps one row per (step, family); on resume rows past the checkpoint go, like metrics.
     """
 
-    COLUMNS = ("step", "family", "success_rate", "ci95_low", "ci95_high", "n", "mean_steps")
+    COLUMNS = ("step", "family", "success_rate", "ci95_low", "ci95_high", "n", "mean_steps", "distance_closed")
 
     def __init__(self, c: TrainConfig, run_dir: Path, resume_step: int | None):
         self.config, self.run_dir = c, run_dir
@@ -461,8 +461,8 @@ class Evaluator:
         model.train(was_training)
         for family, r in result.get("families", {}).items():
             lo, hi = r.get("ci95", (math.nan, math.nan))
-            self.rows.append(dict(zip(self.COLUMNS, (step, family, r["success_rate"], lo, hi, r.get("n"), r.get("mean_steps")),
-                                      strict=True)))
+            self.rows.append(dict(zip(self.COLUMNS, (step, family, r["success_rate"], lo, hi, r.get("n"), r.get("mean_steps"),
+                                                     r.get("distance_closed")), strict=True)))
         self._write()
         return result
 
