@@ -260,9 +260,9 @@ class TaskBatches:
         return self._gather(self.shared, self.shared.t_index[rows], none, none, np.zeros(size, dtype=np.int64))
 
 
-def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator, aligned: bool = True) -> dict[str, torch.Tensor]:
     batch, terminal = batch_terminal
-    out = runner.to_torch(batch, device, pad, generator)
+    out = runner.to_torch(batch, device, pad, generator, aligned)
     out["terminal"] = torch.from_numpy(np.ascontiguousarray(terminal)).to(device)
     return out
 
@@ -353,7 +353,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     bar = tqdm(total=config.steps, desc=f"finetune {config.mode}", unit="upd", disable=not progress, dynamic_ncols=True)
     window, tick, started, last = [], time.perf_counter(), time.perf_counter(), None
     for step in range(1, config.steps + 1):
-        window.append(update(algo, batches, config, device, base.augment_pad, aug))
+        window.append(update(algo, batches, config, device, base.augment_pad, aug, base.augment_aligned))
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
             row, tick = window_row(step, window, tick, started)
@@ -366,12 +366,13 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     return last
 
 
-def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug) -> dict[str, torch.Tensor]:
+def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
+           aligned: bool = True) -> dict[str, torch.Tensor]:
     """One AM update on a task batch, extended in cds mode by the candidates that pass share_mask."""
-    b = _to_torch(batches.task_batch(config.batch_size), device, pad, aug)
+    b = _to_torch(batches.task_batch(config.batch_size), device, pad, aug, aligned)
     shared = torch.zeros(())
     if batches.shared is not None:
-        candidates = _to_torch(batches.share_candidates(config.share_batch_size), device, pad, aug)
+        candidates = _to_torch(batches.share_candidates(config.share_batch_size), device, pad, aug, aligned)
         with autocast(device, algo.precision):
             mask = share_mask(algo.data_q(candidates), algo.data_q(b), config.share_percentile)
         b = _concat(b, candidates, mask)
