@@ -3,7 +3,7 @@
 For every (algorithm, seed) it runs the user's own commands, `robot-app train` then
 `robot-app eval` (through the ONNX runtime, the code the robot runs), and keeps the eval
 JSON in bench/results/learning/ALGO_sSEED.json. An "algorithm" may also be a variant, an
-algorithm with settings changed (VARIANTS: `am-floor` is AM with the return floor on), and `random` is the chance level (uniform
+algorithm with settings changed (VARIANTS: `am-floor` is AM with the return floor on, `am-aligned` and `gcbc-aligned` shift a sample's images together), and `random` is the chance level (uniform
 actions, nothing trained). A cell whose JSON exists is not run again,
 so the benchmark can be stopped and continued, and seeds can be added later: the table is
 always rebuilt from every JSON present.
@@ -31,9 +31,11 @@ from common import ROOT, machine
 from robot_app.evaluation import wilson_interval
 
 ALGOS = {"random": "random actions (chance)", "am": "AM (Actionable Models)", "gcbc": "GCBC", "am-nonneg": "AM without negatives",
-         "am-nochain": "AM without chaining", "am-floor": "AM + return floor"}
+         "am-nochain": "AM without chaining", "am-floor": "AM + return floor",
+         "am-aligned": "AM, aligned shifts", "gcbc-aligned": "GCBC, aligned shifts"}
 # Cells that are an algorithm with settings changed: name -> (--algo, --set overrides).
-VARIANTS = {"am-floor": ("am", ["am.return_floor=true"])}
+VARIANTS = {"am-floor": ("am", ["am.return_floor=true"]), "am-aligned": ("am", ["augment_aligned=true"]),
+            "gcbc-aligned": ("gcbc", ["augment_aligned=true"])}
 FAMILIES = ("reach", "push", "grasp", "rearrange", "chain")
 # The chance row: nothing to train, so one cell (seed 0) on three seeds' worth of episodes,
 # the first `--episodes` of them the very tasks the trained cells face.

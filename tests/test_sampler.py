@@ -107,11 +107,11 @@ def test_a_samples_images_share_one_shift_so_the_goal_stays_registered_to_the_fr
     batch = GoalSampler(store, SamplerConfig(), seed=4).sample(16)
     batch.goal = batch.image.copy()
     batch.next_image = batch.image.copy()
-    aligned = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0))
+    aligned = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0), aligned=True)
     assert not torch.equal(aligned["image"], torch.from_numpy(batch.image))
     assert torch.equal(aligned["goal"], aligned["image"]) and torch.equal(aligned["next_image"], aligned["image"])
-    # the sessions 1-4 setting: each image its own shift, so the goal drifts against the frame
-    independent = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0), aligned=False)
+    # the default: each image its own shift, so the goal drifts against the frame
+    independent = to_torch(batch, torch.device("cpu"), pad=4, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(independent["goal"], independent["image"])
 
 

@@ -260,7 +260,7 @@ class TaskBatches:
         return self._gather(self.shared, self.shared.t_index[rows], none, none, np.zeros(size, dtype=np.int64))
 
 
-def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator, aligned: bool = True) -> dict[str, torch.Tensor]:
+def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator, aligned: bool = False) -> dict[str, torch.Tensor]:
     batch, terminal = batch_terminal
     out = runner.to_torch(batch, device, pad, generator, aligned)
     out["terminal"] = torch.from_numpy(np.ascontiguousarray(terminal)).to(device)
@@ -367,7 +367,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
 
 
 def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
-           aligned: bool = True) -> dict[str, torch.Tensor]:
+           aligned: bool = False) -> dict[str, torch.Tensor]:
     """One AM update on a task batch, extended in cds mode by the candidates that pass share_mask."""
     b = _to_torch(batches.task_batch(config.batch_size), device, pad, aug, aligned)
     shared = torch.zeros(())

@@ -82,7 +82,7 @@ class TrainConfig:
     channels_last: bool = True  # conv memory layout; false = plain NCHW (the speed benchmark's baseline)
     optimizer_foreach: bool = True  # Adam updates all tensors per op (same maths; torch's CPU default loops per tensor)
     augment_pad: int = 4  # random shift of current, next and goal images by up to this many pixels; 0 = off
-    augment_aligned: bool = True  # one shift per sample for all its images (False: each its own, as before session 5)
+    augment_aligned: bool = False  # one shift per sample for all its images; measured worse for AM (BENCHMARKS.md)
     log_every: int = 100  # updates between metrics.csv rows
     checkpoint_every: int = 2000  # updates between checkpoints (and one at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept; older ones deleted
@@ -282,11 +282,11 @@ IMAGE_KEYS = ("image", "next_image", "goal")
 
 
 def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None,
-             aligned: bool = True) -> dict[str, torch.Tensor]:
+             aligned: bool = False) -> dict[str, torch.Tensor]:
     """A sampler Batch as tensors on the device, images randomly shifted when pad > 0.
 
     aligned: one offset per sample for its current, next and goal image (see
-    training/augment.py for why); False shifts each image on its own (sessions 1-4).
+    training/augment.py); the default shifts each image on its own.
     """
     names = IMAGE_KEYS + ("gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
     out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
