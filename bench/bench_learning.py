@@ -101,7 +101,7 @@ def markdown_distance(summary: dict) -> str:
     for algo, table in summary.items():
         closed = [table.get(f, {}).get("distance_closed") for f in FAMILIES]
         if any(c is not None for c in closed):
-            lines.append(f"| {ALGOS[algo]} | " + " | ".join("-" if c is None else f"{round(c, 2) + 0.0:.0%}" for c in closed) + " |")
+            lines.append(f"| {ALGOS[algo]} | " + " | ".join("-" if c is None else f"{round(100 * c)}%" for c in closed) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -214,7 +214,7 @@ def markdown_table(results: dict) -> str:
     for family, r in results["families"].items():
         lo, hi = r["ci95"]
         if "distance_closed" in r:
-            dist = f"{100 * r['mean_start_distance_m']:.1f} -> {100 * r['mean_final_distance_m']:.1f} | {round(100 * r['distance_closed']) + 0:.0f}%"
+            dist = f"{100 * r['mean_start_distance_m']:.1f} -> {100 * r['mean_final_distance_m']:.1f} | {round(100 * r['distance_closed'])}%"
         else:
             dist = "- | -"
         lines.append(f"| {family} | {r['success_rate']:.2f} | [{lo:.2f}, {hi:.2f}] | {r['n']} | {r['mean_steps']:.1f} | {dist} |")
