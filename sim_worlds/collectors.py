@@ -19,6 +19,7 @@ world built with heldout=True. Its only data are the labelled "grasp-heldout" at
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,23 +67,43 @@ class Episode:
 
 
 class _Script:
-    """Drives the world with noisy proportional control and records what it did."""
+    """Drives the world with noisy proportional control and records what it did.
 
-    def __init__(self, world: PandaWorld, rng: np.random.Generator, max_steps: int):
+    `noise` and `jitter` are the play data's by default; sim_worlds.experts runs the same
+    skills with both at zero. Each step is recorded under the skill phase that took it
+    ("approach", "descend", ...), and `stop` (checked after every step) ends the script
+    early, e.g. once a goal task's check passes.
+    """
+
+    def __init__(
+        self,
+        world: PandaWorld,
+        rng: np.random.Generator,
+        max_steps: int,
+        noise: float = ACTION_NOISE,
+        jitter: float = WAYPOINT_JITTER,
+        stop: Callable[[], bool] | None = None,
+    ):
         self.world, self.rng, self.max_steps = world, rng, max_steps
+        self.noise, self.jitter, self.stop = noise, jitter, stop
         self.observations = [world.observe()]
         self.actions: list[np.ndarray] = []
+        self.phase = ""
+        self.phases: list[str] = []
+        self.stopped = False
 
     @property
     def left(self) -> int:
-        return self.max_steps - len(self.actions)
+        return 0 if self.stopped else self.max_steps - len(self.actions)
 
     def step(self, action: np.ndarray) -> None:
         if self.left <= 0:
             return
         a = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         self.actions.append(a)
+        self.phases.append(self.phase)
         self.observations.append(self.world.act(a))
+        self.stopped = bool(self.stop is not None and self.stop())
 
     def move_to(
         self,
@@ -96,7 +117,7 @@ class _Script:
         """Head for `target` (clamped to the workspace); True when reached within `tol`."""
         target = np.asarray(target, dtype=np.float64)
         if jitter:
-            target = target + self.rng.normal(0.0, WAYPOINT_JITTER, 3)
+            target = target + self.rng.normal(0.0, self.jitter, 3)
         target = np.clip(target, WORKSPACE_LOW, WORKSPACE_HIGH)
         for _ in range(limit):
             if self.left <= 0:
@@ -106,8 +127,8 @@ class _Script:
             if np.linalg.norm(error) < tol and abs(yaw_error) < 0.05:
                 return True
             a = np.zeros(5)
-            a[:3] = np.clip(error / STEP, -1, 1) + self.rng.normal(0.0, ACTION_NOISE, 3)
-            a[3] = np.clip(yaw_error / 0.1, -1, 1) + self.rng.normal(0.0, ACTION_NOISE)
+            a[:3] = np.clip(error / STEP, -1, 1) + self.rng.normal(0.0, self.noise, 3)
+            a[3] = np.clip(yaw_error / 0.1, -1, 1) + self.rng.normal(0.0, self.noise)
             a[4] = grip
             self.step(a)
         return False
@@ -115,7 +136,7 @@ class _Script:
     def hold(self, grip: float, n: int) -> None:
         for _ in range(n):
             a = np.zeros(5)
-            a[:4] = self.rng.normal(0.0, ACTION_NOISE * 0.3, 4)
+            a[:4] = self.rng.normal(0.0, self.noise * 0.3, 4)
             a[4] = grip
             self.step(a)
 
@@ -130,21 +151,54 @@ class _Script:
 
 
 # --- skills: each takes (script, world, rng) and returns the name it ran under ---
-def _grasp(s: _Script, w: PandaWorld, name: str, aim_error=(0.0, 0.0, 0.0), yaw_error: float = 0.0) -> None:
-    """Top-down grasp: above the object with the fingers square to it, down, close, up."""
+def _grasp(
+    s: _Script, w: PandaWorld, name: str, aim_error=(0.0, 0.0, 0.0), yaw_error: float = 0.0, lift: float | None = None
+) -> None:
+    """Top-down grasp: above the object with the fingers square to it, down, close, up.
+
+    `lift`: how far above the object's centre to carry it (m); None draws 10-18 cm.
+    """
     position = w.object_positions()[name] + np.asarray(aim_error, dtype=np.float64)
     yaw = square_yaw(w.object_yaw(name)) + yaw_error
+    s.phase = "approach"
     s.move_to(position + (0, 0, 0.08), -1.0, yaw, tol=0.012)
+    s.phase = "descend"
     s.move_to(position + (0, 0, -0.004), -1.0, yaw, tol=0.006, limit=10, jitter=False)
+    s.phase = "close"
     s.hold(1.0, 3)
-    s.move_to(position + (0, 0, s.rng.uniform(0.10, 0.18)), 1.0, tol=0.015, limit=10)
+    s.phase = "lift"
+    s.move_to(position + (0, 0, s.rng.uniform(0.10, 0.18) if lift is None else lift), 1.0, tol=0.015, limit=10)
 
 
 def _place(s: _Script, w: PandaWorld, xy, height: float) -> None:
+    s.phase = "carry"
     s.move_to((xy[0], xy[1], height + 0.05), 1.0, tol=0.015)
+    s.phase = "lower"
     s.move_to((xy[0], xy[1], height), 1.0, tol=0.01, limit=8)
+    s.phase = "release"
     s.hold(-1.0, 2)
+    s.phase = "retreat"
     s.move_to(w.ee_position() + (0, 0, 0.08), -1.0, limit=6)
+
+
+def _push(
+    s: _Script, w: PandaWorld, name: str, direction: np.ndarray, distance: float | None = None, yaw: float | None = None
+) -> None:
+    """Closed fingers down behind the object, through it along `direction`, back up.
+
+    `distance` (m) the object travels, None draws 5-15 cm; `yaw` None draws one.
+    """
+    start = w.object_positions()[name]
+    behind = start[:2] - direction * 0.065
+    s.phase = "approach"
+    s.move_to((*behind, 0.09), 1.0, s.rng.uniform(-0.8, 0.8) if yaw is None else yaw, tol=0.015)
+    s.phase = "lower"
+    s.move_to((*behind, 0.02), 1.0, tol=0.01, limit=8)
+    end = start[:2] + direction * (s.rng.uniform(0.05, 0.15) if distance is None else distance)
+    s.phase = "push"
+    s.move_to((*(end - direction * 0.03), 0.02), 1.0, tol=0.01, limit=12)
+    s.phase = "retreat"
+    s.move_to(w.ee_position() + (0, 0, 0.08), 1.0, limit=5)
 
 
 def skill_reach(s, w, rng):
@@ -160,14 +214,7 @@ def skill_reach(s, w, rng):
 
 def skill_push(s, w, rng):
     name = rng.choice(w.object_names)
-    start = w.object_positions()[name]
-    direction = _unit(rng.uniform(0, 2 * math.pi))
-    behind = start[:2] - direction * 0.065
-    s.move_to((*behind, 0.09), 1.0, rng.uniform(-0.8, 0.8), tol=0.015)
-    s.move_to((*behind, 0.02), 1.0, tol=0.01, limit=8)
-    end = start[:2] + direction * rng.uniform(0.05, 0.15)
-    s.move_to((*(end - direction * 0.03), 0.02), 1.0, tol=0.01, limit=12)
-    s.move_to(w.ee_position() + (0, 0, 0.08), 1.0, limit=5)
+    _push(s, w, name, _unit(rng.uniform(0, 2 * math.pi)))
     return f"push:{name}"
 
 

@@ -160,10 +160,16 @@ def test_eval_command_on_a_run_with_all_checkpoints(tiny_run, tmp_path):
     from robot_app.cli import main as robot_app
 
     out = tmp_path / "report"
-    rc = robot_app(["eval", "--policy", str(tiny_run), "--suite", "reach", "--episodes", "1", "--max-steps", "3",
-                    "--all-checkpoints", "--out", str(out), "--no-progress"])
+    rc = robot_app(["eval", "--policy", str(tiny_run), "--suite", "reach,grasp", "--episodes", "1", "--max-steps", "3",
+                    "--all-checkpoints", "--expert", "--out", str(out), "--no-progress"])
     assert rc == 0
     results = json.loads((out / "eval.json").read_text())
     assert [c["step"] for c in results["checkpoints"]] == [2, 4] and results["training_step"] == 4
+    # --expert: every checkpoint also scored along the scripted expert's path, in the JSON and the report.
+    for judged in [results] + results["checkpoints"]:
+        grasp = judged["expert_agreement"]["families"]["grasp"]
+        assert grasp["expert_success"] == 1.0 and grasp["gripper_switches"]["n"] == 1
+        assert list(grasp["phases"]) == ["approach", "descend", "close", "lift"]
+    assert "gripper switches made" in (out / "eval.md").read_text()
     assert results["families"]["reach"]["n"] == 1 and results["families"]["reach"]["mean_steps"] <= 3
     assert (out / "success_vs_step.png").stat().st_size > 1000 and (out / "strip_reach.png").is_file()

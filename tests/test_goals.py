@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from sim_worlds.goals import FAMILIES, MAX_STEPS, PLACE_TOLERANCE, REACH_TOLERANCE, make_suite, run_goal_episode, world_for
+from sim_worlds.goals import (
+    FAMILIES,
+    MAX_STEPS,
+    PLACE_TOLERANCE,
+    REACH_TOLERANCE,
+    make_suite,
+    run_goal_episode,
+    world_for,
+)
 
 
 @pytest.fixture(scope="module")

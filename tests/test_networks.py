@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,3 +36,35 @@ def test_both_trunks_encode_once_and_score_any_number_of_actions(encoder):
 def test_unknown_encoder_is_refused_by_name():
     with pytest.raises(ValueError, match="network.encoder='resnet'"):
         QNetwork(NetworkConfig(encoder="resnet"))
+
+
+def test_gripper_input_off_ignores_the_gripper_but_keeps_the_onnx_contract(tmp_path):
+    import onnx
+
+    from robot_app.policy import Policy
+    from robot_app.spec import ActionScaling
+    from training.export import export_onnx
+    from training.gcbc import BCPolicy, BCScorer
+
+    small = dict(channels=(8, 8, 8, 8), feature_dim=32, head_hidden=32)
+    image = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    actions = torch.rand(2, 4, 5) * 2 - 1
+    open_, closed = torch.zeros(2, 1), torch.ones(2, 1)
+    torch.manual_seed(0)
+    for config, ignored in ((NetworkConfig(**small), False), (NetworkConfig(gripper_input=False, **small), True)):
+        q = QNetwork(config)
+        bc = BCPolicy(config)
+        same_q = torch.equal(q(image, image, open_, actions), q(image, image, closed, actions))
+        same_bc = torch.equal(bc(image, image, open_), bc(image, image, closed))
+        assert same_q == ignored and same_bc == ignored
+    # Exported without the gripper's influence, the graph still takes it: one runtime for every model.
+    onnx_path, _ = export_onnx(BCScorer(bc, 0.25).eval(), tmp_path / "nogrip.onnx", 64,
+                               {"algo": "gcbc", "action_scaling": ActionScaling()})
+    assert [i.name for i in onnx.load(str(onnx_path)).graph.input] == ["image", "goal", "gripper", "actions"]
+    policy = Policy.load(onnx_path)
+    frame = image[0].numpy()
+    picks = []
+    for gripper in (0.0, 1.0):
+        policy.reseed(0)  # the same CEM noise for both
+        picks.append(policy(frame, frame, gripper))
+    assert np.array_equal(*picks)

@@ -23,7 +23,7 @@ from torch import nn
 
 from robot_app.spec import ACTION_DIM
 from training.am import autocast
-from training.networks import NetworkConfig, StateGoalEncoder, set_channels_last
+from training.networks import NetworkConfig, StateGoalEncoder, gripper_feature, set_channels_last
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class BCPolicy(nn.Module):
         )
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([self.encoder(image, goal), gripper.reshape(-1, 1)], dim=1))
+        grip = gripper_feature(gripper, self.config).reshape(-1, 1)
+        return self.head(torch.cat([self.encoder(image, goal), grip], dim=1))
 
 
 class BCScorer(nn.Module):

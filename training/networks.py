@@ -27,6 +27,7 @@ class NetworkConfig:
     feature_dim: int = 256  # state-goal embedding width
     head_hidden: int = 256  # width of the action-conditioned head
     encoder: str = "flat"  # "flat": flatten + linear (QT-Opt); "keypoints": spatial softmax (see StateGoalEncoder)
+    gripper_input: bool = True  # False: the measured gripper state is ignored (see gripper_feature)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +38,20 @@ class NetworkConfig:
         if "channels" in d:
             d["channels"] = tuple(d["channels"])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def gripper_feature(gripper: torch.Tensor, config: NetworkConfig) -> torch.Tensor:
+    """The measured gripper state as the networks see it: as is, or zeroed.
+
+    The logged gripper command equals the measured gripper state on most steps, so a
+    network given the state can fit the data by copying it and never learn when to close
+    or open (the "copycat" failure of behaviour cloning from observation histories, de Haan
+    et al. 2019, Wen et al. 2020); sim_worlds.experts measured exactly that: trained
+    policies made at most 1 of the expert's 70 gripper switches on 10 tasks a family (GCBC 1, AM 0; random actions 30). The image shows the fingers
+    anyway. Zeroing (not removing) keeps the input in the exported graph, so the ONNX
+    contract (image, goal, gripper, actions) is the same either way.
+    """
+    return gripper if config.gripper_input else gripper * 0.0
 
 
 def to_float_nchw(images_nhwc: torch.Tensor) -> torch.Tensor:
@@ -141,7 +156,7 @@ class QNetwork(nn.Module):
     def head_logits(self, features: torch.Tensor, gripper: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Logits for N candidate actions per state: features (B,F), gripper (B,1), actions (B,N,5) -> (B,N)."""
         n = actions.shape[1]
-        grip = gripper.reshape(-1, 1, 1).expand(-1, n, 1)
+        grip = gripper_feature(gripper, self.config).reshape(-1, 1, 1).expand(-1, n, 1)
         z = features.unsqueeze(1) + self.action_embed(torch.cat([actions, grip], dim=-1))
         return self.head(torch.relu(z)).squeeze(-1)
 

@@ -291,7 +291,7 @@ def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generat
     names = IMAGE_KEYS + ("gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
     out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
     if aligned:
-        out.update(zip(IMAGE_KEYS, random_shift_aligned([out[k] for k in IMAGE_KEYS], pad, generator)))
+        out.update(zip(IMAGE_KEYS, random_shift_aligned([out[k] for k in IMAGE_KEYS], pad, generator), strict=True))
     else:
         out.update({k: random_shift(out[k], pad, generator) for k in IMAGE_KEYS})
     return out

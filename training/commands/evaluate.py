@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--write-card", action="store_true", help="store the results in the ONNX model's card")
     parser.add_argument("--max-steps", type=int, help="step budget per episode (default: each task's own)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")
+    parser.add_argument("--expert", action="store_true",
+                        help="also run the scripted expert on each task and score the policy's actions along its path, "
+                             "per skill phase (robot_app.expert_agreement): where a failing policy parts from the data's skills")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,9 +47,21 @@ def _checkpoints(run_dir: str) -> list[str]:
     return [str(p) for p in files]
 
 
+def _judge(policy, args, families, record: bool, name: str) -> dict:
+    """The suite's success (and with --expert, the agreement with the scripted expert) of one policy."""
+    from robot_app.evaluation import evaluate_suite
+
+    results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
+                             progress=not args.no_progress, record_strips=record, max_steps=args.max_steps, name=name)
+    if args.expert:
+        from robot_app.expert_agreement import expert_agreement
+
+        results["expert_agreement"] = expert_agreement(policy, families, args.episodes, args.seed, policy.image_size)
+    return results
+
+
 def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp: Path, record: bool):
     """Export one checkpoint to a temporary ONNX and evaluate it like any shipped model."""
-    from robot_app.evaluation import evaluate_suite
     from robot_app.policy import Policy
     from training.export import export_loaded_run
     from training.runner import load_run
@@ -54,11 +69,15 @@ def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp:
     run = load_run(run_dir, checkpoint=checkpoint)
     onnx_path, _ = export_loaded_run(run, tmp / f"step_{run.step}.onnx", source=f"{Path(run_dir).resolve()}@{checkpoint}")
     policy = Policy.load(onnx_path, threads=args.threads, seed=args.seed)
-    name = f"{run_dir}@{checkpoint} (step {run.step})"
-    results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
-                             progress=not args.no_progress, record_strips=record, max_steps=args.max_steps, name=name)
+    results = _judge(policy, args, families, record, f"{run_dir}@{checkpoint} (step {run.step})")
     results["training_step"] = run.step
     return results
+
+
+def _switches(agreement: dict) -> tuple[int, int]:
+    """Gripper switches made, summed over the families."""
+    sw = [r["gripper_switches"] for r in agreement["families"].values()]
+    return sum(s["made"] for s in sw), sum(s["n"] for s in sw)
 
 
 def _check_args(args, families: list[str]) -> str | None:
@@ -86,7 +105,6 @@ def run(args) -> int:
 
     from robot_app.evaluation import (
         RandomPolicy,
-        evaluate_suite,
         markdown_table,
         plot_success_vs_step,
         save_strips,
@@ -110,19 +128,21 @@ def run(args) -> int:
                 curve.append((res["training_step"], res))
                 if len(checkpoints) > 1:
                     rates = ", ".join(f"{f} {r['success_rate']:.2f}" for f, r in res["families"].items())
+                    if args.expert:
+                        made, n = _switches(res["expert_agreement"])
+                        rates += f"; gripper switches made {made}/{n}"
                     print(f"step {res['training_step']}: {rates}")
         results = curve[-1][1]
         if len(curve) > 1:
-            results["checkpoints"] = [{"step": s, "families": r["families"]} for s, r in curve]
+            keep = ("families", "expert_agreement")
+            results["checkpoints"] = [{"step": s, **{k: r[k] for k in keep if k in r}} for s, r in curve]
     else:
         try:
             policy = RandomPolicy(args.seed) if args.policy == "random" else Policy.load(args.policy, threads=args.threads, seed=args.seed)
         except PolicyLoadError as exc:
             print(f"robot-app eval: {exc}", file=sys.stderr)
             return 2
-        results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
-                                 progress=not args.no_progress, record_strips=record, max_steps=args.max_steps,
-                                 name=str(policy.onnx_path))
+        results = _judge(policy, args, families, record, str(policy.onnx_path))
         results["training_step"] = policy.card.training_steps if isinstance(policy, Policy) else 0
         if args.write_card:
             card = policy.card.with_evaluation({k: results[k] for k in ("families", "seed", "episodes")})
@@ -130,6 +150,10 @@ def run(args) -> int:
             print(f"evaluation written into {policy.card_path}")
 
     table = markdown_table(results)
+    if args.expert:
+        from robot_app.expert_agreement import markdown_agreement
+
+        table += "\n" + markdown_agreement(results["expert_agreement"])
     print(table, end="")
     json_path = args.json or (args.out / "eval.json" if args.out else None)
     if json_path:
