@@ -8,10 +8,11 @@ skill phase (approach, descend, close, lift, push, ...):
   where the expert moves (|xyz| >= MOVING); 1 = same way, 0 = unrelated or standing
   still, -1 = opposite;
 - gripper: the share of steps whose gripper command has the expert's sign (open/close).
-And per family, the gripper switches made: at the steps where the expert changes its
-gripper command (closes on the cube, lets go over the place), does the policy command the
-change too? A policy that only copies the gripper state it sees agrees on most steps of a
-phase and still never makes a switch, which is what this number catches.
+And per family, the gripper switches made on time: where the expert changes its gripper
+command (closes on the cube, lets go over the place), does the policy give the old command
+one step before and the new one at the switch? A policy that copies the gripper state it
+sees agrees on most steps and never switches; one that copies the goal image's gripper
+closes from the first step on; neither makes a switch on time, which is what this catches.
 The numbers are graded, so they move before success does: a policy that learns to descend onto
 the cube but not yet to close shows it in "descend" and "close". The expert's own success
 rate is reported too; below 100% it bounds what the family can ask of the data's skills.
@@ -64,11 +65,13 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
                 if reseed is not None:
                     reseed(episode_seed(seed, family, task.index))
                 previous = CLOSED if task.start_state["grip"] > 0.5 else OPEN
+                policy_before = previous  # before the first step: only the switch step itself is judged
                 for obs, expert, phase in zip(trace.observations[:-1], trace.actions, trace.phases, strict=True):
                     action = act_fn(obs.image, task.goal_image, obs.gripper)
                     if np.sign(expert[4]) != np.sign(previous):
-                        switches.append(bool(np.sign(action[4]) == np.sign(expert[4])))
-                    previous = expert[4]
+                        on_time = np.sign(policy_before) == np.sign(previous) and np.sign(action[4]) == np.sign(expert[4])
+                        switches.append(bool(on_time))
+                    previous, policy_before = expert[4], action[4]
                     grips.setdefault(phase, []).append(bool(np.sign(action[4]) == np.sign(expert[4])))
                     if np.linalg.norm(expert[:3]) >= MOVING:
                         cosines.setdefault(phase, []).append(direction_cosine(action[:3], expert[:3]))
@@ -86,7 +89,7 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
 def markdown_agreement(results: dict) -> str:
     """One row per family: expert success, then direction / gripper agreement per phase in path order."""
     lines = [
-        "| family | expert success | gripper switches made | agreement along the expert's path: phase direction / gripper |",
+        "| family | expert success | gripper switches on time | agreement along the expert's path: phase direction / gripper |",
         "|---|---:|---:|---|",
     ]
     for family, r in results["families"].items():

@@ -83,7 +83,7 @@ def test_agreement_scores_directions_and_gripper_switches():
     assert phases["lift"]["direction"] < -0.5  # while it lifts, "down" is the wrong way
     assert phases["close"]["direction"] is None  # the expert holds still while closing
     assert phases["close"]["gripper"] == 1.0 and phases["approach"]["gripper"] == 0.0
-    assert down["gripper_switches"] == {"made": 2, "n": 2}  # one close per grasp, made every time
+    assert down["gripper_switches"] == {"made": 0, "n": 2}  # closed all along: no close is on time
 
     # A copycat agrees with the gripper on most steps and still never closes on the cube.
     copy = expert_agreement(_copy_the_gripper, ["grasp"], 2, seed=0)["families"]["grasp"]
@@ -94,6 +94,33 @@ def test_agreement_scores_directions_and_gripper_switches():
     assert "| grasp | 100% | 0/2 |" in table and "descend +0.00 / 100%" in table
 
 
+class ReplayExpert:
+    """A policy that replays the expert's own actions, step by step (reseeded at every task)."""
+
+    def __init__(self, family: str, episodes: int, seed: int):
+        world = world_for(family)
+        try:
+            self.traces = [solve(world, task).actions for task in make_suite(family, episodes, seed)]
+        finally:
+            world.close()
+        self.task = -1
+
+    def reseed(self, seed: int) -> None:
+        self.task, self.step = self.task + 1, 0
+
+    def act(self, image, goal, gripper):
+        self.step += 1
+        return self.traces[self.task][self.step - 1]
+
+
+def test_the_expert_itself_agrees_everywhere_and_makes_every_switch_on_time():
+    replay = expert_agreement(ReplayExpert("chain", 2, seed=0), ["chain"], 2, seed=0)["families"]["chain"]
+    assert replay["gripper_switches"] == {"made": 4, "n": 4}  # close on the cube, open over the tray, twice
+    for phase, p in replay["phases"].items():
+        assert p["gripper"] == 1.0, phase
+        assert p["direction"] is None or p["direction"] > 0.99, phase
+
+
 def test_agreement_rejects_no_episodes():
     with pytest.raises(ValueError, match="episodes"):
         expert_agreement(_copy_the_gripper, ["reach"], 0, seed=0)
@@ -101,3 +128,30 @@ def test_agreement_rejects_no_episodes():
 
 def test_moving_threshold_leaves_holds_out():
     assert 0.0 < MOVING < 1.0
+
+
+def test_bench_expert_tabulates_and_draws_a_run_against_step(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_expert
+
+    def judged(policy, step):
+        from robot_app.evaluation import evaluate_suite
+
+        result = evaluate_suite(policy, ["grasp"], 1, 0, progress=False, max_steps=2)
+        result["expert_agreement"] = expert_agreement(policy, ["grasp"], 1, 0)
+        result["training_step"] = step
+        return result
+
+    results = {"copy@100": judged(_copy_the_gripper, 100), "copy@200": judged(_descend_and_close, 200)}
+    table = bench_expert.markdown(results)
+    rows = [line for line in table.splitlines() if line.startswith("| copy@")]
+    assert [r.split(" | ")[0] for r in rows] == ["| copy@100", "| copy@200"]  # in step order
+    assert "| 0/1 | 0/1 |" in rows[0]  # no grasp solved, no switch on time
+    assert "+1.00" in rows[1] or "+0.9" in rows[1]  # descending the whole way agrees with the descent
+    assert "Expert success on the same tasks (1 a family): grasp 100%" in table
+    picture = bench_expert.plot(results, tmp_path / "agreement.png")
+    assert picture is not None and picture.stat().st_size > 5000
+    assert bench_expert.plot({"random": results["copy@100"]}, tmp_path / "none.png") is None  # no NAME@STEP series

@@ -170,6 +170,6 @@ def test_eval_command_on_a_run_with_all_checkpoints(tiny_run, tmp_path):
         grasp = judged["expert_agreement"]["families"]["grasp"]
         assert grasp["expert_success"] == 1.0 and grasp["gripper_switches"]["n"] == 1
         assert list(grasp["phases"]) == ["approach", "descend", "close", "lift"]
-    assert "gripper switches made" in (out / "eval.md").read_text()
+    assert "gripper switches on time" in (out / "eval.md").read_text()
     assert results["families"]["reach"]["n"] == 1 and results["families"]["reach"]["mean_steps"] <= 3
     assert (out / "success_vs_step.png").stat().st_size > 1000 and (out / "strip_reach.png").is_file()

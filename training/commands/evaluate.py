@@ -130,7 +130,7 @@ def run(args) -> int:
                     rates = ", ".join(f"{f} {r['success_rate']:.2f}" for f, r in res["families"].items())
                     if args.expert:
                         made, n = _switches(res["expert_agreement"])
-                        rates += f"; gripper switches made {made}/{n}"
+                        rates += f"; gripper switches on time {made}/{n}"
                     print(f"step {res['training_step']}: {rates}")
         results = curve[-1][1]
         if len(curve) > 1:
