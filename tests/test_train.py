@@ -193,6 +193,31 @@ def test_gcbc_scorer_drives_cem_to_the_cloned_action(store_dir, tmp_path):
     assert np.linalg.norm(action - mu.numpy()) < 0.2 and q > 0.7
 
 
+def test_gcbc_switch_weight_counts_the_gripper_switches_more():
+    from training.gcbc import GCBC, GCBCConfig, gripper_switches
+
+    gripper = torch.tensor([[0.0], [0.0], [0.4], [1.0]])  # open, open, holding a cube, closed on nothing
+    action = torch.zeros(4, 5)
+    action[:, 4] = torch.tensor([-1.0, 1.0, 1.0, -1.0])  # stay open, close (switch), keep holding, open (switch)
+    assert gripper_switches(gripper, action).tolist() == [False, True, False, True]
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
+    batch = {"image": images, "goal": images.flip(0), "gripper": gripper, "action": action, "success": torch.zeros(4)}
+    losses = {}
+    for weight in (1.0, 10.0):
+        bc = GCBC(GCBCConfig(switch_weight=weight), TINY, torch.device("cpu"), seed=0, precision="fp32")
+        with torch.no_grad():
+            per_sample = ((bc.policy(images, images.flip(0), gripper) - action) ** 2).mean(dim=1)
+        losses[weight] = float(bc.update(batch)["loss_bc"]), per_sample
+    plain, per_sample = losses[1.0]
+    assert plain == pytest.approx(float(per_sample.mean()), rel=1e-5)
+    weighted = (per_sample * torch.tensor([1.0, 10.0, 1.0, 10.0])).sum() / 22.0
+    assert losses[10.0][0] == pytest.approx(float(weighted), rel=1e-5) and losses[10.0][0] != pytest.approx(plain)
+    with pytest.raises(ValueError, match="switch_weight"):
+        GCBC(GCBCConfig(switch_weight=0.0), TINY, torch.device("cpu"))
+
+
 def test_resume_after_sigkill_continues_bit_for_bit(store_dir, tmp_path):
     steps, args = 60, ["--set", "checkpoint_every=10", "--set", "num_threads=1", "--set", "log_every=5"]
     straight, killed = tmp_path / "a", tmp_path / "b"
