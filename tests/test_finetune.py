@@ -155,11 +155,13 @@ def test_finetune_command_end_to_end_each_mode(stores, capsys):
     from training.finetune import base_train_config, build, resolve_config, run_train_config
 
     for mode, seed in (("pretrained", 0), ("scratch", 5)):
-        config = resolve_config(mode=mode, pretrained=pre, data=str(stores["task"]), seed=seed, gamma=0.95, lr=1e-4)
+        config = resolve_config(mode=mode, pretrained=pre, data=str(stores["task"]), seed=seed, gamma=0.95, lr=1e-4,
+                                neg_keep_gripper=True)
         base, checkpoint = base_train_config(config)
         algo = build(config, run_train_config(config, base), checkpoint, torch.device("cpu"))
         # the task's settings reach the update, over the pretrained run's
         assert (algo.config.gamma, algo.config.return_floor, algo.optimizer.param_groups[0]["lr"]) == (0.95, True, 1e-4)
+        assert algo.config.neg_keep_gripper and not base.am.neg_keep_gripper
         assert base.am.gamma != 0.95
         same = [torch.equal(v, checkpoint["algorithm"][name][k]) for name, m in algo.modules().items() for k, v in m.state_dict().items()]
         assert all(same) if mode == "pretrained" else not any(same[:1])

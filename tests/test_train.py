@@ -118,6 +118,25 @@ def test_negatives_are_away_from_the_logged_action(am_and_batch):
     assert dist.min() >= algo.config.neg_min_distance
 
 
+def test_negatives_can_keep_the_logged_gripper_command(am_and_batch):
+    algo, b = am_and_batch
+    start, config = algo.generator.get_state(), algo.config
+    plain = algo.negative_candidates(b["action"])
+    assert (torch.sign(plain[:, :, 4]) != torch.sign(b["action"][:, None, 4])).any()  # by default some flip it
+    algo.generator.set_state(start)
+    algo.config = replace(config, neg_keep_gripper=True)
+    try:
+        kept = algo.negative_candidates(b["action"])
+        with torch.no_grad():
+            neg = algo.pick_negatives(algo.q1.encode(b["image"], b["goal"]), b["gripper"], b["action"])
+    finally:
+        algo.config = config
+    assert torch.equal(kept[:, :, 4], b["action"][:, None, 4].expand(-1, kept.shape[1]))
+    torch.testing.assert_close(kept[:, :, :4], plain[:, :, :4])  # the same draws otherwise
+    assert torch.equal(neg[:, :, 4], b["action"][:, None, 4].expand(-1, neg.shape[1]))
+    assert torch.linalg.vector_norm(neg - b["action"][:, None], dim=-1).min() >= config.neg_min_distance
+
+
 def test_negatives_push_unseen_actions_down_and_can_be_switched_off(store_dir):
     sampler = GoalSampler(Store.open(store_dir), SamplerConfig(), seed=1)
     batches = [to_torch(sampler.sample(32), torch.device("cpu")) for _ in range(4)]

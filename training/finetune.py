@@ -80,6 +80,7 @@ class FinetuneConfig:
     lr: float = 0.0  # Adam learning rate; 0 = the pretrained run's am.lr
     gamma: float = 0.97  # discount per step (see module docstring); 0 = the pretrained run's am.gamma
     return_floor: bool = True  # y >= gamma^(k-1) on a success k logged steps away (training/am.py; why: module docstring)
+    neg_keep_gripper: bool = False  # artificial negatives keep the logged gripper command (training/am.py)
     seed: int = 0  # initialisation (scratch), sampling, augmentation, CEM
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = this machine's cores
@@ -292,7 +293,7 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     """What the fine-tuned run records as its TrainConfig: the base's network and AM settings on the task data."""
     am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
     am = replace(am, gamma=config.gamma) if config.gamma > 0 else am
-    am = replace(am, return_floor=config.return_floor)
+    am = replace(am, return_floor=config.return_floor, neg_keep_gripper=config.neg_keep_gripper)
     return replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                    device=config.device, num_threads=config.num_threads, log_every=config.log_every,
                    checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0, am=am)
