@@ -66,7 +66,7 @@ class Episode:
     seed: int = 0
 
 
-class _Script:
+class SkillScript:
     """Drives the world with noisy proportional control and records what it did.
 
     `noise` and `jitter` are the play data's by default; sim_worlds.experts runs the same
@@ -151,8 +151,8 @@ class _Script:
 
 
 # --- skills: each takes (script, world, rng) and returns the name it ran under ---
-def _grasp(
-    s: _Script, w: PandaWorld, name: str, aim_error=(0.0, 0.0, 0.0), yaw_error: float = 0.0, lift: float | None = None
+def grasp_object(
+    s: SkillScript, w: PandaWorld, name: str, aim_error=(0.0, 0.0, 0.0), yaw_error: float = 0.0, lift: float | None = None
 ) -> None:
     """Top-down grasp: above the object with the fingers square to it, down, close, up.
 
@@ -170,7 +170,7 @@ def _grasp(
     s.move_to(position + (0, 0, s.rng.uniform(0.10, 0.18) if lift is None else lift), 1.0, tol=0.015, limit=10)
 
 
-def _place(s: _Script, w: PandaWorld, xy, height: float) -> None:
+def place_held_object(s: SkillScript, w: PandaWorld, xy, height: float) -> None:
     s.phase = "carry"
     s.move_to((xy[0], xy[1], height + 0.05), 1.0, tol=0.015)
     s.phase = "lower"
@@ -181,8 +181,8 @@ def _place(s: _Script, w: PandaWorld, xy, height: float) -> None:
     s.move_to(w.ee_position() + (0, 0, 0.08), -1.0, limit=6)
 
 
-def _push(
-    s: _Script, w: PandaWorld, name: str, direction: np.ndarray, distance: float | None = None, yaw: float | None = None
+def push_object(
+    s: SkillScript, w: PandaWorld, name: str, direction: np.ndarray, distance: float | None = None, yaw: float | None = None
 ) -> None:
     """Closed fingers down behind the object, through it along `direction`, back up.
 
@@ -214,20 +214,20 @@ def skill_reach(s, w, rng):
 
 def skill_push(s, w, rng):
     name = rng.choice(w.object_names)
-    _push(s, w, name, _unit(rng.uniform(0, 2 * math.pi)))
+    push_object(s, w, name, _unit(rng.uniform(0, 2 * math.pi)))
     return f"push:{name}"
 
 
 def skill_pick_place(s, w, rng):
     name = rng.choice(w.object_names)
-    _grasp(s, w, name)
-    _place(s, w, _free_place(w, rng, name), w.rest_height(name))
+    grasp_object(s, w, name)
+    place_held_object(s, w, _free_place(w, rng, name), w.rest_height(name))
     return f"pick_place:{name}"
 
 
 def skill_lift(s, w, rng):
     name = rng.choice(w.object_names)
-    _grasp(s, w, name)
+    grasp_object(s, w, name)
     for _ in range(rng.integers(1, 3)):
         s.move_to(
             rng.uniform(WORKSPACE_LOW + (0, 0, 0.08), WORKSPACE_HIGH), 1.0, rng.uniform(-0.8, 0.8), limit=12
@@ -237,7 +237,7 @@ def skill_lift(s, w, rng):
 
 def skill_drop(s, w, rng):
     name = rng.choice(w.object_names)
-    _grasp(s, w, name)
+    grasp_object(s, w, name)
     s.move_to((*_free_place(w, rng, name), rng.uniform(0.08, 0.18)), 1.0, tol=0.02)
     s.hold(-1.0, 2)
     return f"drop:{name}"
@@ -248,7 +248,7 @@ def skill_tray(s, w, rng):
     name = _start_held(w, rng)
     s.observations[0] = w.observe()
     xy = tray_place(rng, 0.5)
-    _place(s, w, xy, rng.uniform(0.06, 0.09))
+    place_held_object(s, w, xy, rng.uniform(0.06, 0.09))
     return f"tray:{name}"
 
 
@@ -256,7 +256,7 @@ def skill_carry(s, w, rng):
     """Starts holding an object and puts it down somewhere on the table."""
     name = _start_held(w, rng)
     s.observations[0] = w.observe()
-    _place(s, w, _free_place(w, rng, name), w.rest_height(name))
+    place_held_object(s, w, _free_place(w, rng, name), w.rest_height(name))
     return f"carry:{name}"
 
 
@@ -298,7 +298,7 @@ def collect_episode(world: PandaWorld, seed: int, task: str = "play", max_steps:
         )
     rng = np.random.default_rng(seed)
     world.reset(seed)
-    script = _Script(world, rng, max_steps)
+    script = SkillScript(world, rng, max_steps)
     behaviours: list[str] = []
     success = None
     if task == "play":
@@ -311,7 +311,7 @@ def collect_episode(world: PandaWorld, seed: int, task: str = "play", max_steps:
             behaviours.append(SKILLS[filler](script, world, rng))
     else:
         aim = np.r_[rng.normal(0.0, HELDOUT_GRASP_JITTER, 2), abs(rng.normal(0.0, HELDOUT_HEIGHT_JITTER))]
-        _grasp(script, world, HELDOUT_OBJECT, aim, rng.normal(0.0, HELDOUT_YAW_JITTER))
+        grasp_object(script, world, HELDOUT_OBJECT, aim, rng.normal(0.0, HELDOUT_YAW_JITTER))
         behaviours.append(f"grasp:{HELDOUT_OBJECT}")
         script.hold(1.0, script.left)
         success = world.is_held(HELDOUT_OBJECT)

@@ -9,7 +9,8 @@ A policy that scores 0% on a family leaves two questions a success rate cannot a
   policy for its action at every state of the expert's path, under the task's goal image,
   and compares, phase by phase (approach, descend, close, lift, ...).
 
-The experts are the collectors' skills (sim_worlds.collectors), not a second script:
+The experts are the collectors' skills (sim_worlds.collectors: SkillScript, grasp_object,
+place_held_object, push_object), not a second script:
 reach is a move to the target, push is the push skill aimed at the goal place, grasp is
 the grasp skill lifted to the goal height, rearrange is two pick-and-places, chain a
 grasp and a place into the tray at the goal place.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robot_app.world import Observation
-from sim_worlds.collectors import _grasp, _place, _push, _Script
+from sim_worlds.collectors import SkillScript, grasp_object, place_held_object, push_object
 from sim_worlds.goals import TRAY_FLOOR, GoalTask
 from sim_worlds.panda_world import PandaWorld
 
@@ -41,40 +42,40 @@ class ExpertTrace:
 def solve(world: PandaWorld, task: GoalTask, seed: int = 0) -> ExpertTrace:
     """Run the family's expert from the task's start state (world must hold the task's objects)."""
     world.set_state(task.start_state)
-    script = _Script(world, np.random.default_rng(seed), task.max_steps, noise=0.0, jitter=0.0, stop=lambda: task.check(world))
+    script = SkillScript(world, np.random.default_rng(seed), task.max_steps, noise=0.0, jitter=0.0, stop=lambda: task.check(world))
     if not task.check(world):
         _EXPERTS[task.family](script, world, task)
     actions = np.stack(script.actions).astype(np.float32) if script.actions else np.zeros((0, 5), np.float32)
     return ExpertTrace(script.observations, actions, list(script.phases), bool(task.check(world)))
 
 
-def _reach(s: _Script, w: PandaWorld, task: GoalTask) -> None:
+def _reach(s: SkillScript, w: PandaWorld, task: GoalTask) -> None:
     s.phase = "move"
     s.move_to(task.targets["ee"], OPEN, tol=0.01, limit=task.max_steps)
 
 
-def _push_to_goal(s: _Script, w: PandaWorld, task: GoalTask) -> None:
+def _push_to_goal(s: SkillScript, w: PandaWorld, task: GoalTask) -> None:
     (name, target), = task.targets.items()
     offset = np.asarray(target[:2]) - w.object_positions()[name][:2]
     distance = float(np.linalg.norm(offset))
-    _push(s, w, name, offset / distance, distance, yaw=0.0)
+    push_object(s, w, name, offset / distance, distance, yaw=0.0)
 
 
-def _grasp_to_goal(s: _Script, w: PandaWorld, task: GoalTask) -> None:
+def _grasp_to_goal(s: SkillScript, w: PandaWorld, task: GoalTask) -> None:
     (name, target), = task.targets.items()
-    _grasp(s, w, name, lift=float(target[2] - w.object_positions()[name][2]))
+    grasp_object(s, w, name, lift=float(target[2] - w.object_positions()[name][2]))
 
 
-def _rearrange(s: _Script, w: PandaWorld, task: GoalTask) -> None:
+def _rearrange(s: SkillScript, w: PandaWorld, task: GoalTask) -> None:
     for name, target in task.targets.items():
-        _grasp(s, w, name)
-        _place(s, w, target[:2], w.rest_height(name))
+        grasp_object(s, w, name)
+        place_held_object(s, w, target[:2], w.rest_height(name))
 
 
-def _chain(s: _Script, w: PandaWorld, task: GoalTask) -> None:
+def _chain(s: SkillScript, w: PandaWorld, task: GoalTask) -> None:
     (name, target), = task.targets.items()
-    _grasp(s, w, name)
-    _place(s, w, target[:2], RELEASE_ABOVE_TRAY + TRAY_FLOOR)
+    grasp_object(s, w, name)
+    place_held_object(s, w, target[:2], RELEASE_ABOVE_TRAY + TRAY_FLOOR)
 
 
 _EXPERTS = {
