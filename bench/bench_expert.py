@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--episodes", type=int, default=20, help="tasks per family (default: 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true", help="only rebuild the table and picture from the JSONs")
+    p.add_argument("--plot", help="comma-separated run NAMEs to draw (default: every NAME with two or more steps)")
     return p.parse_args(argv)
 
 
@@ -114,14 +115,14 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines) + f"\n\nExpert success on the same tasks ({n} a family): {note}.\n"
 
 
-def plot(results: dict[str, dict], path: Path = PICTURE) -> Path | None:
+def plot(results: dict[str, dict], path: Path = PICTURE, names: list[str] | None = None) -> Path | None:
     """Per training run (NAME@STEP labels): the deciding phases' direction and switches on time against step."""
     series: dict[str, list] = {}
     for label, r in results.items():
         name, _, step = label.rpartition("@")
         if name and step.isdigit():
             series.setdefault(name, []).append((int(step), r))
-    series = {name: points for name, points in series.items() if len(points) > 1}  # a curve needs two steps
+    series = {name: points for name, points in series.items() if len(points) > 1 and (names is None or name in names)}
     if not series:
         return None
     import matplotlib
@@ -129,19 +130,24 @@ def plot(results: dict[str, dict], path: Path = PICTURE) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [*PLOTTED, ("all", "switches", "on time")]
+    panels = [("all", "solved", "objects"), *PLOTTED, ("all", "switches", "on time")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.3), sharex=True)
     for name, points in sorted(series.items()):
         points.sort(key=lambda p: p[0])
         steps = [s for s, _ in points]
         for ax, (family, phase, kind) in zip(axes, panels, strict=True):
-            if family == "all":
+            if (family, phase) == ("all", "solved"):
+                ys = [100 * object_successes(r)[0] / max(object_successes(r)[1], 1) for _, r in points]
+            elif family == "all":
                 ys = [100 * switches(r)[0] / max(switches(r)[1], 1) for _, r in points]
             else:
                 ys = [_value(r, family, phase, kind) for _, r in points]
             ax.plot(steps, [float("nan") if y is None else y for y in ys], marker="o", label=name)
     for ax, (family, phase, kind) in zip(axes, panels, strict=True):
-        if family == "all":
+        if (family, phase) == ("all", "solved"):
+            ax.set_title("object tasks solved (%)")
+            ax.set_ylim(0, 50)
+        elif family == "all":
             ax.set_title("gripper switches on time (%)")
             ax.set_ylim(0, 100)
         else:
@@ -170,7 +176,7 @@ def main(argv=None) -> int:
     table = markdown(results)
     (RESULTS / "summary.md").write_text(table)
     print(table, end="")
-    picture = plot(results)
+    picture = plot(results, names=args.plot.split(",") if args.plot else None)
     if picture:
         print(f"picture: {picture.relative_to(ROOT)}")
     return 0
