@@ -25,6 +25,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from robot_app.expert_agreement import switches_on_time  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "expert"
 PICTURE = ROOT / "docs" / "img" / "expert_agreement.png"
 SUITE = "reach,push,grasp,rearrange,chain"
@@ -90,8 +93,7 @@ def _cell(value, kind: str) -> str:
 
 
 def switches(result: dict) -> tuple[int, int]:
-    sw = [f["gripper_switches"] for f in result["expert_agreement"]["families"].values()]
-    return sum(s["made"] for s in sw), sum(s["n"] for s in sw)
+    return switches_on_time(result["expert_agreement"])
 
 
 def object_successes(result: dict) -> tuple[int, int]:

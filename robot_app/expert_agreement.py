@@ -86,6 +86,12 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
     return out
 
 
+def switches_on_time(results: dict) -> tuple[int, int]:
+    """(made, n): the gripper switches made on time, summed over the families of expert_agreement's results."""
+    counts = [r["gripper_switches"] for r in results["families"].values()]
+    return sum(c["made"] for c in counts), sum(c["n"] for c in counts)
+
+
 def markdown_agreement(results: dict) -> str:
     """One row per family: expert success, then direction / gripper agreement per phase in path order."""
     lines = [

@@ -74,12 +74,6 @@ def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp:
     return results
 
 
-def _switches(agreement: dict) -> tuple[int, int]:
-    """Gripper switches made, summed over the families."""
-    sw = [r["gripper_switches"] for r in agreement["families"].values()]
-    return sum(s["made"] for s in sw), sum(s["n"] for s in sw)
-
-
 def _check_args(args, families: list[str]) -> str | None:
     from sim_worlds.goals import FAMILIES
 
@@ -129,7 +123,9 @@ def run(args) -> int:
                 if len(checkpoints) > 1:
                     rates = ", ".join(f"{f} {r['success_rate']:.2f}" for f, r in res["families"].items())
                     if args.expert:
-                        made, n = _switches(res["expert_agreement"])
+                        from robot_app.expert_agreement import switches_on_time
+
+                        made, n = switches_on_time(res["expert_agreement"])
                         rates += f"; gripper switches on time {made}/{n}"
                     print(f"step {res['training_step']}: {rates}")
         results = curve[-1][1]
