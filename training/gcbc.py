@@ -113,7 +113,7 @@ class GCBC:
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with autocast(self.device, self.precision):
             pred = self.policy(b["image"], b["goal"], b["gripper"]).float()
-        if self.config.switch_weight == 1.0:
+        if self.config.switch_weight == 1.0:  # the plain loss: bit for bit what runs before the option trained
             loss = F.mse_loss(pred, b["action"])
         else:
             per_sample = ((pred - b["action"]) ** 2).mean(dim=1)
