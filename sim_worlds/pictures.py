@@ -3,7 +3,9 @@
     python -m sim_worlds.pictures [--out docs/img] [--image-size 64]
 
 Writes play_frames.png (rows: episodes, columns: frames through each episode, labelled with
-the scripted skills) and goal_families.png (per family: the start image and the goal image).
+the scripted skills), goal_families.png (per family: the start image and the goal image)
+and close_decision.png (the grasp expert's frames around the step it closes the gripper:
+the decision every trained policy gets wrong, seen as the policy sees it).
 """
 
 from __future__ import annotations
@@ -83,6 +85,52 @@ def goal_families(out: Path, image_size: int, seed: int = 0) -> Path:
     return path
 
 
+def close_decision(out: Path, image_size: int, seed: int = 0, tasks: int = 4, before: int = 3) -> Path:
+    """The frames a policy must close the gripper on, against the frames it must not.
+
+    Rows are grasp tasks; columns run from `before` steps ahead of the expert's close step
+    to one after it, then the goal. Each frame is labelled with the grasp target's height
+    and the measured gripper state: the close step and the descent step before it differ
+    by about a centimetre and a few pixels, which is what a 64x64 policy has to go on.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sim_worlds.experts import solve
+    from sim_worlds.goals import world_for
+
+    offsets = list(range(-before, 2))
+    fig, axes = plt.subplots(tasks, len(offsets) + 1, figsize=((len(offsets) + 1) * 1.45, tasks * 1.6), squeeze=False)
+    world = world_for("grasp", image_size)
+    try:
+        for row, task in enumerate(make_suite("grasp", tasks, seed, image_size=image_size)):
+            trace = solve(world, task)
+            close = trace.phases.index("close")
+            for col, offset in enumerate(offsets):
+                obs = trace.observations[close + offset]
+                command = "close" if trace.actions[close + offset][4] > 0 else "open"
+                label = "close step" if offset == 0 else f"{offset:+d}"
+                _frame(axes[row, col], obs.image, f"{label}: {command}\nz {obs.ee_position[2] * 100:.1f} cm, grip {obs.gripper:.2f}")
+            _frame(axes[row, -1], task.goal_image, "goal")
+    finally:
+        world.close()
+    fig.suptitle("Grasp expert around its close step (label: command, grasp-target height, measured gripper)", fontsize=9)
+    fig.tight_layout()
+    path = out / "close_decision.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _frame(ax, image: np.ndarray, title: str) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=6)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"))
@@ -90,7 +138,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in (play_frames(out, args.image_size), goal_families(out, args.image_size)):
+    for path in (play_frames(out, args.image_size), goal_families(out, args.image_size), close_decision(out, args.image_size)):
         print(f"wrote {path}")
     return 0
 

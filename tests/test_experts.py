@@ -155,3 +155,21 @@ def test_bench_expert_tabulates_and_draws_a_run_against_step(tmp_path):
     picture = bench_expert.plot(results, tmp_path / "agreement.png")
     assert picture is not None and picture.stat().st_size > 5000
     assert bench_expert.plot({"random": results["copy@100"]}, tmp_path / "none.png") is None  # no NAME@STEP series
+
+
+def test_close_decision_picture_shows_the_grasp_expert_closing(tmp_path):
+    """The docs picture of the close step: drawn from the expert's own trace, one row per task."""
+    from sim_worlds.pictures import close_decision
+
+    task = make_suite("grasp", 1, 0)[0]
+    world = world_for("grasp")
+    try:
+        trace = solve(world, task)
+    finally:
+        world.close()
+    close = trace.phases.index("close")
+    # The step the picture centres on: fingers still open, command closes, one step later they are closing.
+    assert trace.observations[close].gripper < 0.2 < trace.observations[close + 1].gripper
+    assert trace.actions[close - 1][4] == OPEN and trace.actions[close][4] == CLOSED
+    path = close_decision(tmp_path, 64, tasks=1)
+    assert path.name == "close_decision.png" and path.stat().st_size > 10_000
