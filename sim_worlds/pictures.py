@@ -44,12 +44,7 @@ def play_frames(out: Path, image_size: int, seeds=(0, 2, 5, 7, 8, 15), columns: 
             axes[row, 0].set_ylabel(" + ".join(episode.behaviours[:2]), fontsize=6)
     finally:
         world.close()
-    fig.suptitle(f"Scripted play episodes ({image_size}x{image_size} camera frames)", fontsize=10)
-    fig.tight_layout()
-    path = out / "play_frames.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "play_frames.png", f"Scripted play episodes ({image_size}x{image_size} camera frames)", fontsize=10)
 
 
 def goal_families(out: Path, image_size: int, seed: int = 0) -> Path:
@@ -77,12 +72,7 @@ def goal_families(out: Path, image_size: int, seed: int = 0) -> Path:
                 ax.set_title(family, fontsize=9)
             if col == 0:
                 ax.set_ylabel(label, fontsize=9)
-    fig.suptitle("Goal families: start state and goal image", fontsize=10)
-    fig.tight_layout()
-    path = out / "goal_families.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "goal_families.png", "Goal families: start state and goal image", fontsize=10)
 
 
 def close_decision(out: Path, image_size: int, seed: int = 0, tasks: int = 4, before: int = 3) -> Path:
@@ -116,9 +106,14 @@ def close_decision(out: Path, image_size: int, seed: int = 0, tasks: int = 4, be
             _frame(axes[row, -1], task.goal_image, "goal")
     finally:
         world.close()
-    fig.suptitle("Grasp expert around its close step (label: command, grasp-target height, measured gripper)", fontsize=9)
+    return _save(fig, out / "close_decision.png", "Grasp expert around its close step (label: command, grasp-target height, measured gripper)", fontsize=9)
+
+
+def _save(fig, path: Path, title: str, fontsize: int = 10) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=fontsize)
     fig.tight_layout()
-    path = out / "close_decision.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
