@@ -39,9 +39,12 @@ def episode_heights(episode: dict) -> np.ndarray:
     return np.asarray(z[: episode["length"]], dtype=np.float64)
 
 
-def close_share_by_height(store: Store, heights: np.ndarray) -> list[dict]:
-    is_open = np.asarray(store.gripper) <= GRIPPER_CLOSED_ABOVE
-    closes = np.asarray(store.actions[:, 4]) > 0
+def open_and_closing(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) bool masks: the measured gripper is open; the logged command closes it."""
+    return np.asarray(store.gripper) <= GRIPPER_CLOSED_ABOVE, np.asarray(store.actions[:, 4]) > 0
+
+
+def close_share_by_height(is_open: np.ndarray, closes: np.ndarray, heights: np.ndarray) -> list[dict]:
     rows = []
     for lo, hi in zip(BANDS_CM[:-1], BANDS_CM[1:], strict=True):
         band = is_open & (heights * 100 >= lo) & (heights * 100 < hi)
@@ -59,10 +62,10 @@ def main(argv=None) -> int:
     store = Store.open(args.store)
     with ProcessPoolExecutor(args.workers) as pool:
         heights = np.concatenate(list(pool.map(episode_heights, store.manifest["episodes"], chunksize=20)))
-    rows = close_share_by_height(store, heights)
+    is_open, closes = open_and_closing(store)
+    rows = close_share_by_height(is_open, closes, heights)
     result = {"benchmark": "close_ambiguity", "store": args.store, "steps": len(store),
-              "switch_steps": int(((np.asarray(store.gripper) <= GRIPPER_CLOSED_ABOVE) & (store.actions[:, 4] > 0)).sum()),
-              "bands": rows}
+              "switch_steps": int((is_open & closes).sum()), "bands": rows}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     for r in rows:
         print(f"z {r['height_cm'][0]:4.1f}-{r['height_cm'][1]:4.1f} cm: {r['open_steps']:6d} open steps, P(close) {r['p_close']}")
