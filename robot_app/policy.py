@@ -513,7 +513,11 @@ class Policy:
         return image[None], goal[None], np.full((1, 1), g, dtype=np.float32)
 
     def act(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> tuple[np.ndarray, float]:
-        """The CEM action in [-1, 1]^5 for this observation and goal, and its Q."""
+        """The CEM action in [-1, 1]^5 for this observation and goal, and its Q.
+
+        The action is settled by the card's scaling (a binary gripper gives a4 = +-1); the Q
+        is the score of the searched action before that.
+        """
         with self._lock:  # the split graph's buffers and the generator are shared
             runner = self._runner
             if runner is not None:
@@ -521,7 +525,7 @@ class Policy:
                 uniform, normal = draw_noise(self._rng, 1, self.card.cem)
                 if self._fused is not None:
                     best, best_q = self._fused.act(image, goal, g, uniform, normal)
-                    return best[0], float(best_q[0])
+                    return self.card.action_scaling.settle(best[0]), float(best_q[0])
                 runner.encode(image, goal, g)
                 score = runner.score
             else:
@@ -532,7 +536,7 @@ class Policy:
                     return self._run_whole(image_b, goal_b, grip_b, actions)
 
             best, best_q = cem_maximize(score, self.card.cem, uniform, normal)
-        return best[0], float(best_q[0])
+        return self.card.action_scaling.settle(best[0]), float(best_q[0])
 
     def __call__(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> np.ndarray:
         """act_fn form (sim_worlds.goals.run_goal_episode): the action only."""

@@ -65,10 +65,30 @@ class ActionScaling:
     max_linear_speed: float = 0.2  # m/s for |a| = 1 on vx, vy, vz
     max_angular_speed: float = 1.0  # rad/s for |a| = 1 on wz
     control_hz: float = CONTROL_HZ
+    # The gripper only opens or closes (a4 = -1 or +1): true when every logged gripper
+    # command of the training data was 0 or 1 (robot_app.store.Store.gripper_is_binary).
+    binary_gripper: bool = False
+
+    def settle(self, action: np.ndarray) -> np.ndarray:
+        """The action as the robot carries it out: clipped, and with a binary gripper, a4 = +-1.
+
+        A model trained on open/close commands only has never seen a half-closed command;
+        its continuous output drifts there when the data disagree about closing (far from
+        the object the logged command is open 93% of the time, not 100%). Executed as is,
+        the half-closed hand shows in the gripper input on the next step and the model,
+        which tends to keep the gripper as it sees it, closes fully in mid-air
+        (BENCHMARKS.md, "The gripper command is binary"). Rounding to the nearer command
+        keeps the policy inside the data's action space.
+        """
+        a = np.asarray(action)
+        a = np.clip(a.astype(np.float64 if a.dtype == np.float64 else np.float32).reshape(ACTION_DIM), -1.0, 1.0)
+        if self.binary_gripper:
+            a[4] = 1.0 if a[4] > 0.0 else -1.0
+        return a
 
     def to_command(self, action: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Return (linear velocity xyz in m/s, yaw rate in rad/s, grip target in [0, 1])."""
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(ACTION_DIM), -1.0, 1.0)
+        a = self.settle(np.asarray(action, dtype=np.float64))
         linear = a[:3] * self.max_linear_speed
         yaw_rate = float(a[3] * self.max_angular_speed)
         grip = float((a[4] + 1.0) / 2.0)
@@ -93,7 +113,12 @@ class ActionScaling:
 
     @classmethod
     def from_dict(cls, d: dict) -> ActionScaling:
-        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+        """Unknown keys are ignored; a missing binary_gripper (cards and stores before it) is False."""
+        values = {k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__ and k != "binary_gripper"}
+        flag = d.get("binary_gripper", False)
+        if not isinstance(flag, bool):
+            raise ValueError(f"binary_gripper must be true or false, got {flag!r}")
+        return cls(**values, binary_gripper=flag)
 
 
 DEFAULT_SCALING = ActionScaling()

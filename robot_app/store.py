@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,22 @@ class Store:
 
     def manifest_hash(self) -> str:
         return self.manifest.get("hash", "")
+
+    @cached_property
+    def gripper_is_binary(self) -> bool:
+        """Whether every logged gripper command is open or closed (a4 exactly -1 or +1).
+
+        Read from the actions themselves (in chunks, the array may be memory-mapped and
+        large), so stores written before the question was asked answer it too.
+        """
+        grip, chunk = self.actions[:, 4], 1 << 16
+        return len(grip) > 0 and all(
+            bool(np.all(np.abs(grip[i : i + chunk]) == 1.0)) for i in range(0, len(grip), chunk)
+        )
+
+    def action_scaling(self) -> dict:
+        """The scaling the data was logged with (the manifest's), marked binary_gripper from the data."""
+        return {**(self.manifest.get("action_scaling") or {}), "binary_gripper": self.gripper_is_binary}
 
 
 def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: dict | None = None) -> Path:

@@ -173,3 +173,48 @@ def test_eval_command_on_a_run_with_all_checkpoints(tiny_run, tmp_path):
     assert "gripper switches on time" in (out / "eval.md").read_text()
     assert results["families"]["reach"]["n"] == 1 and results["families"]["reach"]["mean_steps"] <= 3
     assert (out / "success_vs_step.png").stat().st_size > 1000 and (out / "strip_reach.png").is_file()
+
+
+def test_open_close_data_make_a_model_that_opens_or_closes(tmp_path):
+    """The store's open/close-only commands travel: checkpoint, card, runtime action and command."""
+    from robot_app.cli import main as robot_app
+    from robot_app.store import Store, write_store
+    from training.runner import load_run, make_act_fn, resolve_config, train
+
+    rng = np.random.default_rng(1)
+    actions = rng.uniform(-1, 1, (4, 10, 5)).astype(np.float32)
+    actions[..., 4] = np.where(actions[..., 4] > 0, 1.0, -1.0)
+    episodes = [{"images": rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8), "actions": a,
+                 "gripper": (a[:, 4] > 0).astype(np.float32), "timestamps": np.arange(10) * 0.1} for a in actions]
+    write_store(tmp_path / "store", episodes)
+    store = Store.open(tmp_path / "store")
+    assert store.gripper_is_binary and store.action_scaling()["binary_gripper"] is True
+    config = resolve_config(algo="gcbc", debug=True, steps=2, data=str(tmp_path / "store"),
+                            overrides=["batch_size=4", "num_threads=1", "precision=fp32"])
+    train(config, tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    scaling = ActionScaling.from_dict(run.config["action_scaling"])
+    assert scaling.binary_gripper
+    image = episodes[0]["images"][0]
+    assert abs(make_act_fn(run.model, run.cem, scaling=scaling)(image, image, 0.0)[0][4]) == 1.0
+
+    assert robot_app(["export", str(tmp_path / "run"), "-o", str(tmp_path / "m.onnx")]) == 0
+    policy = Policy.load(tmp_path / "m.onnx")
+    assert policy.card.action_scaling.binary_gripper
+    grips = [policy.act(image, goal, g)[0][4] for image, goal in zip(episodes[1]["images"][:5], episodes[2]["images"][:5], strict=True)
+             for g in (0.0, 1.0)]
+    assert set(grips) <= {-1.0, 1.0}
+    assert policy.card.action_scaling.to_command(np.array([0, 0, 0, 0, 0.2]))[2] == 1.0  # the driver gets closed, not 0.6
+
+
+def test_a_store_with_any_half_way_grip_is_not_binary(tmp_path):
+    from robot_app.store import Store, write_store
+
+    actions = np.full((6, 5), -1.0, np.float32)
+    actions[3, 4] = 0.4  # one command between open and closed
+    write_store(tmp_path / "s", [{"images": np.zeros((6, 64, 64, 3), np.uint8), "actions": actions,
+                                  "gripper": np.zeros(6, np.float32), "timestamps": np.arange(6) * 0.1}])
+    store = Store.open(tmp_path / "s")
+    assert not store.gripper_is_binary and store.action_scaling()["binary_gripper"] is False
+    scaling = ActionScaling(binary_gripper=False)
+    assert scaling.to_command(actions[3])[2] == pytest.approx(0.7) and scaling.settle(actions[3])[4] == pytest.approx(0.4)

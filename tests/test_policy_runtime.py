@@ -81,6 +81,29 @@ def test_act_is_bounded_seeded_and_the_split_graph_changes_nothing(model_dir):
     assert q_split >= parted.q_values(image, goal, 0.25, random_actions).max() - 0.05
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_a_binary_gripper_card_opens_or_closes_and_moves_as_before(copy_of, split):
+    """Same seed, same search: only the grip differs, rounded to the nearer of open and closed."""
+    path = copy_of()
+    continuous = Policy.load(path, seed=5, split=split)
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    assert card["action_scaling"]["binary_gripper"] is False  # what export writes when not told
+    card["action_scaling"]["binary_gripper"] = True
+    card_path.write_text(json.dumps(card))
+    binary = Policy.load(path, seed=5, split=split)
+    assert binary.card.action_scaling.binary_gripper and binary.split == split
+    image, goal = _images(1)
+    grips = []
+    for gripper in (0.0, 0.5, 1.0):
+        a, q = continuous.act(image, goal, gripper)
+        b, q_b = binary.act(image, goal, gripper)
+        np.testing.assert_array_equal(b[:4], a[:4])
+        assert b[4] == (1.0 if a[4] > 0 else -1.0) and q_b == q and b.dtype == np.float32
+        grips.append(a[4])
+    assert any(abs(g) < 0.999 for g in grips)  # the continuous search did give a half-way grip to round
+
+
 def test_q_values_and_input_checks(model_dir):
     policy = Policy.load(model_dir / "good.onnx")
     image, goal = _images()
@@ -112,6 +135,7 @@ def test_refuses_a_tampered_graph(copy_of):
     ("bad_cem", "cem settings are inconsistent"),
     ("bad_size", "image_size must be a positive integer"),
     ("bad_file", "onnx_file must be a file name"),
+    ("bad_grip", "binary_gripper must be true or false"),
 ])
 def test_refuses_a_missing_or_invalid_card(copy_of, damage, message):
     path = copy_of()
@@ -128,6 +152,8 @@ def test_refuses_a_missing_or_invalid_card(copy_of, damage, message):
             card["cem"]["elites"] = card["cem"]["samples"] + 1
         elif damage == "bad_file":
             card["onnx_file"] = "../elsewhere/m.onnx"
+        elif damage == "bad_grip":
+            card["action_scaling"]["binary_gripper"] = "yes"
         else:
             card["image_size"] = "64"
         card_path.write_text(json.dumps(card))

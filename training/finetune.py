@@ -391,7 +391,7 @@ def _checkpoint(run_dir: Path, step: int, algo: TaskQ, train_config: TrainConfig
         "step": step,
         "config": to_dict(train_config),
         "data_manifest_hash": store.manifest_hash(),
-        "action_scaling": store.manifest.get("action_scaling") or {},
+        "action_scaling": store.action_scaling(),
         "world_size": 1,
         "algorithm": algo.state_dict(),
         "finetune": info,

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from robot_app.cem import CEMSettings, draw_noise
-from robot_app.spec import check_image
+from robot_app.spec import DEFAULT_SCALING, ActionScaling, check_image
 from robot_app.store import Store
 from training import am, gcbc
 from training.am import AMConfig
@@ -431,8 +431,8 @@ class Evaluator:
 
     COLUMNS = ("step", "family", "success_rate", "ci95_low", "ci95_high", "n", "mean_steps", "distance_closed")
 
-    def __init__(self, c: TrainConfig, run_dir: Path, resume_step: int | None):
-        self.config, self.run_dir = c, run_dir
+    def __init__(self, c: TrainConfig, run_dir: Path, resume_step: int | None, scaling: ActionScaling = DEFAULT_SCALING):
+        self.config, self.run_dir, self.scaling = c, run_dir, scaling
         self.csv = run_dir / "eval.csv"
         self.evaluation = None
         if c.eval_every > 0:
@@ -455,7 +455,7 @@ class Evaluator:
     def __call__(self, step: int, model: torch.nn.Module) -> dict:
         c = self.config
         was_training = model.training
-        act = make_act_fn(model, c.cem, seed=c.eval_seed)
+        act = make_act_fn(model, c.cem, seed=c.eval_seed, scaling=self.scaling)
         result = self.evaluation.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size,
                                                 progress=False, name=f"{c.algo}@{step}")
         model.train(was_training)
@@ -546,7 +546,8 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     dist.broadcast_modules(algo.modules().values())
 
     log = MetricsLog(run_dir, step) if dist.main else None
-    evaluator = Evaluator(c, run_dir, step if checkpoint is not None else None) if dist.main else None
+    scaling = ActionScaling.from_dict(store.action_scaling())
+    evaluator = Evaluator(c, run_dir, step if checkpoint is not None else None, scaling) if dist.main else None
     per_rank = c.batch_size // dist.world_size
     last_path = find_checkpoint(run_dir) if checkpoint is not None else None
     window: list[dict] = []
@@ -627,7 +628,7 @@ def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | Non
         "step": step,
         "config": to_dict(c),
         "data_manifest_hash": store.manifest_hash(),
-        "action_scaling": store.manifest.get("action_scaling") or {},
+        "action_scaling": store.action_scaling(),
         "world_size": dist.world_size,
         "replica_digests": digests,
         "algorithm": algo.state_dict(),
@@ -644,7 +645,7 @@ def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | Non
 @dataclass
 class LoadedRun:
     algo: str  # am | am-nonneg | am-nochain | gcbc
-    config: dict  # the resolved TrainConfig as a dict (plus action_scaling when the store recorded one)
+    config: dict  # the resolved TrainConfig as a dict plus the data's action_scaling
     model: torch.nn.Module  # forward(image u8 NHWC, goal u8 NHWC, gripper (B,1), actions (B,N,5)) -> q (B,N)
     step: int
     data_manifest_hash: str
@@ -666,13 +667,24 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRu
     else:
         model = am.policy_from_state(ckpt["algorithm"], c.network)
     config = to_dict(c)
-    if ckpt.get("action_scaling"):
-        config["action_scaling"] = dict(ckpt["action_scaling"])
+    scaling = dict(ckpt.get("action_scaling") or {})
+    if "binary_gripper" not in scaling:
+        scaling["binary_gripper"] = _data_gripper_is_binary(c.data, ckpt.get("data_manifest_hash"))
+    config["action_scaling"] = scaling
     return LoadedRun(c.algo, config, model, int(ckpt["step"]), str(ckpt.get("data_manifest_hash", "")), c.cem, c.network, path,
                      finetuned=bool(ckpt.get("finetune")))
 
 
-def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0):
+def _data_gripper_is_binary(data: str, manifest_hash) -> bool:
+    """For checkpoints from before action_scaling carried binary_gripper: ask their store, if it is still the same."""
+    try:
+        store = Store.open(data)
+    except (OSError, ValueError):
+        return False
+    return store.manifest_hash() == manifest_hash and store.gripper_is_binary
+
+
+def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0, scaling: ActionScaling = DEFAULT_SCALING):
     """act(image u8 HxWx3, goal u8 HxWx3, gripper float) -> (action (5,), q): torch CEM over the model.
 
     The noise comes from robot_app.cem.draw_noise with a numpy Generator, as in the ONNX
@@ -694,6 +706,6 @@ def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0):
             score = lambda a: model(img, tgt, grip, a)  # noqa: E731
         uniform, normal = draw_noise(rng, 1, cem)
         best, q = cem_maximize_torch(score, 1, cem, device, uniform=uniform, normal=normal)
-        return best[0].cpu().numpy(), float(q[0])
+        return scaling.settle(best[0].cpu().numpy()), float(q[0])
 
     return act
