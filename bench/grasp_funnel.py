@@ -89,7 +89,7 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
         reached["over"] |= bool(over)
         reached["low"] |= bool(low)
         reached["closed"] |= bool(low and closing)
-        obs = world.act(np.clip(action, -1.0, 1.0))
+        obs = world.act(action)
         reached["lifted"] |= bool(world.object_positions()[name][2] - rest > LIFTED)
         if task.check(world):
             reached["success"] = True
@@ -147,15 +147,14 @@ def main() -> int:
     parser.add_argument("--table-only", action="store_true", help="rewrite summary.md from the JSON files")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    modes = {"both": [False, True], "binary": [True], "continuous": [False], "card": [None]}[args.gripper]
     with tempfile.TemporaryDirectory() as tmp:
-        for item in args.policy:
+        for item in [] if args.table_only else args.policy:
             label, _, spec = item.partition("=")
-            modes = {"both": [False, True], "binary": [True], "continuous": [False], "card": [None]}[args.gripper]
+            policy = load_policy(spec, Path(tmp), args.seed)  # reseeded per task, so one load serves every mode
+            card_scaling = raw_gripper(policy)
             for binary in modes:
-                policy = load_policy(spec, Path(tmp), args.seed)
-                scaling = raw_gripper(policy)
-                if binary is not None:
-                    scaling = dataclasses.replace(scaling, binary_gripper=binary)
+                scaling = card_scaling if binary is None else dataclasses.replace(card_scaling, binary_gripper=binary)
                 mode = "binary" if scaling.binary_gripper else "continuous"
                 print(f"{label} ({mode}):", file=sys.stderr)
                 results, traces = funnel(policy, scaling, args.family, args.episodes, args.seed)
