@@ -47,13 +47,10 @@ STAGES = ("over", "low", "closed", "lifted", "success")
 def load_policy(spec: str, tmp: Path, seed: int) -> Policy:
     """An ONNX model (path or shipped name), or RUN@STEP exported to a temporary model first, as `robot-app eval` does."""
     if "@" in spec and Path(spec.split("@")[0]).is_dir():
-        from training.export import export_loaded_run
-        from training.runner import load_run
+        from training.commands.evaluate import run_checkpoint_policy
 
         run_dir, checkpoint = spec.rsplit("@", 1)
-        run = load_run(run_dir, checkpoint=checkpoint)
-        onnx_path, _ = export_loaded_run(run, tmp / f"{Path(run_dir).name}_{run.step}.onnx", source=spec)
-        return Policy.load(onnx_path, seed=seed)
+        return run_checkpoint_policy(run_dir, checkpoint, tmp, seed=seed)[0]
     return Policy.load(spec, seed=seed)
 
 

@@ -60,15 +60,21 @@ def _judge(policy, args, families, record: bool, name: str) -> dict:
     return results
 
 
-def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp: Path, record: bool):
-    """Export one checkpoint to a temporary ONNX and evaluate it like any shipped model."""
+def run_checkpoint_policy(run_dir: str, checkpoint: str, tmp: Path, threads: int = 1, seed: int = 0):
+    """(Policy, LoadedRun): one checkpoint exported to an ONNX model in `tmp`, judged like any shipped model."""
     from robot_app.policy import Policy
     from training.export import export_loaded_run
     from training.runner import load_run
 
     run = load_run(run_dir, checkpoint=checkpoint)
-    onnx_path, _ = export_loaded_run(run, tmp / f"step_{run.step}.onnx", source=f"{Path(run_dir).resolve()}@{checkpoint}")
-    policy = Policy.load(onnx_path, threads=args.threads, seed=args.seed)
+    onnx_path, _ = export_loaded_run(run, tmp / f"{Path(run_dir).name}_step_{run.step}.onnx",
+                                     source=f"{Path(run_dir).resolve()}@{checkpoint}")
+    return Policy.load(onnx_path, threads=threads, seed=seed), run
+
+
+def _evaluate_run_checkpoint(run_dir: str, checkpoint: str, args, families, tmp: Path, record: bool):
+    """Export one checkpoint to a temporary ONNX and evaluate it like any shipped model."""
+    policy, run = run_checkpoint_policy(run_dir, checkpoint, tmp, args.threads, args.seed)
     results = _judge(policy, args, families, record, f"{run_dir}@{checkpoint} (step {run.step})")
     results["training_step"] = run.step
     return results
