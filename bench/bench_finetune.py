@@ -106,6 +106,7 @@ def subset_store(task_store: Path, n: int, work: Path) -> Path:
     episodes = []
     for record, (start, end) in zip(store.manifest["episodes"][:n], store.episode_bounds()[:n], strict=True):
         episodes.append({name: np.asarray(getattr(store, name)[start:end]) for name in ("images", "actions", "gripper", "timestamps")}
+                        | {"ee_position": None if store.ee_position is None else np.asarray(store.ee_position[start:end])}
                         | {k: record.get(k) for k in ("source", "sha256", "success", "task")})
     return write_store(out, episodes, {"action_scaling": store.manifest.get("action_scaling")} if store.manifest.get("action_scaling") else None)
 

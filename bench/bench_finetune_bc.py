@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_finetune import subset_store, summarise  # noqa: E402
 
+from robot_app.spec import proprio_vector  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -95,8 +97,9 @@ def act_fn(policy, goal):
     goal_t = torch.from_numpy(goal[None].copy())
 
     @torch.no_grad()
-    def act(image, _suite_goal, gripper):  # a task policy pursues its own goal image, like a fine-tuned model
-        return policy(torch.from_numpy(image[None].copy()), goal_t, torch.tensor([[gripper]], dtype=torch.float32))[0].numpy()
+    def act(image, _suite_goal, state):  # a task policy pursues its own goal image, like a fine-tuned model
+        grip = torch.from_numpy(proprio_vector(state, policy.config.height_input)[None])
+        return policy(torch.from_numpy(image[None].copy()), goal_t, grip)[0].numpy()
 
     return act
 

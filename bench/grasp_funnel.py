@@ -76,7 +76,7 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
         ee, obj = world.ee_position(), world.object_positions()[name]
         over = np.linalg.norm(ee[:2] - obj[:2]) < OVER_XY
         low = over and ee[2] - obj[2] < LOW_Z
-        searched = act_fn(obs.image, task.goal_image, obs.gripper)
+        searched = act_fn(obs.image, task.goal_image, obs.state)
         action = scaling.settle(searched)
         if low and obs.gripper < 0.5:
             grip_low_open.append(float(searched[4]))

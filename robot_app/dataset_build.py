@@ -51,6 +51,7 @@ ROLES: dict[str, tuple[str, str, bool]] = {
     "ee_delta": (Topics.CMD_EE_DELTA, EPISODE_TOPICS[Topics.CMD_EE_DELTA], True),
     "gripper": (Topics.CMD_GRIPPER, EPISODE_TOPICS[Topics.CMD_GRIPPER], True),
     "success": (Topics.TASK_SUCCESS, TASK_SUCCESS_TYPE, False),
+    "ee_pose": (Topics.EE_POSE, EPISODE_TOPICS[Topics.EE_POSE], False),
 }
 
 
@@ -145,6 +146,8 @@ def episode_from_bag(
     grips: list[float] = []
     joint_ns: list[int] = []
     joint_grip: list[float] = []
+    pose_ns: list[int] = []
+    poses: list[np.ndarray] = []
     success = None
     with BagReader(path) as reader:
         roles = resolve_topics(path, reader.topics, topic_map)
@@ -168,6 +171,10 @@ def episode_from_bag(
             elif role == "joint_states":
                 joint_ns.append(stamp)
                 joint_grip.append(gripper_state_from_fingers(_finger_positions(path, msg)))
+            elif role == "ee_pose":
+                p = msg.pose.position
+                pose_ns.append(stamp)
+                poses.append(np.array([p.x, p.y, p.z], dtype=np.float32))
             elif role == "success":
                 success = bool(msg.data)
     if len(frames) < 2:
@@ -184,10 +191,15 @@ def episode_from_bag(
     actions[:, 4] = _last_before(*_sorted(grip_ns, grips), next_frame)
     js_stamps, js_grip = _sorted(joint_ns, joint_grip)
     gripper = js_grip[np.maximum(np.searchsorted(js_stamps, frame_stamps, side="right") - 1, 0)]
+    ee_position = None  # a bag without ee_pose still builds; only a height-input network needs it
+    if pose_ns:
+        pose_stamps, pose_values = _sorted(pose_ns, poses)
+        ee_position = pose_values[np.maximum(np.searchsorted(pose_stamps, frame_stamps, side="right") - 1, 0)]
     return {
         "images": np.stack([frames[i] for i in order]),
         "actions": actions,
         "gripper": gripper,
+        "ee_position": ee_position,
         "timestamps": frame_stamps.astype(np.float64) * 1e-9,
         "source": str(path),
         "sha256": bag_sha256(path),
@@ -196,7 +208,7 @@ def episode_from_bag(
     }
 
 
-_ARRAY_KEYS = ("images", "actions", "gripper", "timestamps")
+_ARRAY_KEYS = ("images", "actions", "gripper", "timestamps", "ee_position")
 
 
 def _load(job: tuple[Path, int, dict | None, Path]) -> tuple[Path, dict | None, str | None]:
@@ -209,12 +221,15 @@ def _load(job: tuple[Path, int, dict | None, Path]) -> tuple[Path, dict | None, 
         return path, None, exc.problem
     spill.mkdir()
     for key in _ARRAY_KEYS:
-        np.save(spill / f"{key}.npy", episode.pop(key))
+        value = episode.pop(key)
+        if value is not None:
+            np.save(spill / f"{key}.npy", value)
     return path, episode, None
 
 
 def _unspill(meta: dict, spill: Path) -> dict:
-    return {**meta, **{key: np.load(spill / f"{key}.npy", mmap_mode="r") for key in _ARRAY_KEYS}}
+    return {**meta, **{key: np.load(spill / f"{key}.npy", mmap_mode="r") if (spill / f"{key}.npy").is_file() else None
+                       for key in _ARRAY_KEYS}}
 
 
 def build_dataset(

@@ -67,7 +67,7 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
                 previous = CLOSED if task.start_state["grip"] > 0.5 else OPEN
                 policy_before = previous  # before the first step: only the switch step itself is judged
                 for obs, expert, phase in zip(trace.observations[:-1], trace.actions, trace.phases, strict=True):
-                    action = act_fn(obs.image, task.goal_image, obs.gripper)
+                    action = act_fn(obs.image, task.goal_image, obs.state)
                     if np.sign(expert[4]) != np.sign(previous):
                         on_time = np.sign(policy_before) == np.sign(previous) and np.sign(action[4]) == np.sign(expert[4])
                         switches.append(bool(on_time))

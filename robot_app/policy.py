@@ -35,7 +35,7 @@ import numpy as np
 
 from robot_app.cem import CEMSettings, cem_maximize, draw_noise
 from robot_app.policy_graphs import FusedCEM, SplitRunner, cem_graph, mlp_layers
-from robot_app.spec import ACTION_DIM, ActionScaling, check_image
+from robot_app.spec import ACTION_DIM, ActionScaling, RobotState, check_image, proprio_vector
 
 CARD_FORMAT_VERSION = 1
 OPSET = 17  # the legacy torch exporter's opset: one self-contained file
@@ -84,6 +84,16 @@ class ModelCard:
     goal_image: str = ""  # a task model's goal image file beside the card, fed as `goal` (training/finetune.py)
     format_version: int = CARD_FORMAT_VERSION
 
+    @property
+    def height_input(self) -> bool:
+        """Whether the graph's `gripper` input also carries the end effector's height (network.height_input)."""
+        return bool(self.network.get("height_input", False))
+
+    @property
+    def proprio_dim(self) -> int:
+        """Width of the graph's `gripper` input: 1 (gripper state) or 2 (and the height)."""
+        return 2 if self.height_input else 1
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["action_scaling"] = self.action_scaling.to_dict()
@@ -112,7 +122,7 @@ class ModelCard:
                 data_manifest_hash=_string(d["data_manifest_hash"], "data_manifest_hash"),
                 onnx_file=_file_name(d.get("onnx_file", "")),
                 opset=_positive_int(d.get("opset", OPSET), "opset"),
-                network=dict(d.get("network") or {}),
+                network=_network(d.get("network")),
                 source=_string(d.get("source", ""), "source", empty_ok=True),
                 evaluation=d.get("evaluation"),
                 task=_string(d.get("task", ""), "task", empty_ok=True),
@@ -189,6 +199,14 @@ def _scaling(d) -> ActionScaling:
     return scaling
 
 
+def _network(d) -> dict:
+    """The trained network's config; its height_input, which sets the graph's inputs, must be a bool."""
+    network = dict(d or {})
+    if not isinstance(network.get("height_input", False), bool):
+        raise ValueError(f"network.height_input must be true or false, got {network['height_input']!r}")
+    return network
+
+
 def _cem(d) -> CEMSettings:
     cem = _object(d, "cem", CEMSettings.from_dict)
     if cem.samples < 1 or not 1 <= cem.elites <= cem.samples or cem.iterations < 1 or cem.min_std < 0:
@@ -242,7 +260,7 @@ def _check_io(session, card: ModelCard, where: str) -> None:
             f"{where}: graph inputs are {sorted(inputs)}, the contract needs {list(INPUT_NAMES)}"
         )
     size = card.image_size
-    expected = {"image": (None, size, size, 3), "goal": (None, size, size, 3), "gripper": (None, 1), "actions": (None, None, ACTION_DIM)}
+    expected = {"image": (None, size, size, 3), "goal": (None, size, size, 3), "gripper": (None, card.proprio_dim), "actions": (None, None, ACTION_DIM)}
     for name, want in expected.items():
         arg = inputs[name]
         if arg.type != _INPUT_TYPES[name]:
@@ -321,12 +339,13 @@ def _fused_agrees(fused: FusedCEM, split: Policy, probe: tuple, settings) -> boo
     rng = np.random.default_rng(7)
     n = settings.samples
     for gripper in (0.0, float(probe[2][0, 0]), 1.0):
+        grip = probe[2].copy()
+        grip[0, 0] = gripper
         uniform, normal = draw_noise(rng, 1, settings)
         try:
-            best, best_q = fused.act(image[0], goal[0], gripper, uniform, normal)
+            best, best_q = fused.act(image[0], goal[0], grip[0], uniform, normal)
         except Exception:  # onnxruntime's own exception types
             return False
-        grip = np.full((1, 1), gripper, np.float32)
         drawn = fused.samples_all.reshape(settings.iterations, 1, n, ACTION_DIM)
         scores = fused.q_all.reshape(settings.iterations, 1, n)
         for k in range(settings.iterations):
@@ -350,7 +369,7 @@ def _runner_agrees(runner: SplitRunner, split: Policy, probe: tuple) -> bool:
     image, goal, grip, actions = probe
     want = split._run_split(image, goal, grip, actions)
     try:
-        runner.encode(image[0], goal[0], grip[0, 0])
+        runner.encode(image[0], goal[0], grip[0])
         got = runner.score(actions)
     except Exception:  # onnxruntime's own exception types
         return False
@@ -432,7 +451,7 @@ class Policy:
         probe = (
             rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8),
             rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8),
-            rng.uniform(0, 1, (1, 1)).astype(np.float32),
+            rng.uniform(0, 1, (1, self.card.proprio_dim)).astype(np.float32),
             rng.uniform(-1, 1, (1, self.card.cem.samples, ACTION_DIM)).astype(np.float32),
         )
         whole = self._run_whole(*probe)
@@ -445,7 +464,7 @@ class Policy:
             warnings.warn(f"{self.onnx_path}: split graph disagrees with the whole graph; running it whole", stacklevel=3)
             return
         boundary_values = list(split._encode(probe[0], probe[1]).values())
-        runner = SplitRunner(trunk, head, boundary, boundary_values, self.card.cem.samples, size)
+        runner = SplitRunner(trunk, head, boundary, boundary_values, self.card.cem.samples, size, self.card.proprio_dim)
         if not _runner_agrees(runner, split, probe):
             warnings.warn(f"{self.onnx_path}: bound split graph disagrees with the split graph; running it whole", stacklevel=3)
             return
@@ -456,13 +475,13 @@ class Policy:
         """The one-graph CEM (policy_graphs.cem_graph) if the head is the QT-Opt MLP and it checks out, else None."""
         import onnxruntime as ort
 
-        layers = mlp_layers(head_bytes, boundary)
+        layers = mlp_layers(head_bytes, boundary, self.card.proprio_dim)
         if layers is None or self.card.cem.iterations < 1:
             return None  # another head: CEM in numpy over the bound split graph
         try:
             graph = cem_graph(trunk_bytes, boundary[0], layers, self.card.cem, self.image_size)
             session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
-            fused = FusedCEM(session, self.card.cem, self.image_size)
+            fused = FusedCEM(session, self.card.cem, self.image_size, self.card.proprio_dim)
         except Exception as exc:  # onnx / onnxruntime exception types
             warnings.warn(f"{self.onnx_path}: one-graph CEM failed to build ({exc}); CEM runs in numpy", stacklevel=4)
             return None
@@ -497,23 +516,22 @@ class Policy:
         feed.update(gripper=gripper, actions=actions)
         return self._head.run([OUTPUT_NAME], feed)[0]
 
-    def _check(self, image, goal, gripper) -> float:
-        """Validate one observation; the gripper state as a float."""
+    def _check(self, image, goal, state) -> np.ndarray:
+        """Validate one observation; the graph's proprio input (P,) from the robot state."""
         size = self.image_size
         check_image(image, size, "image")
         check_image(goal, size, "goal image")
-        g = float(gripper)
-        if not 0.0 <= g <= 1.0:  # NaN fails it too
-            raise ValueError(f"gripper: expected a state in [0, 1], got {gripper!r}")
-        return g
+        return proprio_vector(state, self.card.height_input)
 
-    def _inputs(self, image, goal, gripper) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _inputs(self, image, goal, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validate one observation and shape it as a batch of one."""
-        g = self._check(image, goal, gripper)
-        return image[None], goal[None], np.full((1, 1), g, dtype=np.float32)
+        return image[None], goal[None], self._check(image, goal, state)[None]
 
-    def act(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> tuple[np.ndarray, float]:
+    def act(self, image: np.ndarray, goal: np.ndarray, state: RobotState | float) -> tuple[np.ndarray, float]:
         """The CEM action in [-1, 1]^5 for this observation and goal, and its Q.
+
+        `state`: a RobotState (gripper, end effector height), or a bare gripper state for a
+        model whose card does not take the height (`card.height_input`).
 
         The action is settled by the card's scaling (a binary gripper gives a4 = +-1); the Q
         is the score of the searched action before that.
@@ -521,7 +539,7 @@ class Policy:
         with self._lock:  # the split graph's buffers and the generator are shared
             runner = self._runner
             if runner is not None:
-                g = self._check(image, goal, gripper)
+                g = self._check(image, goal, state)
                 uniform, normal = draw_noise(self._rng, 1, self.card.cem)
                 if self._fused is not None:
                     best, best_q = self._fused.act(image, goal, g, uniform, normal)
@@ -529,7 +547,7 @@ class Policy:
                 runner.encode(image, goal, g)
                 score = runner.score
             else:
-                image_b, goal_b, grip_b = self._inputs(image, goal, gripper)
+                image_b, goal_b, grip_b = self._inputs(image, goal, state)
                 uniform, normal = draw_noise(self._rng, 1, self.card.cem)
 
                 def score(actions: np.ndarray) -> np.ndarray:
@@ -538,13 +556,13 @@ class Policy:
             best, best_q = cem_maximize(score, self.card.cem, uniform, normal)
         return self.card.action_scaling.settle(best[0]), float(best_q[0])
 
-    def __call__(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> np.ndarray:
+    def __call__(self, image: np.ndarray, goal: np.ndarray, state: RobotState | float) -> np.ndarray:
         """act_fn form (sim_worlds.goals.run_goal_episode): the action only."""
-        return self.act(image, goal, gripper)[0]
+        return self.act(image, goal, state)[0]
 
-    def q_values(self, image: np.ndarray, goal: np.ndarray, gripper: float, actions: np.ndarray) -> np.ndarray:
+    def q_values(self, image: np.ndarray, goal: np.ndarray, state: RobotState | float, actions: np.ndarray) -> np.ndarray:
         """Q of N given actions (N, 5) in this state for this goal: (N,), through the whole graph."""
-        image_b, goal_b, grip_b = self._inputs(image, goal, gripper)
+        image_b, goal_b, grip_b = self._inputs(image, goal, state)
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 2 or actions.shape[1] != ACTION_DIM or len(actions) == 0:
             raise ValueError(f"actions: expected shape (N, {ACTION_DIM}) with N >= 1, got {actions.shape}")

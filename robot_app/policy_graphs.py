@@ -38,13 +38,13 @@ class MLPLayers:
     act_i(x @ weights[i] + biases[i] (+ the trunk's features if i == features_layer)),
     act = relu for all but the last; q = sigmoid(last) if `sigmoid`."""
 
-    weights: tuple[np.ndarray, ...]  # (in, out) float32; weights[0] has ACTION_DIM + 1 rows, gripper last
+    weights: tuple[np.ndarray, ...]  # (in, out) float32; weights[0] has ACTION_DIM + P rows, the proprio (gripper, ...) last
     biases: tuple[np.ndarray, ...]  # (out,) float32
     features_layer: int  # a hidden layer, never the last
     sigmoid: bool
 
 
-def mlp_layers(head_bytes: bytes, boundary: list[str]) -> MLPLayers | None:
+def mlp_layers(head_bytes: bytes, boundary: list[str], proprio_dim: int = 1) -> MLPLayers | None:
     """The head's layers when it is the QT-Opt MLP of training/networks.py, else None.
 
     Walks forward from Concat(actions, broadcast gripper) through MatMul/Add/Relu, the one
@@ -109,7 +109,7 @@ def mlp_layers(head_bytes: bytes, boundary: list[str]) -> MLPLayers | None:
     weights.append(w)
     biases.append(b if b is not None else np.zeros(w.shape[1], np.float32))
     chained = all(a.shape[1] == c.shape[0] for a, c in zip(weights, weights[1:], strict=False))
-    if (weights[0].shape[0] != ACTION_DIM + 1 or weights[-1].shape[1] != 1 or not chained
+    if (weights[0].shape[0] != ACTION_DIM + proprio_dim or weights[-1].shape[1] != 1 or not chained
             or any(x.dtype != np.float32 for x in weights + biases)
             or any(bb.shape != (ww.shape[1],) for ww, bb in zip(weights, biases, strict=True))):
         return None
@@ -136,7 +136,7 @@ class _GraphBuilder:
 
 
 def cem_graph(trunk_bytes: bytes, boundary: str, layers: MLPLayers, settings: CEMSettings, image_size: int) -> bytes:
-    """One action as one graph: (image, goal, gripper (1,), uniform (N,5), normal (I-1,N,5)) ->
+    """One action as one graph: (image, goal, gripper (1, P), uniform (N,5), normal (I-1,N,5)) ->
     best_action (1,5), best_q (1,), and every iteration's samples (I*N,5) and q (1,I*N).
 
     The head runs as 2-D Gemm+Relu (fused by onnxruntime) with the gripper and the features
@@ -158,8 +158,9 @@ def cem_graph(trunk_bytes: bytes, boundary: str, layers: MLPLayers, settings: CE
     for i, (w, b) in enumerate(zip(layers.weights, layers.biases, strict=True)):
         g.const(f"cem/w{i}", w[:ACTION_DIM] if i == 0 else (w.T if i == last else w))
         g.const(f"cem/b{i}", b)
-    # per-action biases: layer 0 takes the gripper's column, the features layer the features
-    grip = g.node("Mul", [g.const("cem/grip_row", layers.weights[0][ACTION_DIM]), "gripper"], "cem/grip")
+    # per-action biases: layer 0 takes the proprio rows (1,P)@(P,H), the features layer the features
+    proprio_dim = layers.weights[0].shape[0] - ACTION_DIM
+    grip = g.node("MatMul", ["gripper", g.const("cem/grip_rows", layers.weights[0][ACTION_DIM:])], "cem/grip")
     bias = {i: f"cem/b{i}" for i in range(last + 1)}
     bias[0] = g.node("Add", [bias[0], grip], "cem/bias0")
     features = g.node("Reshape", [boundary, flat], "cem/features")
@@ -206,7 +207,7 @@ def cem_graph(trunk_bytes: bytes, boundary: str, layers: MLPLayers, settings: CE
 
     size = image_size
     inputs = [info("image", [1, size, size, 3], TensorProto.UINT8), info("goal", [1, size, size, 3], TensorProto.UINT8),
-              info("gripper", [1]), info("uniform", [n, ACTION_DIM]), info("normal", [iters - 1, n, ACTION_DIM])]
+              info("gripper", [1, proprio_dim]), info("uniform", [n, ACTION_DIM]), info("normal", [iters - 1, n, ACTION_DIM])]
     outputs = [info("best_action", [1, ACTION_DIM]), info("best_q", [1]), info("samples_all", [iters * n, ACTION_DIM]),
                info("q_all", [1, iters * n])]
     graph = helper.make_graph(g.nodes, "cem", inputs, outputs, g.inits)
@@ -239,11 +240,11 @@ class Bound:
 class FusedCEM:
     """`cem_graph` bound to its buffers. Not re-entrant (shared buffers): Policy.act locks."""
 
-    def __init__(self, session, settings: CEMSettings, image_size: int):
+    def __init__(self, session, settings: CEMSettings, image_size: int, proprio_dim: int = 1):
         n, iters = settings.samples, settings.iterations
         self.image = np.zeros((1, image_size, image_size, 3), np.uint8)
         self.goal = np.zeros_like(self.image)
-        self.gripper = np.zeros(1, np.float32)
+        self.gripper = np.zeros((1, proprio_dim), np.float32)
         self.uniform = np.zeros((n, ACTION_DIM), np.float32)
         self.normal = np.zeros((iters - 1, n, ACTION_DIM), np.float32)
         self.best_action = np.zeros((1, ACTION_DIM), np.float32)
@@ -256,11 +257,12 @@ class FusedCEM:
             {"best_action": self.best_action, "best_q": self.best_q, "samples_all": self.samples_all, "q_all": self.q_all},
         )
 
-    def act(self, image: np.ndarray, goal: np.ndarray, gripper: float, uniform: np.ndarray, normal: np.ndarray):
-        """(best (1,5), best q (1,)) from draw_noise's (uniform (1,N,5), normal (I-1,1,N,5)); fresh arrays."""
+    def act(self, image: np.ndarray, goal: np.ndarray, proprio: np.ndarray, uniform: np.ndarray, normal: np.ndarray):
+        """(best (1,5), best q (1,)) from the proprio input (P,) and draw_noise's (uniform (1,N,5),
+        normal (I-1,1,N,5)); fresh arrays."""
         self.image[0] = image
         self.goal[0] = goal
-        self.gripper[0] = gripper
+        self.gripper[0] = proprio
         self.uniform[...] = uniform[0]
         self.normal[...] = normal[:, 0]
         self.bound.run()
@@ -271,20 +273,21 @@ class SplitRunner:
     """The split graph bound to buffers, for CEM in numpy: `encode` runs the trunk once per
     action, `score` the head once per iteration. Not re-entrant: Policy.act locks."""
 
-    def __init__(self, trunk, head, boundary: list[str], boundary_values: list[np.ndarray], samples: int, image_size: int):
+    def __init__(self, trunk, head, boundary: list[str], boundary_values: list[np.ndarray], samples: int, image_size: int,
+                 proprio_dim: int = 1):
         self.image = np.zeros((1, image_size, image_size, 3), np.uint8)
         self.goal = np.zeros_like(self.image)
         self.features = {name: np.zeros_like(v) for name, v in zip(boundary, boundary_values, strict=True)}
-        self.gripper = np.zeros((1, 1), np.float32)
+        self.gripper = np.zeros((1, proprio_dim), np.float32)
         self.actions = np.zeros((1, samples, ACTION_DIM), np.float32)
         self.q = np.zeros((1, samples), np.float32)
         self.trunk = Bound(trunk, {"image": self.image, "goal": self.goal}, self.features)
         self.head = Bound(head, {**self.features, "gripper": self.gripper, "actions": self.actions}, {OUTPUT_NAME: self.q})
 
-    def encode(self, image: np.ndarray, goal: np.ndarray, gripper: float) -> None:
+    def encode(self, image: np.ndarray, goal: np.ndarray, proprio: np.ndarray) -> None:
         self.image[0] = image
         self.goal[0] = goal
-        self.gripper[0, 0] = gripper
+        self.gripper[0] = proprio
         self.trunk.run()
 
     def score(self, actions: np.ndarray) -> np.ndarray:

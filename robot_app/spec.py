@@ -8,6 +8,7 @@ drift apart. Nothing in this module imports ROS, torch or pybullet.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -132,6 +133,49 @@ def gripper_state_from_fingers(finger_positions) -> float:
     """
     opening = float(np.sum(np.asarray(finger_positions, dtype=np.float64)))
     return float(np.clip(1.0 - opening / FINGER_MAX_OPENING_M, 0.0, 1.0))
+
+
+class RobotState(NamedTuple):
+    """The robot's own state a policy takes beside the camera image (its proprioception).
+
+    QT-Opt's state was the image, the gripper status and the gripper's height above the
+    floor. The height is what tells "close now" from "keep going down": one step before the
+    grasp and at the grasp the 64x64 frames differ by a few pixels of a hand that hides the
+    object, while the height differs by a centimetre (BENCHMARKS.md, "The close step,
+    measured in the data"). A model says in its card whether it takes the height.
+    """
+
+    gripper: float  # 0 open .. 1 closed (gripper_state_from_fingers)
+    ee_height: float | None = None  # grasp point's height in base_link, metres (ee_pose z)
+
+
+EE_HEIGHT_SCALE_M = 0.25  # height / 0.25 m: the workspace's heights land in about [0, 1]
+
+
+def proprio_vector(state, height_input: bool) -> np.ndarray:
+    """The network's proprio input, float32 (1,) [gripper] or (2,) [gripper, height / 0.25 m].
+
+    `state` is a RobotState (or any (gripper, ee_height) pair), or a bare gripper state for
+    models that take only the gripper. Raises ValueError saying what is missing or wrong.
+    """
+    if isinstance(state, (tuple, list, np.ndarray)):
+        gripper, height = (state[0], state[1] if len(state) > 1 else None) if len(state) else (None, None)
+    else:
+        gripper, height = state, None
+    try:
+        g = float(gripper)
+    except (TypeError, ValueError):
+        raise ValueError(f"gripper: expected a state in [0, 1], got {gripper!r}") from None
+    if not 0.0 <= g <= 1.0:  # NaN fails it too
+        raise ValueError(f"gripper: expected a state in [0, 1], got {gripper!r}")
+    if not height_input:
+        return np.array([g], np.float32)
+    if height is None:
+        raise ValueError("this model also takes the end effector's height: pass RobotState(gripper, ee_height_m)")
+    h = float(height)
+    if not np.isfinite(h):
+        raise ValueError(f"ee_height: expected a finite height in metres, got {height!r}")
+    return np.array([g, h / EE_HEIGHT_SCALE_M], np.float32)
 
 
 def check_image(image: np.ndarray, size: int | None = None, what: str = "image") -> np.ndarray:

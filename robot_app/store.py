@@ -6,6 +6,9 @@ Layout of a store directory:
     gripper.npy     float32 N               gripper state (0 open .. 1 closed)
     episode.npy     int32   N               episode index (0 .. E-1), steps of one episode contiguous
     timestamps.npy  float64 N               seconds (bag receive time of the frame)
+    ee_position.npy float32 N x 3           end effector position (ee_pose) at the frame, metres in
+                                            base_link; NaN where the bag had no ee_pose. Optional:
+                                            stores built before it open without it
     manifest.json   format version, image size, counts, per-episode records, skipped bags
 
 Step i's action leads from frame i to frame i+1 when both belong to the same episode; the
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_app.spec import EE_HEIGHT_SCALE_M
+
 STORE_FORMAT_VERSION = 1
 ARRAYS = {
     "images": np.uint8,
@@ -31,6 +36,7 @@ ARRAYS = {
     "episode": np.int32,
     "timestamps": np.float64,
 }
+OPTIONAL_ARRAYS = {"ee_position": np.float32}
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Store:
     episode: np.ndarray
     timestamps: np.ndarray
     manifest: dict
+    ee_position: np.ndarray | None = None
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> Store:
@@ -53,6 +60,7 @@ class Store:
         if manifest.get("format_version") != STORE_FORMAT_VERSION:
             raise ValueError(f"{root}: store format {manifest.get('format_version')}, expected {STORE_FORMAT_VERSION}")
         arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        arrays.update({name: np.load(root / f"{name}.npy", mmap_mode="r") for name in OPTIONAL_ARRAYS if (root / f"{name}.npy").is_file()})
         n = len(arrays["images"])
         for name, arr in arrays.items():
             if len(arr) != n:
@@ -96,6 +104,25 @@ class Store:
             bool(np.all(np.abs(grip[i : i + chunk]) == 1.0)) for i in range(0, len(grip), chunk)
         )
 
+    @cached_property
+    def has_ee_height(self) -> bool:
+        """Whether every frame has its end effector height (what a height-input network trains on)."""
+        return self.ee_position is not None and bool(np.all(np.isfinite(self.ee_position[:, 2])))
+
+    def proprio(self, rows: np.ndarray, height_input: bool) -> np.ndarray:
+        """(B, P) float32 network proprio input of store rows: [gripper] or [gripper, height / 0.25 m]
+        (robot_app.spec.proprio_vector, the runtime's, on one observation)."""
+        gripper = np.asarray(self.gripper[rows], dtype=np.float32).reshape(-1, 1)
+        if not height_input:
+            return gripper
+        if not self.has_ee_height:
+            raise ValueError(
+                f"{self.root}: the network takes the end effector height but this store has no ee_position "
+                f"for every frame; rebuild it from bags that log ee_pose (robot-app dataset build)"
+            )
+        height = np.asarray(self.ee_position[rows, 2], dtype=np.float32).reshape(-1, 1) / EE_HEIGHT_SCALE_M
+        return np.concatenate([gripper, height], axis=1)
+
     def action_scaling(self) -> dict:
         """The scaling the data was logged with (the manifest's), marked binary_gripper from the data."""
         return {**(self.manifest.get("action_scaling") or {}), "binary_gripper": self.gripper_is_binary}
@@ -105,7 +132,9 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
     """Write a store from in-memory episodes.
 
     Each episode is a dict with arrays "images" (T,H,W,3 uint8), "actions" (T,5),
-    "gripper" (T,), "timestamps" (T,), and optional "source", "sha256", "success", "task".
+    "gripper" (T,), "timestamps" (T,), optional "ee_position" (T,3) and optional "source",
+    "sha256", "success", "task". ee_position.npy is written when any episode has positions
+    (NaN rows for those without).
     Arrays are written to temporary names and renamed last, so a crash never leaves a
     half store that opens.
     """
@@ -118,10 +147,13 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
     lengths = [len(ep["images"]) for ep in episodes]
     n = int(sum(lengths))
     h, w = episodes[0]["images"].shape[1:3]
-    shapes = {"images": (n, h, w, 3), "actions": (n, 5), "gripper": (n,), "episode": (n,), "timestamps": (n,)}
+    shapes = {"images": (n, h, w, 3), "actions": (n, 5), "gripper": (n,), "episode": (n,), "timestamps": (n,), "ee_position": (n, 3)}
+    names = dict(ARRAYS)
+    if any(ep.get("ee_position") is not None for ep in episodes):
+        names.update(OPTIONAL_ARRAYS)
     out = {
         name: np.lib.format.open_memmap(root / f"{name}.tmp.npy", mode="w+", dtype=dtype, shape=shapes[name])
-        for name, dtype in ARRAYS.items()
+        for name, dtype in names.items()
     }
     records = []
     start = 0
@@ -132,6 +164,9 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
         out["gripper"][sl] = np.asarray(ep["gripper"]).reshape(length)
         out["episode"][sl] = index
         out["timestamps"][sl] = ep["timestamps"]
+        if "ee_position" in out:
+            ee = ep.get("ee_position")
+            out["ee_position"][sl] = np.nan if ee is None else np.asarray(ee).reshape(length, 3)
         records.append(
             {
                 "index": index,
@@ -147,8 +182,10 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
     for arr in out.values():
         arr.flush()
     del out
-    for name in ARRAYS:
+    for name in names:
         os.replace(root / f"{name}.tmp.npy", root / f"{name}.npy")
+    for name in OPTIONAL_ARRAYS.keys() - names.keys():
+        (root / f"{name}.npy").unlink(missing_ok=True)  # a stale one from an earlier build of this directory
     manifest = {
         "format_version": STORE_FORMAT_VERSION,
         "image_size": int(h),

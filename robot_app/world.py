@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_app.spec import ACTION_DIM, CONTROL_HZ, IMAGE_SIZE
+from robot_app.spec import ACTION_DIM, CONTROL_HZ, IMAGE_SIZE, RobotState
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class Observation:
     joint_velocities: np.ndarray
     stamp: float  # seconds since the world's epoch (sim time for the simulator)
     info: dict = field(default_factory=dict)
+
+    @property
+    def state(self) -> RobotState:
+        """What a policy takes beside the image: the gripper state and the end effector's height."""
+        return RobotState(float(self.gripper), float(self.ee_position[2]))
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,21 @@ import threading
 import time
 
 import numpy as np
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from robot_app.spec import CAMERA_STALE_S, CONTROL_HZ, FINGER_JOINT_NAMES, Topics, gripper_state_from_fingers
+from robot_app.spec import (
+    CAMERA_STALE_S,
+    CONTROL_HZ,
+    FINGER_JOINT_NAMES,
+    RobotState,
+    Topics,
+    gripper_state_from_fingers,
+)
 from ros_nodes import qos
 from ros_nodes.conversions import ImageConversionError, action_to_twist, fit_image, msg_to_image, stamp_to_ns
 from ros_nodes.params import change_refused, declare_checked
@@ -80,7 +87,7 @@ def load_policy(path: str, threads: int, seed: int):
 
         policy = Policy.load(path, threads=threads, seed=seed)
         blank = np.zeros((policy.image_size, policy.image_size, 3), np.uint8)
-        policy.act(blank, blank, 0.0)
+        policy.act(blank, blank, RobotState(0.0, 0.1))  # a model with the height input needs one too
         return policy, ""
     except Exception as exc:  # any failure is reported on policy/status, never fatal
         return None, f"model {path} failed to load: {exc}"
@@ -103,6 +110,7 @@ class PolicyNode(Node):
         self.step = 0
         self.q_value: float | None = None
         self.gripper: float | None = None  # measured, from joint_states
+        self.ee_height: float | None = None  # measured, from ee_pose (for models that take it)
         self._grip_target = 0.0  # last commanded, the fallback without joint_states
         self._last_frame = -math.inf  # monotonic receive time of the newest camera frame
         self._tokens = BURST  # actions allowed now (token bucket refilled at control_hz by frame time)
@@ -115,6 +123,7 @@ class PolicyNode(Node):
         self.create_subscription(Image, Topics.IMAGE, self._on_frame, qos.SENSOR_LATEST)
         self.create_subscription(Image, Topics.GOAL_IMAGE, self._on_goal, qos.LATCHED)
         self.create_subscription(JointState, Topics.JOINT_STATES, self._on_joints, qos.SENSOR)
+        self.create_subscription(PoseStamped, Topics.EE_POSE, self._on_pose, qos.SENSOR)
         self.create_service(Trigger, Topics.POLICY_START, self._on_start)
         self.create_service(Trigger, Topics.POLICY_STOP, self._on_stop)
         self.create_timer(0.05, self._watchdog)
@@ -241,6 +250,19 @@ class PolicyNode(Node):
         if all(n in index and index[n] < len(msg.position) for n in names):
             self.gripper = gripper_state_from_fingers([msg.position[index[n]] for n in names])
 
+    def _on_pose(self, msg: PoseStamped) -> None:
+        self.ee_height = float(msg.pose.position.z)
+
+    def _robot_state(self, policy) -> RobotState | None:
+        """What the model takes beside the image; None while a height-input model has no ee_pose yet."""
+        if policy.card.height_input and self.ee_height is None:
+            self.get_logger().warn(
+                f"the model takes the end effector height: waiting for {Topics.EE_POSE} before acting",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        return RobotState(self._gripper_state(), self.ee_height)
+
     def _gripper_state(self) -> float:
         if self.gripper is not None:
             return self.gripper
@@ -281,8 +303,11 @@ class PolicyNode(Node):
                 if self.state == RUNNING:
                     self._stop(STOPPED, f"camera frame refused: {exc}")
             return
+        state = self._robot_state(policy)
+        if state is None:
+            return
         try:
-            action, q = policy.act(image, goal, self._gripper_state())
+            action, q = policy.act(image, goal, state)
         except Exception as exc:  # a runtime failure ends the run, not the node
             with self._lock:
                 if self.state == RUNNING:

@@ -137,7 +137,7 @@ def run_goal_episode(
 ) -> GoalResult:
     """Run act_fn from the task's start until its check succeeds or the step budget ends.
 
-    act_fn(image uint8 HxWx3, goal uint8 HxWx3, gripper float) -> action (5,) in [-1, 1].
+    act_fn(image uint8 HxWx3, goal uint8 HxWx3, state RobotState) -> action (5,) in [-1, 1].
     """
     if world.image_size != task.goal_image.shape[0]:
         raise ValueError(
@@ -154,7 +154,7 @@ def run_goal_episode(
     frames = [obs.image] if record_frames else []
     steps, success = 0, task.check(world)
     while not success and steps < budget:
-        action = np.asarray(act_fn(obs.image, task.goal_image, obs.gripper), dtype=np.float64).reshape(-1)
+        action = np.asarray(act_fn(obs.image, task.goal_image, obs.state), dtype=np.float64).reshape(-1)
         if action.shape != (5,) or not np.all(np.isfinite(action)):
             raise ValueError(f"run_goal_episode: act_fn must return 5 finite numbers, got {action!r}")
         obs = world.act(np.clip(action, -1.0, 1.0))

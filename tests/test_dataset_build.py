@@ -175,3 +175,31 @@ def test_bad_bags_are_skipped_by_name_and_the_rest_builds(tmp_path, capsys):
     store = Store.open(out)
     assert [r["source"] for r in store.manifest["episodes"]] == [str(big), str(good)]
     assert store.images.shape[1:] == (64, 64, 3) and len(store) == 3 + 5
+
+
+def test_the_store_keeps_each_frames_end_effector_position_and_a_height_input_needs_it(tmp_path):
+    """ee_pose travels into the store frame by frame; a store built without it refuses a height-input sampler by name."""
+    from training.sampler import GoalSampler, SamplerConfig
+
+    episode = synthetic_episode(steps=6, seed=3)
+    bags.write_episode(tmp_path / "bags" / "a", episode)
+    build_dataset([tmp_path / "bags"], tmp_path / "store", progress=False)
+    store = Store.open(tmp_path / "store")
+    want = np.array([obs.ee_position for obs in episode.observations], np.float32)
+    np.testing.assert_allclose(store.ee_position, want, atol=1e-6)
+    assert store.has_ee_height
+    proprio = store.proprio(np.array([0, 4]), height_input=True)
+    np.testing.assert_allclose(proprio[:, 1], want[[0, 4], 2] / 0.25, atol=1e-6)
+    np.testing.assert_allclose(proprio[:, 0], store.gripper[[0, 4]])
+    batch = GoalSampler(store, SamplerConfig(p_chain=0.0), seed=0, height_input=True).sample(8)
+    assert batch.gripper.shape == (8, 2) and batch.next_gripper.shape == (8, 2)
+    np.testing.assert_allclose(batch.next_gripper[:, 1], want[batch.t + 1, 2] / 0.25, atol=1e-6)
+
+    # Another recorder's bag without ee_pose still builds; only the height input needs positions.
+    _write_custom_bag(tmp_path / "other" / "b", ABSOLUTE, [0, 100 * MS, 200 * MS], twists=[(5 * MS, (0.2, 0))], grips=[(5 * MS, 0)])
+    build_dataset([tmp_path / "other"], tmp_path / "no_pose", progress=False)
+    bare = Store.open(tmp_path / "no_pose")
+    assert bare.ee_position is None and not bare.has_ee_height
+    assert GoalSampler(bare, SamplerConfig(p_chain=0.0), seed=0).sample(2).gripper.shape == (2, 1)
+    with pytest.raises(ValueError, match="no ee_position.*dataset build"):
+        GoalSampler(bare, SamplerConfig(p_chain=0.0), seed=0, height_input=True)

@@ -218,3 +218,56 @@ def test_a_store_with_any_half_way_grip_is_not_binary(tmp_path):
     assert not store.gripper_is_binary and store.action_scaling()["binary_gripper"] is False
     scaling = ActionScaling(binary_gripper=False)
     assert scaling.to_command(actions[3])[2] == pytest.approx(0.7) and scaling.settle(actions[3])[4] == pytest.approx(0.4)
+
+
+@pytest.fixture(scope="module")
+def height_model(tmp_path_factory):
+    """A Q-network that also takes the end effector height, exported."""
+    torch.manual_seed(1)
+    model = QNetwork(NetworkConfig(height_input=True)).eval()
+    out = tmp_path_factory.mktemp("height")
+    fields = {"algo": "am", "cem": CEMSettings(samples=32, elites=4), "network": model.config}
+    onnx_path, _ = export_onnx(model, out / "h.onnx", 64, fields)
+    return model, onnx_path
+
+
+def test_a_height_input_model_takes_the_robot_state_on_every_runtime_path(height_model):
+    from robot_app.spec import RobotState
+    from training.export import check_parity
+
+    model, onnx_path = height_model
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in onnx.load(str(onnx_path)).graph.input}
+    assert dims["gripper"][1:] == [2]
+    split, whole = Policy.load(onnx_path), Policy.load(onnx_path, split=False)
+    assert split.card.height_input and split.card.proprio_dim == 2 and split.split and split._fused is not None
+    assert check_parity(model, split, 64) < 1e-4
+    rng = np.random.default_rng(0)
+    image, goal = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    actions = rng.uniform(-1, 1, (16, 5)).astype(np.float32)
+    low, high = (whole.q_values(image, goal, RobotState(0.0, z), actions) for z in (0.02, 0.25))
+    assert np.abs(low - high).max() > 1e-5  # the height really enters Q
+    for state in (RobotState(0.0, 0.02), RobotState(1.0, 0.3)):
+        split.reseed(3)
+        whole.reseed(3)
+        a_split, q_split = split.act(image, goal, state)
+        a_whole, q_whole = whole.act(image, goal, state)
+        np.testing.assert_allclose(a_split, a_whole, atol=1e-5)
+        assert q_split == pytest.approx(q_whole, abs=1e-5)
+    with pytest.raises(ValueError, match="end effector's height"):
+        split.act(image, goal, 0.0)
+    with pytest.raises(ValueError, match="ee_height"):
+        split.act(image, goal, RobotState(0.0, float("nan")))
+
+
+def test_a_card_with_a_non_boolean_height_input_is_refused(height_model, tmp_path):
+    import shutil
+
+    from robot_app.policy import PolicyLoadError
+
+    _, onnx_path = height_model
+    shutil.copy(onnx_path, tmp_path / "h.onnx")
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    card["network"]["height_input"] = "yes"
+    (tmp_path / "h.json").write_text(json.dumps(card))
+    with pytest.raises(PolicyLoadError, match="height_input"):
+        Policy.load(tmp_path / "h.onnx")

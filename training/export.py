@@ -19,7 +19,7 @@ from torch import nn
 
 from robot_app.cem import CEMSettings
 from robot_app.policy import INPUT_NAMES, OPSET, OUTPUT_NAME, ModelCard, sha256_file
-from robot_app.spec import ACTION_DIM, DEFAULT_SCALING, ActionScaling
+from robot_app.spec import ACTION_DIM, DEFAULT_SCALING, EE_HEIGHT_SCALE_M, ActionScaling, RobotState
 
 DYNAMIC_AXES = {
     "image": {0: "batch"},
@@ -30,14 +30,14 @@ DYNAMIC_AXES = {
 }
 
 
-def example_inputs(image_size: int, batch: int = 2, samples: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random inputs in the contract's dtypes: (image, goal, gripper, actions)."""
+def example_inputs(image_size: int, batch: int = 2, samples: int = 3, seed: int = 0, proprio_dim: int = 1) -> tuple[torch.Tensor, ...]:
+    """Random inputs in the contract's dtypes: (image, goal, gripper (B,P) proprio, actions)."""
     g = torch.Generator().manual_seed(seed)
     shape = (batch, image_size, image_size, 3)
     return (
         torch.randint(0, 256, shape, dtype=torch.uint8, generator=g),
         torch.randint(0, 256, shape, dtype=torch.uint8, generator=g),
-        torch.rand((batch, 1), generator=g),
+        torch.rand((batch, proprio_dim), generator=g),
         torch.rand((batch, samples, ACTION_DIM), generator=g) * 2 - 1,
     )
 
@@ -61,7 +61,8 @@ def _card_dict(card_fields: dict, image_size: int, onnx_path: Path) -> dict:
 def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, card_fields: dict) -> tuple[Path, Path]:
     """Write `path` (.onnx) and its card (.json beside it); returns both paths.
 
-    `model(image u8 NHWC, goal u8 NHWC, gripper (B,1), actions (B,N,5)) -> q (B,N)`.
+    `model(image u8 NHWC, goal u8 NHWC, gripper (B,P) proprio, actions (B,N,5)) -> q (B,N)`;
+    P is 2 when `card_fields["network"]` has height_input (the card says so too).
     card_fields: algo, training_steps, data_manifest_hash, cem, action_scaling, network,
     source, evaluation (missing provenance is written as "unknown").
     """
@@ -79,7 +80,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, card
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
             torch.onnx.export(
-                model, example_inputs(image_size), str(tmp), input_names=list(INPUT_NAMES),
+                model, example_inputs(image_size, proprio_dim=_proprio_dim(card_fields)), str(tmp), input_names=list(INPUT_NAMES),
                 output_names=[OUTPUT_NAME], dynamic_axes=DYNAMIC_AXES, opset_version=OPSET, dynamo=False,
             )
         _check_self_contained(tmp)
@@ -95,6 +96,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, card
     return onnx_path, card_path
 
 
+def _proprio_dim(card_fields: dict) -> int:
+    network = card_fields.get("network", {})
+    network = network.to_dict() if hasattr(network, "to_dict") else dict(network)
+    return 2 if network.get("height_input", False) else 1
+
+
 def _check_self_contained(path: Path) -> None:
     """Refuse a graph that keeps its weights in another file (it would break when copied)."""
     import onnx
@@ -108,11 +115,13 @@ def _check_self_contained(path: Path) -> None:
 
 def check_parity(model: nn.Module, policy, image_size: int, samples: int = 16, seed: int = 0) -> float:
     """Largest |q_torch - q_onnxruntime| on random inputs (batch 1, `samples` actions)."""
-    image, goal, gripper, actions = example_inputs(image_size, batch=1, samples=samples, seed=seed)
+    p = policy.card.proprio_dim
+    image, goal, gripper, actions = example_inputs(image_size, batch=1, samples=samples, seed=seed, proprio_dim=p)
     model.eval()
     with torch.no_grad():
         q_torch = model(image, goal, gripper, actions)[0].numpy()
-    q_ort = policy.q_values(image[0].numpy(), goal[0].numpy(), float(gripper[0, 0]), actions[0].numpy())
+    state = RobotState(float(gripper[0, 0]), float(gripper[0, 1]) * EE_HEIGHT_SCALE_M) if p == 2 else float(gripper[0, 0])
+    q_ort = policy.q_values(image[0].numpy(), goal[0].numpy(), state, actions[0].numpy())
     return float(np.max(np.abs(q_torch - q_ort)))
 
 

@@ -164,12 +164,12 @@ class TaskTransitions:
         return len(self.reward)
 
 
-def task_transitions(store: Store, seed: int = 0) -> TaskTransitions:
+def task_transitions(store: Store, seed: int = 0, height_input: bool = False) -> TaskTransitions:
     """Rewards from episode labels: terminal at each episode's end, 1 there only if it succeeded."""
     success = episode_labels(store)
     if not success.any():
         raise ValueError(f"{store.root}: no episode is labelled a success, so the task has no reward to learn from")
-    index = GoalSampler(store, SamplerConfig(p_chain=0.0), seed=seed)
+    index = GoalSampler(store, SamplerConfig(p_chain=0.0), seed=seed, height_input=height_input)
     terminal = index.t_index == index.t_last - 1
     succeeded = success[np.asarray(store.episode[index.t_index])]
     reward = (terminal & succeeded).astype(np.float32)
@@ -332,12 +332,13 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     device = runner.pick_device(train_config)
     runner.set_threads(train_config)
     store = _open(config.data, base.network.image_size, "task data")
-    task = task_transitions(store, seed=config.seed)
+    height = base.network.height_input
+    task = task_transitions(store, seed=config.seed, height_input=height)
     goal, goal_episode = task_goal_image(store)
     shared = None
     if config.mode == "cds":
         share_store = _open(config.share_data, base.network.image_size, "shared data")
-        shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed)
+        shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed, height_input=height)
     algo = build(config, train_config, checkpoint, device)
     algo.generator.manual_seed(config.seed + 1)
     batches = TaskBatches(task, goal, shared, seed=config.seed)

@@ -45,7 +45,7 @@ def gripper_switches(gripper: torch.Tensor, action: torch.Tensor) -> torch.Tenso
     `robot-app eval --expert`). Weighting these samples up is the keyframe remedy for such
     copycat policies (Wen et al. 2021, "Keyframe-Focused Visual Imitation Learning").
     """
-    return (action[:, 4] > 0) != (gripper.reshape(-1) > GRIPPER_CLOSED_ABOVE)
+    return (action[:, 4] > 0) != (gripper[:, 0] > GRIPPER_CLOSED_ABOVE)
 
 
 class BCPolicy(nn.Module):
@@ -56,18 +56,18 @@ class BCPolicy(nn.Module):
         self.config = config
         self.encoder = StateGoalEncoder(config)
         self.head = nn.Sequential(
-            nn.Linear(config.feature_dim + 1, config.head_hidden), nn.ReLU(),
+            nn.Linear(config.feature_dim + config.proprio_dim, config.head_hidden), nn.ReLU(),
             nn.Linear(config.head_hidden, config.head_hidden), nn.ReLU(),
             nn.Linear(config.head_hidden, ACTION_DIM), nn.Tanh(),
         )
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
-        grip = gripper_feature(gripper, self.config).reshape(-1, 1)
+        grip = gripper_feature(gripper, self.config).reshape(-1, self.config.proprio_dim)
         return self.head(torch.cat([self.encoder(image, goal), grip], dim=1))
 
 
 class BCScorer(nn.Module):
-    """The Q contract for a BC policy: forward(image, goal, gripper (B,1), actions (B,N,5)) -> (B,N) in (0, 1]."""
+    """The Q contract for a BC policy: forward(image, goal, gripper (B,P) proprio, actions (B,N,5)) -> (B,N) in (0, 1]."""
 
     def __init__(self, policy: BCPolicy, sigma: float):
         super().__init__()

@@ -28,6 +28,14 @@ class NetworkConfig:
     head_hidden: int = 256  # width of the action-conditioned head
     encoder: str = "flat"  # "flat": flatten + linear (QT-Opt); "keypoints": spatial softmax (see StateGoalEncoder)
     gripper_input: bool = True  # False: the measured gripper state is ignored (see gripper_feature)
+    # True: the proprio input is (gripper, end effector height / 0.25 m), QT-Opt's state
+    # (robot_app.spec.RobotState); the store needs ee_position and the card says so.
+    height_input: bool = False
+
+    @property
+    def proprio_dim(self) -> int:
+        """Width of the proprio input ("gripper" in the ONNX contract): the gripper, and the height."""
+        return 2 if self.height_input else 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +59,11 @@ def gripper_feature(gripper: torch.Tensor, config: NetworkConfig) -> torch.Tenso
     19 after 30000 updates, random actions 40. The image shows the fingers anyway. Zeroing (not removing) keeps the input in the exported graph, so the ONNX
     contract (image, goal, gripper, actions) is the same either way.
     """
-    return gripper if config.gripper_input else gripper * 0.0
+    if config.gripper_input:
+        return gripper
+    keep = torch.ones(gripper.shape[-1], dtype=gripper.dtype, device=gripper.device)
+    keep[0] = 0.0  # the gripper column; the height, if any, stays
+    return gripper * keep
 
 
 def to_float_nchw(images_nhwc: torch.Tensor) -> torch.Tensor:
@@ -143,7 +155,7 @@ class QNetwork(nn.Module):
         self.config = config or NetworkConfig()
         c = self.config
         self.encoder = StateGoalEncoder(c)
-        self.action_embed = nn.Sequential(nn.Linear(ACTION_DIM + 1, c.feature_dim), nn.ReLU(), nn.Linear(c.feature_dim, c.feature_dim))
+        self.action_embed = nn.Sequential(nn.Linear(ACTION_DIM + c.proprio_dim, c.feature_dim), nn.ReLU(), nn.Linear(c.feature_dim, c.feature_dim))
         self.head = nn.Sequential(
             nn.Linear(c.feature_dim, c.head_hidden), nn.ReLU(), nn.Linear(c.head_hidden, c.head_hidden), nn.ReLU(),
             nn.Linear(c.head_hidden, 1),
@@ -154,9 +166,9 @@ class QNetwork(nn.Module):
         return self.encoder(image, goal)
 
     def head_logits(self, features: torch.Tensor, gripper: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Logits for N candidate actions per state: features (B,F), gripper (B,1), actions (B,N,5) -> (B,N)."""
-        n = actions.shape[1]
-        grip = gripper_feature(gripper, self.config).reshape(-1, 1, 1).expand(-1, n, 1)
+        """Logits for N candidate actions per state: features (B,F), proprio (B,P), actions (B,N,5) -> (B,N)."""
+        n, p = actions.shape[1], self.config.proprio_dim
+        grip = gripper_feature(gripper, self.config).reshape(-1, 1, p).expand(-1, n, p)
         z = features.unsqueeze(1) + self.action_embed(torch.cat([actions, grip], dim=-1))
         return self.head(torch.relu(z)).squeeze(-1)
 
@@ -164,5 +176,5 @@ class QNetwork(nn.Module):
         return self.head_logits(self.encode(image, goal), gripper, actions)
 
     def forward(self, image, goal, gripper, actions) -> torch.Tensor:
-        """The ONNX contract: uint8 image/goal (B,H,W,3), gripper (B,1), actions (B,N,5) -> q (B,N)."""
+        """The ONNX contract: uint8 image/goal (B,H,W,3), gripper (B,P) proprio, actions (B,N,5) -> q (B,N)."""
         return torch.sigmoid(self.logits(image, goal, gripper, actions))

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from robot_app.cem import CEMSettings, draw_noise
-from robot_app.spec import DEFAULT_SCALING, ActionScaling, check_image
+from robot_app.spec import DEFAULT_SCALING, ActionScaling, check_image, proprio_vector
 from robot_app.store import Store
 from training import am, gcbc
 from training.am import AMConfig
@@ -529,7 +529,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
 
     rank_seed = c.seed + 1000 * dist.rank
     algo = build_algorithm(c, device)  # same seed on every process: identical initial replicas
-    sampler = GoalSampler(store, effective_sampler(c), seed=rank_seed)
+    sampler = GoalSampler(store, effective_sampler(c), seed=rank_seed, height_input=c.network.height_input)
     aug = torch.Generator()
     aug.manual_seed(rank_seed + 2)
     if isinstance(algo, am.ActionableModels):
@@ -685,20 +685,24 @@ def _data_gripper_is_binary(data: str, manifest_hash) -> bool:
 
 
 def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0, scaling: ActionScaling = DEFAULT_SCALING):
-    """act(image u8 HxWx3, goal u8 HxWx3, gripper float) -> (action (5,), q): torch CEM over the model.
+    """act(image u8 HxWx3, goal u8 HxWx3, state) -> (action (5,), q): torch CEM over the model.
+
+    state: a RobotState, or a bare gripper state for a model without the height input, as
+    robot_app.policy.Policy.act takes it.
 
     The noise comes from robot_app.cem.draw_noise with a numpy Generator, as in the ONNX
     runtime, so with the same seed the evaluated policy and the exported one act alike.
     """
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
+    height_input = (model.config if isinstance(model, QNetwork) else model.policy.config).height_input
     model.eval()
 
     @torch.no_grad()
-    def act(image: np.ndarray, goal: np.ndarray, gripper: float):
+    def act(image: np.ndarray, goal: np.ndarray, state):
         img = torch.from_numpy(np.ascontiguousarray(check_image(image, what="image")))[None].to(device)
         tgt = torch.from_numpy(np.ascontiguousarray(check_image(goal, size=image.shape[0], what="goal")))[None].to(device)
-        grip = torch.tensor([[float(gripper)]], dtype=torch.float32, device=device)
+        grip = torch.from_numpy(proprio_vector(state, height_input)[None]).to(device)
         if isinstance(model, QNetwork):
             features = model.encode(img, tgt)
             score = lambda a: torch.sigmoid(model.head_logits(features, grip, a))  # noqa: E731

@@ -41,8 +41,8 @@ class Batch:
     image: np.ndarray  # (B,H,W,3) uint8 frame t
     next_image: np.ndarray  # (B,H,W,3) uint8 frame t+1
     goal: np.ndarray  # (B,H,W,3) uint8 goal frame
-    gripper: np.ndarray  # (B,1) float32 gripper state at t
-    next_gripper: np.ndarray  # (B,1) float32 gripper state at t+1
+    gripper: np.ndarray  # (B,P) float32 proprio at t: gripper state (and height, Store.proprio)
+    next_gripper: np.ndarray  # (B,P) float32 proprio at t+1
     action: np.ndarray  # (B,5) float32 logged action at t
     success: np.ndarray  # (B,) bool: goal is frame t+1 of the same episode (target 1, terminal)
     chained: np.ndarray  # (B,) bool: goal from another episode (target only bootstraps)
@@ -65,8 +65,11 @@ def _check(config: SamplerConfig) -> None:
 class GoalSampler:
     """Uniform transitions (t < last of its episode) with relabelled goals."""
 
-    def __init__(self, store: Store, config: SamplerConfig, seed: int = 0):
+    def __init__(self, store: Store, config: SamplerConfig, seed: int = 0, height_input: bool = False):
         _check(config)
+        if height_input:
+            store.proprio(np.zeros(1, np.int64), True)  # a store without heights fails here, by name
+        self.height_input = height_input
         self.store = store
         self.config = config
         self.rng = np.random.default_rng(seed)
@@ -130,8 +133,8 @@ class GoalSampler:
             image=np.asarray(s.images[t]),
             next_image=np.asarray(s.images[nxt]),
             goal=np.asarray(s.images[goal]),
-            gripper=np.asarray(s.gripper[t], dtype=np.float32).reshape(-1, 1),
-            next_gripper=np.asarray(s.gripper[nxt], dtype=np.float32).reshape(-1, 1),
+            gripper=s.proprio(t, self.height_input),
+            next_gripper=s.proprio(nxt, self.height_input),
             action=np.asarray(s.actions[t], dtype=np.float32),
             success=idx["success"],
             chained=idx["chained"],
