@@ -20,7 +20,7 @@ from ros_nodes import client
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_tiny_model(out_dir: Path, name: str = "tiny", image_size: int = 64, seed: int = 0) -> Path:
+def make_tiny_model(out_dir: Path, name: str = "tiny", image_size: int = 64, seed: int = 0, height_input: bool = False) -> Path:
     """A randomly initialised small QNetwork exported by training.export (the real exporter)."""
     import torch
 
@@ -28,7 +28,7 @@ def make_tiny_model(out_dir: Path, name: str = "tiny", image_size: int = 64, see
     from training.networks import NetworkConfig, QNetwork
 
     torch.manual_seed(seed)
-    net = QNetwork(NetworkConfig(image_size=image_size, channels=(8, 8), feature_dim=32, head_hidden=32))
+    net = QNetwork(NetworkConfig(image_size=image_size, channels=(8, 8), feature_dim=32, head_hidden=32, height_input=height_input))
     onnx_path, _ = export_onnx(net, Path(out_dir) / f"{name}.onnx", image_size,
                                {"algo": "am", "network": net.config, "source": "tests: random weights"})
     return onnx_path

@@ -68,3 +68,20 @@ def test_gripper_input_off_ignores_the_gripper_but_keeps_the_onnx_contract(tmp_p
         policy.reseed(0)  # the same CEM noise for both
         picks.append(policy(frame, frame, gripper))
     assert np.array_equal(*picks)
+
+
+def test_height_input_widens_the_proprio_and_hiding_the_gripper_keeps_the_height():
+    from training.gcbc import BCPolicy
+
+    small = dict(channels=(8, 8, 8, 8), feature_dim=32, head_hidden=32)
+    image = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    actions = torch.rand(2, 4, 5) * 2 - 1
+    torch.manual_seed(0)
+    low_open, low_closed, high_open = (torch.tensor([[g, z]] * 2) for g, z in ((0.0, 0.1), (1.0, 0.1), (0.0, 0.9)))
+    for config in (NetworkConfig(height_input=True, **small), NetworkConfig(height_input=True, gripper_input=False, **small)):
+        q, bc = QNetwork(config), BCPolicy(config)
+        assert q.action_embed[0].in_features == 5 + 2 and config.proprio_dim == 2
+        assert not torch.equal(q(image, image, low_open, actions), q(image, image, high_open, actions))  # the height counts
+        assert not torch.equal(bc(image, image, low_open), bc(image, image, high_open))
+        gripper_ignored = torch.equal(q(image, image, low_open, actions), q(image, image, low_closed, actions))
+        assert gripper_ignored == (not config.gripper_input)

@@ -299,6 +299,8 @@ def lone_policy(workdir, model, request):
     """A policy node in its own namespace, fed by the test instead of the sim."""
     ns = request.node.name.replace("test_", "")[:20]
     model_path = getattr(request, "param", None) or str(model)
+    if model_path in request.fixturenames:  # the name of another fixture: the model it makes
+        model_path = str(request.getfixturevalue(model_path))
     proc = start_node("ros_nodes.policy_node", "-r", f"__ns:=/{ns}", "-p", f"model_path:={model_path}",
                       "-p", "start_on_goal:=true", log=workdir / f"{ns}.log")
     p = Probe(f"{ns}_probe")
@@ -335,6 +337,44 @@ def test_a_model_that_fails_to_load_keeps_the_node_up_and_refuses_start(lone_pol
     assert status["state"] == "error" and "/nonexistent/model.onnx" in status["reason"]
     result = p.call(Trigger, f"/{ns}/policy/start")
     assert result.success is False and "cannot start" in result.message
+
+
+@pytest.fixture(scope="module")
+def height_model(workdir) -> Path:
+    return make_tiny_model(workdir / "height_models", name="height", height_input=True)
+
+
+@pytest.mark.parametrize("lone_policy", ["height_model"], indirect=True)
+def test_a_height_input_model_waits_for_ee_pose_then_acts(height_model, lone_policy, task):
+    """A model that takes the end effector height does not act on a guessed one: no command
+    before the first ee_pose, commands once it comes."""
+    p, ns = lone_policy, lone_policy.ns
+    camera = p.node.create_publisher(Image, f"/{ns}/camera/image_raw", qos.SENSOR)
+    goal = p.node.create_publisher(Image, f"/{ns}/goal_image", qos.LATCHED)
+    pose = p.node.create_publisher(PoseStamped, f"/{ns}/ee_pose", qos.SENSOR)
+    topic = f"/{ns}/policy/status"
+    wait_for(lambda: p.statuses(topic), 20, "the lone policy node")
+    goal.publish(image_to_msg(task.goal_image))  # start_on_goal: runs at once
+    wait_for(lambda: any(s["state"] == "running" for s in p.statuses(topic)), 10, "the run")
+
+    def frames(seconds: float, with_pose: bool) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            stamp = p.node.get_clock().now().to_msg()
+            if with_pose:
+                msg = PoseStamped()
+                msg.header.stamp, msg.pose.position.z = stamp, 0.12
+                pose.publish(msg)
+            camera.publish(image_to_msg(task.goal_image[::-1].copy(), stamp))
+            time.sleep(0.1)
+
+    t0 = time.monotonic()
+    frames(1.0, with_pose=False)
+    assert p.since(f"/{ns}/cmd/ee_delta", t0) == []
+    assert p.statuses(topic)[-1]["state"] == "running", "waiting is not a failure"
+    t1 = time.monotonic()
+    frames(1.0, with_pose=True)
+    assert len(p.since(f"/{ns}/cmd/ee_delta", t1)) >= 3
 
 
 def set_model(probe, ns: str, path: str):
