@@ -6,6 +6,12 @@ that does not match the ONNX contract of design section 6 (inputs `image`, `goal
 the one the card was written for (sha256), so a model never runs with the wrong image
 size, action scaling or CEM settings without anyone noticing.
 
+`gripper` is the robot's proprioception, float32 [B, P]: P = 1 is design section 6's
+gripper state; P = 2 adds the end effector height (/ 0.25 m) for a model whose card says
+`network.height_input` (QT-Opt's state; robot_app.spec.RobotState says why). Callers
+pass a RobotState and the runtime builds what the card asks for, so a model that needs the
+height refuses to act without it instead of guessing.
+
 Speed: CEM scores its samples in `iterations` calls, and the convolutional trunk only
 depends on (image, goal). When the `onnx` package is importable the runtime splits the
 verified graph at the boundary where state-only tensors meet action-dependent ones, and

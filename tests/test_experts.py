@@ -71,8 +71,8 @@ def _descend_and_close(image, goal, gripper):
     return np.array([0.0, 0.0, -1.0, 0.0, CLOSED], np.float32)
 
 
-def _copy_the_gripper(image, goal, gripper):
-    return np.array([0.0, 0.0, 0.0, 0.0, CLOSED if gripper > 0.2 else OPEN], np.float32)
+def _copy_the_gripper(image, goal, state):
+    return np.array([0.0, 0.0, 0.0, 0.0, CLOSED if state.gripper > 0.2 else OPEN], np.float32)
 
 
 def test_agreement_scores_directions_and_gripper_switches():
