@@ -209,3 +209,34 @@ def test_exported_task_model_runs_in_the_policy_runtime_with_its_goal(stores, tm
     goal_path.unlink()  # a card naming a missing goal image is refused by name
     with pytest.raises(ValueError, match="grasp_test_goal.png"):
         Policy.load(card_path)
+
+
+def test_finetune_from_a_gcbc_run_takes_its_trunk_and_exports_as_a_task_q(stores, tmp_path):
+    """A cloned policy has no Q-function: its image trunk starts every Q-network, the heads start fresh,
+    and the fine-tuned run is an AM task Q that exports and runs like any other."""
+    from robot_app.policy import Policy
+    from training import runner
+    from training.finetune import base_train_config, build, export_finetuned, resolve_config, run_train_config
+
+    config = runner.resolve_config(algo="gcbc", debug=True, steps=2, data=str(stores["play"]),
+                                   overrides=["num_threads=1", "checkpoint_every=2", "precision=fp32"])
+    runner.train(config, tmp_path / "gcbc", progress=False)
+    ft = resolve_config(mode="pretrained", pretrained=str(tmp_path / "gcbc"), data=str(stores["task"]))
+    base, checkpoint = base_train_config(ft)
+    run = run_train_config(ft, base)
+    assert base.algo == "gcbc" and run.algo == "am"
+    algo = build(ft, run, checkpoint, torch.device("cpu"))
+    cloned = checkpoint["algorithm"]["policy"]
+    for name, q in algo.modules().items():
+        for key, value in q.encoder.state_dict().items():
+            assert torch.equal(value, cloned[f"encoder.{key}"]), (name, key)
+    fresh = build(resolve_config(mode="scratch", pretrained=str(tmp_path / "gcbc"), data=str(stores["task"])), run, None,
+                  torch.device("cpu"))
+    assert not torch.equal(next(fresh.q1.encoder.parameters()), next(algo.q1.encoder.parameters()))  # scratch: not the trunk
+
+    assert _finetune(stores, tmp_path / "ft", "--mode", "pretrained", "--from", str(tmp_path / "gcbc")) == 0
+    onnx_path, card_path, _ = export_finetuned(tmp_path / "ft", tmp_path / "task.onnx")
+    policy = Policy.load(onnx_path)
+    assert policy.card.algo == "am-finetune-pretrained" and policy.task_goal is not None
+    image = np.zeros((64, 64, 3), np.uint8)
+    assert policy.act(image, policy.task_goal, 0.0)[0].shape == (5,)
