@@ -5,7 +5,10 @@ simplest answer a robot-learning user asks for first: clone the actions of the s
 episodes only ("filtered BC", robomimic's and Cal-QL's baseline), same conv trunk, same
 task goal image, same augmentation, same evaluation suite and seeds as
 bench_finetune.py. `--trunk pretrained` starts the trunk from the goal-conditioned run's
-Q-network encoder, which asks whether pretraining gave a representation worth having.
+Q-network encoder (or a GCBC run's policy encoder), which asks whether pretraining gave a
+representation worth having; `--trunk policy` starts the whole policy from a GCBC run
+(trunk and head: the goal-conditioned skill itself, adapted to the task), and with
+`--steps 0` measures that skill zero-shot on the task goal image.
 
 It is a reference, not a mode of `robot-app finetune`: the policy is run in torch (its mean
 action), not exported. Writes bench/results/finetune_bc.json after every run.
@@ -31,14 +34,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_finetune import subset_store, summarise  # noqa: E402
 
-from robot_app.spec import proprio_vector  # noqa: E402
+from robot_app.spec import ActionScaling, proprio_vector  # noqa: E402
+from robot_app.store import Store  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="25,50,100")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--trunks", default="scratch,pretrained", help="scratch and/or pretrained (the --pretrained run's encoder)")
+    p.add_argument("--trunks", default="scratch,pretrained",
+                   help="scratch, pretrained (the --pretrained run's encoder) and/or policy (a GCBC run's whole policy)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--episodes-eval", type=int, default=100)
@@ -57,25 +62,33 @@ def successful_rows(task) -> np.ndarray:
     return np.flatnonzero(task.steps_to_success > 0)
 
 
+def pretrained_weights(state: dict, trunk: str) -> dict:
+    """BCPolicy weights to start from: the encoder ("pretrained") of an AM or GCBC run, or a GCBC run's whole policy."""
+    if "policy" in state:  # a GCBC run
+        return state["policy"] if trunk == "policy" else {k: v for k, v in state["policy"].items() if k.startswith("encoder.")}
+    if trunk == "policy":
+        raise ValueError("--trunks policy needs a GCBC --pretrained run (an AM run has no policy to start from)")
+    return {k: v for k, v in state["q1"].items() if k.startswith("encoder.")}
+
+
 def train_bc(store_dir: Path, trunk: str, seed: int, args, base, checkpoint):
     import torch
 
-    from robot_app.store import Store
     from training import runner
     from training.finetune import TaskBatches, task_goal_image, task_transitions
     from training.gcbc import BCPolicy
 
     torch.manual_seed(seed)
     store = Store.open(store_dir)
-    task = task_transitions(store, seed=seed)
+    task = task_transitions(store, seed=seed, height_input=base.network.height_input)
     goal, _ = task_goal_image(store)
     policy = BCPolicy(base.network)
-    if trunk == "pretrained":
-        encoder = {k.removeprefix("encoder."): v for k, v in checkpoint["algorithm"]["q1"].items() if k.startswith("encoder.")}
-        policy.encoder.load_state_dict(encoder)
+    if trunk != "scratch":
+        policy.load_state_dict(pretrained_weights(checkpoint["algorithm"], trunk), strict=trunk == "policy")
     optimizer = torch.optim.Adam(policy.parameters(), lr=base.gcbc.lr)
     batches = TaskBatches(task, goal, None, seed=seed)
     rows = successful_rows(task)
+    loss = torch.tensor(float("nan"))  # --steps 0: the pretrained policy as it is
     rng, shift = np.random.default_rng(seed), torch.Generator()
     shift.manual_seed(seed + 2)
     for _ in range(args.steps):
@@ -91,7 +104,8 @@ def train_bc(store_dir: Path, trunk: str, seed: int, args, base, checkpoint):
     return policy.eval(), goal, float(loss)
 
 
-def act_fn(policy, goal):
+def act_fn(policy, goal, scaling: ActionScaling):
+    """The policy's mean action, settled as the runtime settles it (a binary gripper opens or closes)."""
     import torch
 
     goal_t = torch.from_numpy(goal[None].copy())
@@ -99,7 +113,7 @@ def act_fn(policy, goal):
     @torch.no_grad()
     def act(image, _suite_goal, state):  # a task policy pursues its own goal image, like a fine-tuned model
         grip = torch.from_numpy(proprio_vector(state, policy.config.height_input)[None])
-        return policy(torch.from_numpy(image[None].copy()), goal_t, grip)[0].numpy()
+        return scaling.settle(policy(torch.from_numpy(image[None].copy()), goal_t, grip)[0].numpy())
 
     return act
 
@@ -130,7 +144,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         policy, goal, loss = train_bc(subset_store(Path(args.task_store), n, work), trunk, seed, args, base, checkpoint)
         train_s = time.perf_counter() - started
-        family = evaluate_suite(act_fn(policy, goal), ["grasp-heldout"], args.episodes_eval, seed, progress=False)["families"]["grasp-heldout"]
+        scaling = ActionScaling(binary_gripper=Store.open(args.task_store).gripper_is_binary)
+        family = evaluate_suite(act_fn(policy, goal, scaling), ["grasp-heldout"], args.episodes_eval, seed, progress=False)["families"]["grasp-heldout"]
         report["runs"].append({"mode": f"filtered-bc-{trunk}", "episodes": n, "seed": seed, **family,
                                "final_loss": round(loss, 4), "train_s": round(train_s, 1)})
         tqdm.write(f"filtered BC, {trunk} trunk, n={n}, seed {seed}: {family['successes']}/{family['n']} ({train_s:.0f} s training)")

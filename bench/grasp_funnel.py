@@ -122,12 +122,12 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
 
 
 def table(reports: list[dict]) -> str:
-    lines = ["| policy | gripper | n | over | low | closed there | lifted | success | first close: median height above the object (cm) | first closes above 5 cm | low, never closed: highest grip searched |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| policy | family | gripper | n | over | low | closed there | lifted | success | first close: median height above the object (cm) | first closes above 5 cm | low, never closed: highest grip searched |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         f = r["results"]
         s = f["stages"]
-        lines.append(f"| {r['label']} | {r['gripper']} | {f['n']} | " + " | ".join(str(s[k]) for k in STAGES)
+        lines.append(f"| {r['label']} | {r.get('family', 'grasp')} | {r['gripper']} | {f['n']} | " + " | ".join(str(s[k]) for k in STAGES)
                      + f" | {f['first_close_height_cm_median']} | {f['first_close_above_5cm']} of {f['n'] - f['never_closed']} |"
                      + f" {', '.join(f'{g:+.2f}' for g in f.get('low_never_closed_grip_max', []))} |")
     return "\n".join(lines) + "\n"
