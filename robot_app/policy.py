@@ -96,6 +96,17 @@ class ModelCard:
         return bool(self.network.get("height_input", False))
 
     @property
+    def q_means_reached(self) -> bool:
+        """Whether `q` is a probability of reaching the goal, so that a high q says it is reached.
+
+        True for Q-learning (AM, its ablations and fine-tuned task models). A cloned policy's
+        exported `q` (training/gcbc.py BCScorer) only scores how close an action is to the
+        policy's own, and is near 1 at the action CEM finds in every state: a Q threshold
+        would stop it after a few steps, wherever the arm is.
+        """
+        return not self.algo.startswith("gcbc")
+
+    @property
     def proprio_dim(self) -> int:
         """Width of the graph's `gripper` input: 1 (gripper state) or 2 (and the height)."""
         return 2 if self.height_input else 1

@@ -318,7 +318,7 @@ class PolicyNode(Node):
                 return
             self._tokens -= 1.0
             self.q_value = round(float(q), 6)
-            if q >= self._param("q_threshold"):
+            if policy.card.q_means_reached and q >= self._param("q_threshold"):
                 self._stop(REACHED, f"goal reached: Q {q:.3f} >= {self._param('q_threshold')}")
                 return
             stamp = msg.header.stamp if stamp_ns else self.get_clock().now().to_msg()
@@ -329,7 +329,9 @@ class PolicyNode(Node):
             self.step += 1
             self.reason = ""
             if self.step >= self._param("max_steps"):
-                self._stop(STOPPED, f"step budget used up ({self.step} steps) without reaching Q {self._param('q_threshold')}")
+                why = (f"without reaching Q {self._param('q_threshold')}" if policy.card.q_means_reached
+                       else f"(a {policy.card.algo} model's q scores actions, not the goal: it runs until the budget or policy/stop)")
+                self._stop(STOPPED, f"step budget used up ({self.step} steps) {why}")
             else:
                 self._publish_status()
 

@@ -34,6 +34,21 @@ def make_tiny_model(out_dir: Path, name: str = "tiny", image_size: int = 64, see
     return onnx_path
 
 
+def make_tiny_bc_model(out_dir: Path, name: str = "tiny_bc", seed: int = 0) -> Path:
+    """A randomly initialised small cloned policy (GCBC's BCScorer) exported as the real exporter does."""
+    import torch
+
+    from training.export import export_onnx
+    from training.gcbc import BCPolicy, BCScorer
+    from training.networks import NetworkConfig
+
+    torch.manual_seed(seed)
+    config = NetworkConfig(channels=(8, 8), feature_dim=32, head_hidden=32)
+    onnx_path, _ = export_onnx(BCScorer(BCPolicy(config), 0.25), Path(out_dir) / f"{name}.onnx", 64,
+                               {"algo": "gcbc", "network": config, "source": "tests: random weights"})
+    return onnx_path
+
+
 def node_env() -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)

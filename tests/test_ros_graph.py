@@ -22,7 +22,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from rcl_interfaces.msg import Parameter as RosParameter  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from ros_helpers import Probe, make_tiny_model, pose_xyz, start_node, stop_node, wait_for  # noqa: E402
+from ros_helpers import Probe, make_tiny_bc_model, make_tiny_model, pose_xyz, start_node, stop_node, wait_for  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float64, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -375,6 +375,32 @@ def test_a_height_input_model_waits_for_ee_pose_then_acts(height_model, lone_pol
     t1 = time.monotonic()
     frames(1.0, with_pose=True)
     assert len(p.since(f"/{ns}/cmd/ee_delta", t1)) >= 3
+
+
+@pytest.fixture(scope="module")
+def bc_model(workdir) -> Path:
+    return make_tiny_bc_model(workdir / "bc_models")
+
+
+@pytest.mark.parametrize("lone_policy", ["bc_model"], indirect=True)
+def test_a_cloned_policy_is_not_stopped_by_its_score(bc_model, lone_policy, task):
+    """A GCBC model's q is how close an action is to its own (near 1 at every step), not a
+    probability of reaching the goal: the Q threshold must not end its run."""
+    p, ns = lone_policy, lone_policy.ns
+    camera = p.node.create_publisher(Image, f"/{ns}/camera/image_raw", qos.SENSOR)
+    goal = p.node.create_publisher(Image, f"/{ns}/goal_image", qos.LATCHED)
+    topic = f"/{ns}/policy/status"
+    wait_for(lambda: p.statuses(topic), 20, "the lone policy node")
+    goal.publish(image_to_msg(task.goal_image))  # start_on_goal: runs at once
+    t0 = time.monotonic()
+    end = t0 + 1.5
+    while time.monotonic() < end:
+        camera.publish(image_to_msg(task.goal_image[::-1].copy(), p.node.get_clock().now().to_msg()))
+        time.sleep(0.1)
+    statuses = p.statuses(topic, t0)
+    assert max(s["q_value"] or 0.0 for s in statuses) >= 0.9  # the default threshold would have stopped it
+    assert len(p.since(f"/{ns}/cmd/ee_delta", t0)) >= 8
+    assert not any(s["state"] == "reached" for s in statuses), statuses[-1]
 
 
 def set_model(probe, ns: str, path: str):
