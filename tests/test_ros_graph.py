@@ -312,18 +312,24 @@ def lone_policy(workdir, model, request):
     stop_node(proc)
 
 
-def test_stale_camera_stops_the_policy(lone_policy, task):
-    p, ns = lone_policy, lone_policy.ns
-    camera = p.node.create_publisher(Image, f"/{ns}/camera/image_raw", qos.SENSOR)
-    goal = p.node.create_publisher(Image, f"/{ns}/goal_image", qos.LATCHED)
-    topic = f"/{ns}/policy/status"
-    wait_for(lambda: p.statuses(topic), 20, "the lone policy node")
-    goal.publish(image_to_msg(task.goal_image))  # start_on_goal: runs at once
+def start_and_stream(p, task, seconds: float = 1.5) -> float:
+    """Send the lone policy the task's goal (start_on_goal: it runs at once), then stream 10 Hz
+    camera frames for `seconds`; returns when the stream began."""
+    camera = p.node.create_publisher(Image, f"/{p.ns}/camera/image_raw", qos.SENSOR)
+    goal = p.node.create_publisher(Image, f"/{p.ns}/goal_image", qos.LATCHED)
+    wait_for(lambda: p.statuses(f"/{p.ns}/policy/status"), 20, "the lone policy node")
+    goal.publish(image_to_msg(task.goal_image))
     t0 = time.monotonic()
-    end = t0 + 1.5
-    while time.monotonic() < end:
+    while time.monotonic() < t0 + seconds:
         camera.publish(image_to_msg(task.goal_image[::-1].copy(), p.node.get_clock().now().to_msg()))
         time.sleep(0.1)
+    return t0
+
+
+def test_stale_camera_stops_the_policy(lone_policy, task):
+    p, ns = lone_policy, lone_policy.ns
+    topic = f"/{ns}/policy/status"
+    t0 = start_and_stream(p, task)
     assert len(p.since(f"/{ns}/cmd/ee_delta", t0)) >= 5
     stopped = wait_for(lambda: next((s for s in p.statuses(topic) if s["state"] == "stopped"), None), 5, "the stop")
     assert "camera stale" in stopped["reason"], stopped
@@ -387,17 +393,8 @@ def test_a_cloned_policy_is_not_stopped_by_its_score(bc_model, lone_policy, task
     """A GCBC model's q is how close an action is to its own (near 1 at every step), not a
     probability of reaching the goal: the Q threshold must not end its run."""
     p, ns = lone_policy, lone_policy.ns
-    camera = p.node.create_publisher(Image, f"/{ns}/camera/image_raw", qos.SENSOR)
-    goal = p.node.create_publisher(Image, f"/{ns}/goal_image", qos.LATCHED)
-    topic = f"/{ns}/policy/status"
-    wait_for(lambda: p.statuses(topic), 20, "the lone policy node")
-    goal.publish(image_to_msg(task.goal_image))  # start_on_goal: runs at once
-    t0 = time.monotonic()
-    end = t0 + 1.5
-    while time.monotonic() < end:
-        camera.publish(image_to_msg(task.goal_image[::-1].copy(), p.node.get_clock().now().to_msg()))
-        time.sleep(0.1)
-    statuses = p.statuses(topic, t0)
+    t0 = start_and_stream(p, task)
+    statuses = p.statuses(f"/{ns}/policy/status", t0)
     assert max(s["q_value"] or 0.0 for s in statuses) >= 0.9  # the default threshold would have stopped it
     assert len(p.since(f"/{ns}/cmd/ee_delta", t0)) >= 8
     assert not any(s["state"] == "reached" for s in statuses), statuses[-1]
