@@ -23,6 +23,7 @@ from PyQt6.QtGui import QIcon
 from PyQt6.QtWidgets import (
     QApplication,
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGridLayout,
     QGroupBox,
@@ -108,8 +109,15 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.reset_button):
             buttons.addWidget(button)
+        self.model_choice = QComboBox()
+        self.model_choice.addItem("model: as launched", None)
+        for name, path, summary in gallery.goal_models(self.models_dir) if self.models_dir else []:
+            self.model_choice.addItem(f"model: {name} ({summary})", str(path))
+        self.model_choice.setToolTip("the policy node loads the chosen model (refused while it runs: stop first)")
+        self.model_choice.activated.connect(self.choose_model)
         policy_box = QGroupBox("Policy")
         policy_layout = QVBoxLayout(policy_box)
+        policy_layout.addWidget(self.model_choice)
         policy_layout.addLayout(buttons)
         policy_layout.addWidget(self.status_label)
         policy_layout.addWidget(self.q_plot)
@@ -383,6 +391,13 @@ class MainWindow(QMainWindow):
             self.report("info", f"asking the policy to load {entry.model.name} for task {entry.task!r}")
             self.bridge.set_policy_model(str(entry.model))
         return True
+
+    def choose_model(self, index: int) -> None:
+        """Ask the policy node to load the model picked in the list (its answer comes as "set model")."""
+        path = self.model_choice.itemData(index)
+        if path:
+            self.report("info", f"asking the policy to load {Path(path).name}")
+            self.bridge.set_policy_model(path)
 
     def closeEvent(self, event) -> None:
         self._stale_timer.stop()

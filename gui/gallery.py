@@ -166,3 +166,27 @@ def from_models(models_dir: str | os.PathLike) -> GalleryLoad:
             entry.detail = f"{model_path.name} with goal image {goal_path.name}"
             load.entries.append(entry)
     return load
+
+
+def goal_models(models_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
+    """Goal-reaching models in a models folder: (name, .onnx path, what its card says).
+
+    Cards without a "task" field beside their graph, e.g. the default AM model and the GCBC
+    grasp model: the GUI offers them for the policy to load, since which model suits a goal
+    depends on the goal (BENCHMARKS.md: one reaches best, the other grasps). Unreadable
+    cards and cards without a graph are left out; the task gallery reports those.
+    """
+    found = []
+    for card_path in sorted(Path(models_dir).glob("*.json")) if Path(models_dir).is_dir() else []:
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        model_path = card_path.with_suffix(".onnx")
+        if not isinstance(card, dict) or card.get("task") or not model_path.is_file():
+            continue
+        families = ((card.get("evaluation") or {}).get("families")) or {}
+        rates = ", ".join(f"{f} {round(100 * r['success_rate'])}%" for f, r in families.items()
+                          if isinstance(r, dict) and isinstance(r.get("success_rate"), int | float))
+        found.append((card_path.stem, model_path, f"{card.get('algo', '?')}" + (f": {rates}" if rates else "")))
+    return found

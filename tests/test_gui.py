@@ -127,7 +127,10 @@ def models_dir(tmp_path_factory):
     (d / "grasp_heldout.onnx").write_bytes(b"stand-in")
     (d / "grasp_heldout.json").write_text(json.dumps({"task": "grasp-heldout", "image_size": 64}))
     write_png(d / "grasp_heldout_goal.png", frame(40))
-    (d / "general.json").write_text(json.dumps({"image_size": 64}))  # no task: not in the gallery
+    (d / "general.json").write_text(json.dumps({"image_size": 64, "algo": "gcbc",  # no task: not in the gallery,
+                                                "evaluation": {"families": {"grasp": {"success_rate": 0.44}}}}))
+    (d / "general.onnx").write_bytes(b"stand-in")  # but offered as a model to load
+    (d / "no_graph.json").write_text(json.dumps({"image_size": 64}))  # no .onnx beside it: not offered
     (d / "broken.json").write_text("{not json")
     return d
 
@@ -294,6 +297,15 @@ def test_choosing_a_task_publishes_its_goal_and_sets_the_model(qtbot, window, ro
     model = str(models_dir / "grasp_heldout.onnx")
     qtbot.waitUntil(lambda: robot.get_parameter("model_path").value == model, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "set model: ok" in messages(window), timeout=WAIT_MS)
+
+
+def test_goal_models_are_offered_and_picking_one_sets_the_model(qtbot, window, robot, models_dir):
+    offered = [window.model_choice.itemText(i) for i in range(window.model_choice.count())]
+    assert offered == ["model: as launched", "model: general (gcbc: grasp 44%)"]  # no task cards, no graphless ones
+    window.choose_model(1)
+    model = str(models_dir / "general.onnx")
+    qtbot.waitUntil(lambda: robot.get_parameter("model_path").value == model, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "asking the policy to load general.onnx" in messages(window), timeout=WAIT_MS)
 
 
 def test_cli_screenshot_renders_the_window_with_its_goal(tmp_path, goal_dir, robot):
