@@ -139,12 +139,12 @@ def main(argv=None) -> int:
     report = {"benchmark": "finetune_bc", "what": "filtered BC on the successful labelled episodes, torch policy, grasp-heldout success",
               "config": {**{k: v for k, v in vars(args).items() if k not in ("work", "out")}, "network": base.network.to_dict()},
               "runs": []}
+    scaling = ActionScaling(binary_gripper=Store.open(args.task_store).gripper_is_binary)  # as the runtime settles
     cells = [(n, trunk, seed) for n in sizes for trunk in trunks for seed in seeds]
     for n, trunk, seed in tqdm(cells, desc="filtered BC", unit="run"):
         started = time.perf_counter()
         policy, goal, loss = train_bc(subset_store(Path(args.task_store), n, work), trunk, seed, args, base, checkpoint)
         train_s = time.perf_counter() - started
-        scaling = ActionScaling(binary_gripper=Store.open(args.task_store).gripper_is_binary)
         family = evaluate_suite(act_fn(policy, goal, scaling), ["grasp-heldout"], args.episodes_eval, seed, progress=False)["families"]["grasp-heldout"]
         report["runs"].append({"mode": f"filtered-bc-{trunk}", "episodes": n, "seed": seed, **family,
                                "final_loss": round(loss, 4), "train_s": round(train_s, 1)})

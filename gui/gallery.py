@@ -132,6 +132,19 @@ def from_suites(image_size: int, per_family: int = 4, seed: int = 0) -> GalleryL
     return load
 
 
+def read_cards(models_dir: str | os.PathLike):
+    """(card path, card, None) for each readable models_dir/*.json object, (card path, None, problem)
+    for each unreadable one, in name order."""
+    for card_path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            yield card_path, None, f"model card {card_path.name}: unreadable ({exc})"
+            continue
+        if isinstance(card, dict):  # anything else is not a model card: skipped
+            yield card_path, card, None
+
+
 def from_models(models_dir: str | os.PathLike) -> GalleryLoad:
     """Tasks: model cards (models/NAME.json) with a "task" field and a goal image beside them.
 
@@ -143,13 +156,11 @@ def from_models(models_dir: str | os.PathLike) -> GalleryLoad:
     if not models_dir.is_dir():
         load.problems.append(f"models folder {models_dir}: not a directory")
         return load
-    for card_path in sorted(models_dir.glob("*.json")):
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            load.problems.append(f"model card {card_path.name}: unreadable ({exc})")
+    for card_path, card, problem in read_cards(models_dir):
+        if problem:
+            load.problems.append(problem)
             continue
-        if not isinstance(card, dict) or not card.get("task"):
+        if not card.get("task"):
             continue
         goal_path = card_path.parent / card.get("goal_image", f"{card_path.stem}_goal.png")
         model_path = card_path.with_suffix(".onnx")
@@ -177,13 +188,9 @@ def goal_models(models_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
     cards and cards without a graph are left out; the task gallery reports those.
     """
     found = []
-    for card_path in sorted(Path(models_dir).glob("*.json")) if Path(models_dir).is_dir() else []:
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+    for card_path, card, problem in read_cards(models_dir) if Path(models_dir).is_dir() else []:
         model_path = card_path.with_suffix(".onnx")
-        if not isinstance(card, dict) or card.get("task") or not model_path.is_file():
+        if problem or card.get("task") or not model_path.is_file():
             continue
         families = ((card.get("evaluation") or {}).get("families")) or {}
         rates = ", ".join(f"{f} {round(100 * r['success_rate'])}%" for f, r in families.items()

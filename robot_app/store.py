@@ -109,17 +109,21 @@ class Store:
         """Whether every frame has its end effector height (what a height-input network trains on)."""
         return self.ee_position is not None and bool(np.all(np.isfinite(self.ee_position[:, 2])))
 
+    def require_ee_height(self) -> None:
+        """Raise ValueError, saying how to fix it, unless every frame has its end effector height."""
+        if not self.has_ee_height:
+            raise ValueError(
+                f"{self.root}: the network takes the end effector height but this store has no ee_position "
+                f"for every frame; rebuild it from bags that log ee_pose (robot-app dataset build)"
+            )
+
     def proprio(self, rows: np.ndarray, height_input: bool) -> np.ndarray:
         """(B, P) float32 network proprio input of store rows: [gripper] or [gripper, height / 0.25 m]
         (robot_app.spec.proprio_vector, the runtime's, on one observation)."""
         gripper = np.asarray(self.gripper[rows], dtype=np.float32).reshape(-1, 1)
         if not height_input:
             return gripper
-        if not self.has_ee_height:
-            raise ValueError(
-                f"{self.root}: the network takes the end effector height but this store has no ee_position "
-                f"for every frame; rebuild it from bags that log ee_pose (robot-app dataset build)"
-            )
+        self.require_ee_height()
         height = np.asarray(self.ee_position[rows, 2], dtype=np.float32).reshape(-1, 1) / EE_HEIGHT_SCALE_M
         return np.concatenate([gripper, height], axis=1)
 

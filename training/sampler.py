@@ -68,7 +68,7 @@ class GoalSampler:
     def __init__(self, store: Store, config: SamplerConfig, seed: int = 0, height_input: bool = False):
         _check(config)
         if height_input:
-            store.proprio(np.zeros(1, np.int64), True)  # a store without heights fails here, by name
+            store.require_ee_height()  # at the start, not at the first batch
         self.height_input = height_input
         self.store = store
         self.config = config
