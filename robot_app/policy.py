@@ -41,7 +41,7 @@ import numpy as np
 
 from robot_app.cem import CEMSettings, cem_maximize, draw_noise
 from robot_app.policy_graphs import FusedCEM, SplitRunner, cem_graph, mlp_layers
-from robot_app.spec import ACTION_DIM, ActionScaling, RobotState, check_image, proprio_vector
+from robot_app.spec import ACTION_DIM, ActionScaling, RobotState, check_image, proprio_vector, proprio_width
 
 CARD_FORMAT_VERSION = 1
 OPSET = 17  # the legacy torch exporter's opset: one self-contained file
@@ -109,7 +109,7 @@ class ModelCard:
     @property
     def proprio_dim(self) -> int:
         """Width of the graph's `gripper` input: 1 (gripper state) or 2 (and the height)."""
-        return 2 if self.height_input else 1
+        return proprio_width(self.height_input)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -152,6 +152,11 @@ class RobotState(NamedTuple):
 EE_HEIGHT_SCALE_M = 0.25  # height / 0.25 m: the workspace's heights land in about [0, 1]
 
 
+def proprio_width(height_input: bool) -> int:
+    """Width of a network's proprio input (the ONNX `gripper` input): the gripper, and the height."""
+    return 2 if height_input else 1
+
+
 def proprio_vector(state, height_input: bool) -> np.ndarray:
     """The network's proprio input, float32 (1,) [gripper] or (2,) [gripper, height / 0.25 m].
 

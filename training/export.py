@@ -19,7 +19,14 @@ from torch import nn
 
 from robot_app.cem import CEMSettings
 from robot_app.policy import INPUT_NAMES, OPSET, OUTPUT_NAME, ModelCard, sha256_file
-from robot_app.spec import ACTION_DIM, DEFAULT_SCALING, EE_HEIGHT_SCALE_M, ActionScaling, RobotState
+from robot_app.spec import (
+    ACTION_DIM,
+    DEFAULT_SCALING,
+    EE_HEIGHT_SCALE_M,
+    ActionScaling,
+    RobotState,
+    proprio_width,
+)
 
 DYNAMIC_AXES = {
     "image": {0: "batch"},
@@ -99,7 +106,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, card
 def _proprio_dim(card_fields: dict) -> int:
     network = card_fields.get("network", {})
     network = network.to_dict() if hasattr(network, "to_dict") else dict(network)
-    return 2 if network.get("height_input", False) else 1
+    return proprio_width(bool(network.get("height_input", False)))
 
 
 def _check_self_contained(path: Path) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from robot_app.spec import ACTION_DIM, IMAGE_SIZE
+from robot_app.spec import ACTION_DIM, IMAGE_SIZE, proprio_width
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class NetworkConfig:
     @property
     def proprio_dim(self) -> int:
         """Width of the proprio input ("gripper" in the ONNX contract): the gripper, and the height."""
-        return 2 if self.height_input else 1
+        return proprio_width(self.height_input)
 
     def to_dict(self) -> dict:
         return asdict(self)
