@@ -82,7 +82,7 @@ def train_bc(store_dir: Path, trunk: str, seed: int, args, base, checkpoint):
     store = Store.open(store_dir)
     task = task_transitions(store, seed=seed, height_input=base.network.height_input)
     goal, _ = task_goal_image(store)
-    policy = BCPolicy(base.network)
+    policy = BCPolicy(base.network, base.gcbc.action_bins)
     if trunk != "scratch":
         policy.load_state_dict(pretrained_weights(checkpoint["algorithm"], trunk), strict=trunk == "policy")
     optimizer = torch.optim.Adam(policy.parameters(), lr=base.gcbc.lr)
@@ -96,8 +96,8 @@ def train_bc(store_dir: Path, trunk: str, seed: int, args, base, checkpoint):
         batch, _ = batches.task_rows(r)
         b = runner.to_torch(batch, torch.device("cpu"), base.augment_pad, shift)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=base.precision == "bf16"):
-            predicted = policy(b["image"], b["goal"], b["gripper"]).float()
-        loss = torch.nn.functional.mse_loss(predicted, b["action"])
+            raw = policy.raw(b["image"], b["goal"], b["gripper"])
+        loss = policy.loss(raw, b["action"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -116,6 +116,26 @@ def test_cem_picks_the_same_action_in_torch_and_in_the_runtime(exported):
         np.testing.assert_allclose(_numpy_cem_over_torch(model, image, goal, gripper, settings, noise), action_rt, atol=1e-6)
 
 
+def test_a_binned_gcbc_scorer_exports_with_its_argmax(tmp_path):
+    """The discrete-action GCBC head (argmax over bins) runs in onnxruntime as in torch, and CEM finds its action."""
+    from training.gcbc import BCPolicy, BCScorer
+
+    torch.manual_seed(2)
+    scorer = BCScorer(BCPolicy(NetworkConfig(channels=(8, 8, 8, 8), feature_dim=32, head_hidden=32), action_bins=11), 0.25).eval()
+    onnx_path, _ = export_onnx(scorer, tmp_path / "bins.onnx", 64, {"algo": "gcbc", "cem": CEMSettings(samples=64, elites=6)})
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inputs = example_inputs(64, batch=3, samples=16, seed=4)
+    with torch.no_grad():
+        q_torch = scorer(*inputs).numpy()
+        mode = scorer.policy(*inputs[:3])[0].numpy()
+    (q_ort,) = session.run(["q"], dict(zip(["image", "goal", "gripper", "actions"], (t.numpy() for t in inputs), strict=True)))
+    assert np.abs(q_torch - q_ort).max() < 1e-5 and q_torch.std() > 1e-4
+    assert np.allclose(mode * 5, np.round(mode * 5))  # on the 11-bin grid -1, -0.8, ..., 1
+    image, goal, gripper, _ = (t.numpy() for t in inputs)
+    action, _ = Policy.load(onnx_path).act(image[0], goal[0], float(gripper[0, 0]))
+    assert np.abs(action[:4] - mode[:4]).max() < 0.2
+
+
 def test_export_refuses_a_path_without_onnx_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"\.onnx"):
         export_onnx(QNetwork(), tmp_path / "model.bin", 64, {})

@@ -237,6 +237,30 @@ def test_gcbc_switch_weight_counts_the_gripper_switches_more():
         GCBC(GCBCConfig(switch_weight=0.0), TINY, torch.device("cpu"))
 
 
+def test_gcbc_with_action_bins_acts_with_the_mode_where_regression_averages_the_modes(tmp_path):
+    """One state, a logged vx of -1 five times and +1 three times: MSE learns -0.25, a move nobody made; bins learn -1."""
+    from training.gcbc import GCBC, GCBCConfig, policy_from_state
+
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (1, 64, 64, 3), dtype=torch.uint8).expand(8, -1, -1, -1).contiguous()
+    action = torch.zeros(8, 5)
+    action[:, 0] = torch.tensor([-1.0] * 5 + [1.0] * 3)
+    action[:, 4] = -1.0
+    batch = {"image": image, "goal": image.flip(1), "gripper": torch.zeros(8, 1), "action": action, "success": torch.zeros(8)}
+    learned = {}
+    for bins in (0, 21):
+        bc = GCBC(GCBCConfig(action_bins=bins, lr=3e-3), TINY, torch.device("cpu"), seed=0, precision="fp32")
+        for _ in range(150):
+            bc.update(batch)
+        with torch.no_grad():
+            learned[bins] = policy_from_state(bc.state_dict(), TINY, GCBCConfig(action_bins=bins)).policy(
+                image[:1], image[:1].flip(1), torch.zeros(1, 1))[0]
+    assert learned[0][0] == pytest.approx(-0.25, abs=0.1)
+    assert learned[21][0] == -1.0 and learned[21][4] == -1.0 and learned[21][1] == 0.0  # bin values, exactly
+    with pytest.raises(ValueError, match="action_bins"):
+        GCBC(GCBCConfig(action_bins=2), TINY, torch.device("cpu"))
+
+
 def test_resume_after_sigkill_continues_bit_for_bit(store_dir, tmp_path):
     steps, args = 60, ["--set", "checkpoint_every=10", "--set", "num_threads=1", "--set", "log_every=5"]
     straight, killed = tmp_path / "a", tmp_path / "b"

@@ -31,6 +31,7 @@ class GCBCConfig:
     lr: float = 3e-4  # Adam learning rate
     score_sigma: float = 0.25  # width of the exported closeness score, in normalised action units
     switch_weight: float = 1.0  # loss weight of the samples where the logged gripper command is a switch (see gripper_switches)
+    action_bins: int = 0  # 0: regress the action (tanh, MSE); K >= 3: classify each action dimension into K bins (see BCPolicy)
 
 
 GRIPPER_CLOSED_ABOVE = 0.2  # measured gripper state (0 open .. 1 closed) above which it counts as closed; ~0.4 holding a cube
@@ -49,21 +50,55 @@ def gripper_switches(gripper: torch.Tensor, action: torch.Tensor) -> torch.Tenso
 
 
 class BCPolicy(nn.Module):
-    """pi(s, g) in [-1, 1]^5 from the current and goal images and the gripper state."""
+    """pi(s, g) in [-1, 1]^5 from the current and goal images and the proprio state.
 
-    def __init__(self, config: NetworkConfig):
+    With action_bins = K the head classifies each action dimension into K evenly spaced
+    values over [-1, 1] and acts with the most likely one. Play data is multimodal: from one
+    state the logged hand goes down, sideways or up, and the scripted commands pile up at
+    +-1 and 0 (measured on the play store: a third of vx, vy, vz at the ends). A regressed
+    mean of such a mixture is an action nobody took, often a hover; the per-dimension
+    mode is one the data holds (the discretised heads of RT-1, the logistic mixtures of
+    Play-LMP for the same reason).
+    """
+
+    def __init__(self, config: NetworkConfig, action_bins: int = 0):
         super().__init__()
-        self.config = config
+        if action_bins != 0 and action_bins < 3:
+            raise ValueError(f"gcbc.action_bins={action_bins}: 0 (regression) or at least 3")
+        self.config, self.action_bins = config, int(action_bins)
         self.encoder = StateGoalEncoder(config)
+        outputs = ACTION_DIM * max(self.action_bins, 1)
         self.head = nn.Sequential(
             nn.Linear(config.feature_dim + config.proprio_dim, config.head_hidden), nn.ReLU(),
             nn.Linear(config.head_hidden, config.head_hidden), nn.ReLU(),
-            nn.Linear(config.head_hidden, ACTION_DIM), nn.Tanh(),
+            nn.Linear(config.head_hidden, outputs), *([] if self.action_bins else [nn.Tanh()]),
         )
+        if self.action_bins:
+            k = self.action_bins - 1  # integer numerators: the ends are exactly -1 and 1 and the middle bin exactly 0
+            self.register_buffer("bin_values", (2.0 * torch.arange(k + 1) - k) / k, persistent=False)
+
+    def raw(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
+        """The head's output: the action (B, 5), or with bins the logits (B, 5, K)."""
+        grip = gripper_feature(gripper, self.config).reshape(-1, self.config.proprio_dim)
+        out = self.head(torch.cat([self.encoder(image, goal), grip], dim=1))
+        return out.reshape(-1, ACTION_DIM, self.action_bins) if self.action_bins else out
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
-        grip = gripper_feature(gripper, self.config).reshape(-1, self.config.proprio_dim)
-        return self.head(torch.cat([self.encoder(image, goal), grip], dim=1))
+        out = self.raw(image, goal, gripper)
+        return self.bin_values[out.argmax(dim=-1)] if self.action_bins else out
+
+    def per_sample_loss(self, raw: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """(B,) loss against the logged action: squared error, or cross-entropy of its nearest bin, averaged over dimensions."""
+        if not self.action_bins:
+            return ((raw.float() - action) ** 2).mean(dim=1)
+        target = torch.round((action.clamp(-1.0, 1.0) + 1.0) * 0.5 * (self.action_bins - 1)).long()
+        return F.cross_entropy(raw.float().transpose(1, 2), target, reduction="none").mean(dim=1)
+
+    def loss(self, raw: torch.Tensor, action: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        if weight is None and not self.action_bins:  # the plain loss: bit for bit what ran before bins and weights
+            return F.mse_loss(raw.float(), action)
+        per_sample = self.per_sample_loss(raw, action)
+        return per_sample.mean() if weight is None else (weight * per_sample).sum() / weight.sum()
 
 
 class BCScorer(nn.Module):
@@ -97,7 +132,7 @@ class GCBC:
             raise ValueError(f"gcbc.switch_weight={config.switch_weight}: must be > 0")
         self.config, self.network, self.device, self.precision = config, network, device, precision
         torch.manual_seed(seed)
-        self.policy = set_channels_last(BCPolicy(network), channels_last).to(device)
+        self.policy = set_channels_last(BCPolicy(network, config.action_bins), channels_last).to(device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, foreach=foreach)
         self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None
 
@@ -112,13 +147,11 @@ class GCBC:
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with autocast(self.device, self.precision):
-            pred = self.policy(b["image"], b["goal"], b["gripper"]).float()
-        if self.config.switch_weight == 1.0:  # the plain loss: bit for bit what runs before the option trained
-            loss = F.mse_loss(pred, b["action"])
-        else:
-            per_sample = ((pred - b["action"]) ** 2).mean(dim=1)
+            raw = self.policy.raw(b["image"], b["goal"], b["gripper"])
+        weight = None
+        if self.config.switch_weight != 1.0:
             weight = 1.0 + (self.config.switch_weight - 1.0) * gripper_switches(b["gripper"], b["action"]).float()
-            loss = (weight * per_sample).sum() / weight.sum()
+        loss = self.policy.loss(raw, b["action"], weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_hook is not None:
@@ -135,6 +168,6 @@ class GCBC:
 
 
 def policy_from_state(state: dict, network: NetworkConfig, config: GCBCConfig) -> nn.Module:
-    policy = BCPolicy(network)
+    policy = BCPolicy(network, config.action_bins)
     policy.load_state_dict(state["policy"])
     return BCScorer(policy, config.score_sigma).eval()
