@@ -22,9 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from robot_app.bags import BagReader  # noqa: E402
-from robot_app.spec import Topics  # noqa: E402
+from robot_app.spec import GRIPPER_CLOSED_ABOVE, Topics  # noqa: E402
 from robot_app.store import Store  # noqa: E402
-from training.gcbc import GRIPPER_CLOSED_ABOVE  # noqa: E402
 
 BANDS_CM = (0.0, 2.6, 3.0, 4.0, 6.0, 30.0)  # 2.6 cm: just above where the grasp skill closes (2.4 cm)
 

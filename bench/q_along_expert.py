@@ -31,22 +31,27 @@ OUT = ROOT / "bench" / "results" / "q_along_expert"
 SWEEP = 4096
 
 
+def expert_steps(family: str, episodes: int, seed: int, image_size: int):
+    """(task, observation, expert action clipped to [-1, 1], phase) along the scripted expert's solution of each suite task."""
+    world = goals.world_for(family, image_size)
+    try:
+        for task in goals.make_suite(family, episodes, seed, image_size=image_size):
+            trace = solve(world, task)
+            for obs, expert, phase in zip(trace.observations[:-1], trace.actions, trace.phases, strict=True):
+                yield task, obs, np.clip(np.asarray(expert, np.float32), -1.0, 1.0), phase
+    finally:
+        world.close()
+
+
 def along_expert(policy: Policy, family: str, episodes: int, seed: int) -> dict:
     """Per phase: mean Q of the expert's, CEM's and the sweep's best action, and their motions."""
     sweep = np.random.default_rng(0).uniform(-1, 1, (SWEEP, 5)).astype(np.float32)
     rows: dict[str, list] = {}
-    world = goals.world_for(family, policy.image_size)
-    try:
-        for task in goals.make_suite(family, episodes, seed, image_size=policy.image_size):
-            trace = solve(world, task)
-            policy.reseed(episode_seed(seed, family, task.index))
-            for obs, expert, phase in zip(trace.observations[:-1], trace.actions, trace.phases, strict=True):
-                action, q_cem = policy.act(obs.image, task.goal_image, obs.state)
-                expert = np.clip(np.asarray(expert, np.float32), -1.0, 1.0)
-                q = policy.q_values(obs.image, task.goal_image, obs.state, np.vstack([expert, sweep]))
-                rows.setdefault(phase, []).append([q[0], q_cem, q[1:].max(), np.mean(q[1:] > q[0]), *action[:3], *expert[:3]])
-    finally:
-        world.close()
+    for task, obs, expert, phase in expert_steps(family, episodes, seed, policy.image_size):
+        policy.reseed(episode_seed(seed, family, task.index))
+        action, q_cem = policy.act(obs.image, task.goal_image, obs.state)
+        q = policy.q_values(obs.image, task.goal_image, obs.state, np.vstack([expert, sweep]))
+        rows.setdefault(phase, []).append([q[0], q_cem, q[1:].max(), np.mean(q[1:] > q[0]), *action[:3], *expert[:3]])
     out = {}
     for phase, r in rows.items():
         r = np.asarray(r, dtype=np.float64)

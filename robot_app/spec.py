@@ -152,6 +152,29 @@ class RobotState(NamedTuple):
 EE_HEIGHT_SCALE_M = 0.25  # height / 0.25 m: the workspace's heights land in about [0, 1]
 
 
+GRIPPER_CLOSED_ABOVE = 0.2  # measured gripper state (0 open .. 1 closed) above which it counts as closed; ~0.4 holding a cube
+GRIPPER_EMPTY_ABOVE = 0.7  # closed on nothing: ~0.95 (play store: 12,870 frames in 0.3-0.4, 16,450 in 0.9-1.0, ~200 between)
+
+
+def is_holding(gripper):
+    """True where the measured gripper state says the fingers are closed on an object (stopped half way)."""
+    return (gripper > GRIPPER_CLOSED_ABOVE) & (gripper < GRIPPER_EMPTY_ABOVE)
+
+
+def gripper_switches(gripper, action):
+    """(B,) bool: samples whose logged gripper command differs from the measured gripper state.
+
+    numpy arrays or torch tensors alike: gripper (B, P) proprio with the gripper first, action (B, 5).
+
+    Those are the moments a gripper closes on an object or lets it go: 1 logged step in 18 of
+    the play data, while copying the measured state predicts the command on 94% of steps. A
+    cloned policy can therefore fit the data by copying and never switch (measured by
+    `robot-app eval --expert`). Weighting these samples up is the keyframe remedy for such
+    copycat policies (Wen et al. 2021, "Keyframe-Focused Visual Imitation Learning").
+    """
+    return (action[:, 4] > 0) != (gripper[:, 0] > GRIPPER_CLOSED_ABOVE)
+
+
 def proprio_width(height_input: bool) -> int:
     """Width of a network's proprio input (the ONNX `gripper` input): the gripper, and the height."""
     return 2 if height_input else 1

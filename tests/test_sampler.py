@@ -122,3 +122,28 @@ def test_aligned_shift_crops_each_batch_like_a_single_shift_with_the_same_offset
     assert torch.equal(first, random_shift(images, pad=3, generator=torch.Generator().manual_seed(7)))
     assert torch.equal(second, random_shift(others, pad=3, generator=torch.Generator().manual_seed(7)))
     assert random_shift_aligned([images], pad=0)[0] is images
+
+
+def test_pre_grasp_transitions_are_those_before_the_hand_takes_or_lets_go_and_are_drawn_more_often(tmp_path):
+    from robot_app.store import write_store
+    from training.sampler import pre_grasp_rows
+
+    # episode A takes a cube at frame 5 and lets it go at frame 9; episode B starts holding
+    # (no change at its first frame) and lets go at frame 3, then closes on nothing (0.95).
+    grippers = [np.r_[[0.0] * 5, [0.35] * 4, [0.0] * 3], np.r_[[0.35] * 3, [0.95] * 9]]
+    write_store(tmp_path / "s", [{"images": np.zeros((12, 64, 64, 3), np.uint8), "actions": np.zeros((12, 5), np.float32),
+                                  "gripper": g.astype(np.float32), "timestamps": np.arange(12) * 0.1} for g in grippers])
+    store = Store.open(tmp_path / "s")
+    plain = GoalSampler(store, SamplerConfig(p_chain=0.0), seed=3)
+    near = pre_grasp_rows(store, plain.t_index, plain.t_last, steps=2)
+    assert plain.t_index[near].tolist() == [3, 4, 7, 8, 12 + 1, 12 + 2]
+
+    weighted = GoalSampler(store, SamplerConfig(p_chain=0.0, pre_grasp_steps=2, pre_grasp_weight=5.0), seed=3)
+    assert weighted.pre_grasp_fraction == pytest.approx(6 / 22)
+    drawn = np.isin(weighted.sample_indices(20000)["t"], plain.t_index[near]).mean()
+    assert drawn == pytest.approx(30 / 46, abs=0.02)  # 6 rows at weight 5 against 16 at weight 1
+    # weight 1 is the uniform sampler, draw for draw
+    same = GoalSampler(store, SamplerConfig(p_chain=0.0, pre_grasp_steps=2, pre_grasp_weight=1.0), seed=3)
+    np.testing.assert_array_equal(same.sample_indices(64)["t"], plain.sample_indices(64)["t"])
+    with pytest.raises(ValueError, match="pre_grasp"):
+        GoalSampler(store, SamplerConfig(pre_grasp_steps=2, pre_grasp_weight=0.0))

@@ -213,7 +213,8 @@ def test_gcbc_scorer_drives_cem_to_the_cloned_action(store_dir, tmp_path):
 
 
 def test_gcbc_switch_weight_counts_the_gripper_switches_more():
-    from training.gcbc import GCBC, GCBCConfig, gripper_switches
+    from robot_app.spec import gripper_switches
+    from training.gcbc import GCBC, GCBCConfig
 
     gripper = torch.tensor([[0.0], [0.0], [0.4], [1.0]])  # open, open, holding a cube, closed on nothing
     action = torch.zeros(4, 5)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_app.spec import ACTION_DIM
+from robot_app.spec import ACTION_DIM, gripper_switches
 from training.am import autocast
 from training.networks import NetworkConfig, StateGoalEncoder, gripper_feature, set_channels_last
 
@@ -32,21 +32,6 @@ class GCBCConfig:
     score_sigma: float = 0.25  # width of the exported closeness score, in normalised action units
     switch_weight: float = 1.0  # loss weight of the samples where the logged gripper command is a switch (see gripper_switches)
     action_bins: int = 0  # 0: regress the action (tanh, MSE); K >= 3: classify each action dimension into K bins (see BCPolicy)
-
-
-GRIPPER_CLOSED_ABOVE = 0.2  # measured gripper state (0 open .. 1 closed) above which it counts as closed; ~0.4 holding a cube
-
-
-def gripper_switches(gripper: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: samples whose logged gripper command differs from the measured gripper state.
-
-    Those are the moments a gripper closes on an object or lets it go: 1 logged step in 18 of
-    the play data, while copying the measured state predicts the command on 94% of steps. A
-    cloned policy can therefore fit the data by copying and never switch (measured by
-    `robot-app eval --expert`). Weighting these samples up is the keyframe remedy for such
-    copycat policies (Wen et al. 2021, "Keyframe-Focused Visual Imitation Learning").
-    """
-    return (action[:, 4] > 0) != (gripper[:, 0] > GRIPPER_CLOSED_ABOVE)
 
 
 class BCPolicy(nn.Module):

@@ -530,6 +530,9 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     rank_seed = c.seed + 1000 * dist.rank
     algo = build_algorithm(c, device)  # same seed on every process: identical initial replicas
     sampler = GoalSampler(store, effective_sampler(c), seed=rank_seed, height_input=c.network.height_input)
+    if sampler.row_cdf is not None and dist.main:
+        print(f"train: {100 * sampler.pre_grasp_fraction:.0f}% of transitions are at most {c.sampler.pre_grasp_steps} steps "
+              f"before a grasp or release, drawn {c.sampler.pre_grasp_weight:g}x as often", file=sys.stderr)
     aug = torch.Generator()
     aug.manual_seed(rank_seed + 2)
     if isinstance(algo, am.ActionableModels):

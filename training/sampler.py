@@ -12,6 +12,14 @@ land on t+1 about 30% of hindsight goals are positives), 50% at a geometric offs
 mean 5 steps (near goals, where the discounted value is informative), 30% uniform over
 the rest of the episode (far goals). With 25% chained goals that is ~22% positives a batch.
 
+Pre-grasp oversampling (off by default): transitions at most `pre_grasp_steps` before the
+gripper starts or stops holding an object (a grasp or a release, read from the measured
+gripper state) are drawn `pre_grasp_weight` times as often. Most play steps are reaches
+and random motion, where a hand above a cube with the goal higher up goes up; the steps
+before a grasp are where it must go down instead, and a cloned policy measured along the
+expert's path is split between the two there (bench/bc_along_expert.py). The keyframe
+weight gcbc.switch_weight covers the close command itself; this covers the way to it.
+
 Sampling uses one numpy Generator whose state is part of a checkpoint, so a resumed run
 draws exactly the batches the uninterrupted run would have drawn.
 """
@@ -22,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_app.spec import is_holding
 from robot_app.store import Store
 
 
@@ -32,6 +41,8 @@ class SamplerConfig:
     p_geometric: float = 0.5  # hindsight goals at j = t + Geometric(geometric_p), clipped to the episode's last frame
     geometric_p: float = 0.2  # per-step stop probability of that offset (mean offset 1/p = 5 steps)
     # the remaining 1 - p_next - p_geometric of hindsight goals are uniform over (t, last]
+    pre_grasp_steps: int = 0  # transitions at most this many steps before their episode's hand takes or lets go of an object...
+    pre_grasp_weight: float = 1.0  # ...are drawn this many times as often as the others (1: all transitions alike)
 
 
 @dataclass
@@ -60,10 +71,27 @@ def _check(config: SamplerConfig) -> None:
         raise ValueError(f"sampler.p_next + sampler.p_geometric = {config.p_next + config.p_geometric}: must be <= 1")
     if not 0.0 < config.geometric_p <= 1.0:
         raise ValueError(f"sampler.geometric_p={config.geometric_p}: must be in (0, 1]")
+    if config.pre_grasp_steps < 0 or config.pre_grasp_weight <= 0:
+        raise ValueError(f"sampler.pre_grasp_steps={config.pre_grasp_steps}, pre_grasp_weight={config.pre_grasp_weight}: "
+                         "need steps >= 0 and a weight > 0")
+
+
+def pre_grasp_rows(store: Store, t_index: np.ndarray, t_last: np.ndarray, steps: int) -> np.ndarray:
+    """(len(t_index),) bool: frame t + 1 .. min(t + steps, last) of t's episode starts or stops holding an object.
+
+    A change is frame i whose holding state differs from frame i - 1 of the same episode
+    (an episode that starts with an object in the hand has no change at its first frame).
+    """
+    holding = is_holding(np.asarray(store.gripper, np.float32))
+    change = np.zeros(len(holding), dtype=bool)
+    change[1:] = holding[1:] != holding[:-1]
+    change[store.episode_bounds()[:, 0]] = False
+    before = np.concatenate([[0], np.cumsum(change)])  # before[i]: changes at frames < i
+    return before[np.minimum(t_index + steps, t_last) + 1] - before[t_index + 1] > 0
 
 
 class GoalSampler:
-    """Uniform transitions (t < last of its episode) with relabelled goals."""
+    """Transitions (t < last of its episode), uniform or pre-grasp weighted, with relabelled goals."""
 
     def __init__(self, store: Store, config: SamplerConfig, seed: int = 0, height_input: bool = False):
         _check(config)
@@ -89,6 +117,12 @@ class GoalSampler:
         self.t_start = np.repeat(bounds[usable, 0], per_ep)
         self.t_last = np.repeat(bounds[usable, 1] - 1, per_ep)
         self.num_frames = len(store)
+        self.pre_grasp_fraction, self.row_cdf = 0.0, None  # None: rows are drawn uniformly
+        if config.pre_grasp_steps > 0 and config.pre_grasp_weight != 1.0:
+            near = pre_grasp_rows(store, self.t_index, self.t_last, config.pre_grasp_steps)
+            self.pre_grasp_fraction = float(near.mean())
+            weight = np.where(near, config.pre_grasp_weight, 1.0)
+            self.row_cdf = np.cumsum(weight) / weight.sum()
 
     def __len__(self) -> int:
         return len(self.t_index)
@@ -102,7 +136,10 @@ class GoalSampler:
     def sample_indices(self, batch: int) -> dict[str, np.ndarray]:
         """Draw transitions and goals as store indices (no image reads): t, goal, success, chained."""
         cfg, rng = self.config, self.rng
-        row = rng.integers(0, len(self.t_index), size=batch)
+        if self.row_cdf is None:
+            row = rng.integers(0, len(self.t_index), size=batch)
+        else:
+            row = np.minimum(np.searchsorted(self.row_cdf, rng.random(batch), side="right"), len(self.t_index) - 1)
         t, start, last = self.t_index[row], self.t_start[row], self.t_last[row]
         # hindsight: every option drawn for every row so the RNG use never depends on the mix
         mode = rng.random(batch)
