@@ -105,6 +105,17 @@ def stores(tmp_path_factory):
     return {"root": root, "play": play, "task": task, "pretrained": root / "pretrained"}
 
 
+@pytest.fixture(scope="module")
+def gcbc_run(stores):
+    """A tiny goal-conditioned BC run on the same play store (debug sizes)."""
+    from training import runner
+
+    config = runner.resolve_config(algo="gcbc", debug=True, steps=2, data=str(stores["play"]),
+                                   overrides=["num_threads=1", "checkpoint_every=2", "precision=fp32"])
+    runner.train(config, stores["root"] / "gcbc", progress=False)
+    return stores["root"] / "gcbc"
+
+
 def test_shared_data_takes_reward_zero_and_terminals_without_success_target_zero(stores):
     from training import runner
     from training.finetune import TaskBatches, TaskQ, _to_torch, task_goal_image, task_transitions
@@ -211,17 +222,13 @@ def test_exported_task_model_runs_in_the_policy_runtime_with_its_goal(stores, tm
         Policy.load(card_path)
 
 
-def test_finetune_from_a_gcbc_run_takes_its_trunk_and_exports_as_a_task_q(stores, tmp_path):
+def test_finetune_from_a_gcbc_run_takes_its_trunk_and_exports_as_a_task_q(stores, gcbc_run, tmp_path):
     """A cloned policy has no Q-function: its image trunk starts every Q-network, the heads start fresh,
     and the fine-tuned run is an AM task Q that exports and runs like any other."""
     from robot_app.policy import Policy
-    from training import runner
     from training.finetune import base_train_config, build, export_finetuned, resolve_config, run_train_config
 
-    config = runner.resolve_config(algo="gcbc", debug=True, steps=2, data=str(stores["play"]),
-                                   overrides=["num_threads=1", "checkpoint_every=2", "precision=fp32"])
-    runner.train(config, tmp_path / "gcbc", progress=False)
-    ft = resolve_config(mode="pretrained", pretrained=str(tmp_path / "gcbc"), data=str(stores["task"]))
+    ft = resolve_config(mode="pretrained", pretrained=str(gcbc_run), data=str(stores["task"]))
     base, checkpoint = base_train_config(ft)
     run = run_train_config(ft, base)
     assert base.algo == "gcbc" and run.algo == "am"
@@ -230,13 +237,52 @@ def test_finetune_from_a_gcbc_run_takes_its_trunk_and_exports_as_a_task_q(stores
     for name, q in algo.modules().items():
         for key, value in q.encoder.state_dict().items():
             assert torch.equal(value, cloned[f"encoder.{key}"]), (name, key)
-    fresh = build(resolve_config(mode="scratch", pretrained=str(tmp_path / "gcbc"), data=str(stores["task"])), run, None,
+    fresh = build(resolve_config(mode="scratch", pretrained=str(gcbc_run), data=str(stores["task"])), run, None,
                   torch.device("cpu"))
     assert not torch.equal(next(fresh.q1.encoder.parameters()), next(algo.q1.encoder.parameters()))  # scratch: not the trunk
 
-    assert _finetune(stores, tmp_path / "ft", "--mode", "pretrained", "--from", str(tmp_path / "gcbc")) == 0
+    assert _finetune(stores, tmp_path / "ft", "--mode", "pretrained", "--from", str(gcbc_run)) == 0
     onnx_path, card_path, _ = export_finetuned(tmp_path / "ft", tmp_path / "task.onnx")
     policy = Policy.load(onnx_path)
     assert policy.card.algo == "am-finetune-pretrained" and policy.task_goal is not None
     image = np.zeros((64, 64, 3), np.uint8)
     assert policy.act(image, policy.task_goal, 0.0)[0].shape == (5,)
+
+
+def test_bc_mode_clones_the_successes_from_the_gcbc_policy_and_exports_a_cloned_task_model(stores, gcbc_run, tmp_path, capsys):
+    from robot_app.policy import Policy
+    from training.finetune import (
+        TaskBatches,
+        base_train_config,
+        build_bc,
+        episode_labels,
+        export_finetuned,
+        resolve_config,
+        run_train_config,
+        task_goal_image,
+        task_transitions,
+    )
+
+    ft = resolve_config(mode="bc", pretrained=str(gcbc_run), data=str(stores["task"]))
+    base, checkpoint = base_train_config(ft)
+    algo = build_bc(ft, run_train_config(ft, base), checkpoint, torch.device("cpu"))
+    for key, value in algo.policy.state_dict().items():  # the whole cloned policy, head included
+        assert torch.equal(value, checkpoint["algorithm"]["policy"][key]), key
+
+    task_store = Store.open(stores["task"])
+    goal, _ = task_goal_image(task_store)
+    batch, _ = TaskBatches(task_transitions(task_store), goal, None, seed=0).success_batch(200)
+    successful = np.flatnonzero(episode_labels(task_store))
+    assert np.isin(task_store.episode[batch.t], successful).all()  # only the successes are cloned
+    assert len(np.unique(task_store.episode[batch.t])) == len(successful) and (batch.goal == goal).all()
+
+    assert _finetune(stores, tmp_path / "bc", "--mode", "bc", "--from", str(gcbc_run)) == 0
+    assert "loss_bc" in (tmp_path / "bc" / "metrics.csv").read_text().splitlines()[0]
+    onnx_path, _, _ = export_finetuned(tmp_path / "bc", tmp_path / "task_bc.onnx")
+    policy = Policy.load(onnx_path)
+    assert policy.card.algo == "gcbc-finetune-bc" and not policy.card.q_means_reached  # never stopped as "reached"
+    assert policy.card.task == "grasp-heldout" and policy.task_goal is not None
+    assert policy.act(np.zeros((64, 64, 3), np.uint8), policy.task_goal, 0.0)[0].shape == (5,)
+
+    assert _finetune(stores, tmp_path / "bad", "--mode", "bc", "--from", str(stores["pretrained"])) == 2
+    assert "GCBC run" in capsys.readouterr().err

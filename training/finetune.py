@@ -37,6 +37,13 @@ Modes (same data, steps and hyperparameters; only the start and the batches diff
               each update draws candidate transitions from it and shares those whose
               conservative task Q is at least the `share_percentile`-th percentile of the
               task batch's Q; shared transitions take reward 0 and are never terminal.
+  bc          filtered behaviour cloning from a GCBC run's whole policy: regress the
+              actions of the successful episodes, the goal input fed the task's goal
+              image. No Q-function; the export is a cloned policy (its card's q is not a
+              success probability). Why it is here: measured at 50 episodes it is the
+              mode that grasps the held-out object most (BENCHMARKS.md, session 10):
+              the pretrained policy already brings the hand over an unseen object, and
+              the successes only have to teach the last centimetres.
 
 Why the 90th percentile by default: the play data never contain the held-out object, so
 most of it is irrelevant to the task, and reward-0 sharing of an irrelevant transition is
@@ -62,15 +69,16 @@ from robot_app.store import Store
 from training import runner
 from training.am import ActionableModels, autocast
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
+from training.gcbc import GCBC
 from training.runner import TrainConfig, window_row
 from training.sampler import GoalSampler, SamplerConfig
 
-MODES = ("scratch", "pretrained", "cds")
+MODES = ("scratch", "pretrained", "cds", "bc")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    mode: str = "pretrained"  # scratch | pretrained | cds (see module docstring)
+    mode: str = "pretrained"  # scratch | pretrained | cds | bc (see module docstring)
     task: str = "grasp-heldout"  # task name written into the model card
     pretrained: str = ""  # goal-conditioned run (--from); scratch takes only its network and hyperparameters
     data: str = ""  # labelled task store (`robot-app dataset build` of `collect --task ...` bags)
@@ -79,7 +87,7 @@ class FinetuneConfig:
     batch_size: int = 64  # labelled task transitions per update
     share_batch_size: int = 64  # unlabelled candidate transitions per update (cds only)
     share_percentile: float = 90.0  # share a candidate whose task Q >= this percentile of the task batch's Q
-    lr: float = 0.0  # Adam learning rate; 0 = the pretrained run's am.lr
+    lr: float = 0.0  # Adam learning rate; 0 = the pretrained run's am.lr (gcbc.lr for mode bc)
     gamma: float = 0.97  # discount per step (see module docstring); 0 = the pretrained run's am.gamma
     return_floor: bool = True  # y >= gamma^(k-1) on a success k logged steps away (training/am.py; why: module docstring)
     neg_keep_gripper: bool = False  # artificial negatives keep the logged gripper command (training/am.py)
@@ -251,6 +259,11 @@ class TaskBatches:
     def task_batch(self, size: int):
         return self.task_rows(self.rng.integers(0, len(self.task), size=size))
 
+    def success_batch(self, size: int):
+        """Transitions of the successful episodes only (filtered behaviour cloning's data)."""
+        rows = np.flatnonzero(self.task.steps_to_success > 0)  # every transition of a successful episode
+        return self.task_rows(rows[self.rng.integers(0, len(rows), size=size)])
+
     def task_rows(self, rows: np.ndarray):
         """The task transitions at `rows` (indices into self.task) with their rewards and the task goal."""
         task = self.task
@@ -290,14 +303,20 @@ def base_train_config(config: FinetuneConfig, debug: bool = False) -> tuple[Trai
 
 
 def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
-    """What the fine-tuned run records as its TrainConfig: the base's network and AM settings on the task data."""
+    """What the fine-tuned run records as its TrainConfig: the base's network and AM (or GCBC) settings on the task data."""
+    run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
+                  device=config.device, num_threads=config.num_threads, log_every=config.log_every,
+                  checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0)
+    if config.mode == "bc":
+        if base.algo != "gcbc":
+            raise ConfigError(f"mode=bc clones from a GCBC run's policy; {config.pretrained} is an {base.algo!r} run "
+                              "(train one with robot-app train --algo gcbc, or pick another mode)")
+        return replace(run, gcbc=replace(base.gcbc, lr=config.lr) if config.lr > 0 else base.gcbc)
     am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
     am = replace(am, gamma=config.gamma) if config.gamma > 0 else am
     am = replace(am, return_floor=config.return_floor, neg_keep_gripper=config.neg_keep_gripper)
     algo = "am" if base.algo == "gcbc" else base.algo  # the task Q is AM's, whatever trunk it started from
-    return replace(base, algo=algo, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
-                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
-                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0, am=am)
+    return replace(run, algo=algo, am=am)
 
 
 def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, device: torch.device) -> TaskQ:
@@ -321,6 +340,13 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
         else:
             for name, module in algo.modules().items():
                 module.load_state_dict(state[name])
+    return algo
+
+
+def build_bc(config: FinetuneConfig, run: TrainConfig, checkpoint: dict, device: torch.device) -> GCBC:
+    """Mode bc: the GCBC run's whole policy, with a fresh Adam (pretraining's moments describe another loss)."""
+    algo = GCBC(run.gcbc, run.network, device, seed=config.seed, precision=run.precision, channels_last=run.channels_last)
+    algo.policy.load_state_dict(checkpoint["algorithm"]["policy"])
     return algo
 
 
@@ -350,8 +376,11 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     if config.mode == "cds":
         share_store = _open(config.share_data, base.network.image_size, "shared data")
         shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed, height_input=height)
-    algo = build(config, train_config, checkpoint, device)
-    algo.generator.manual_seed(config.seed + 1)
+    if config.mode == "bc":
+        algo, step_fn = build_bc(config, train_config, checkpoint, device), update_bc
+    else:
+        algo, step_fn = build(config, train_config, checkpoint, device), update
+        algo.generator.manual_seed(config.seed + 1)
     batches = TaskBatches(task, goal, shared, seed=config.seed)
     aug = torch.Generator()
     aug.manual_seed(config.seed + 2)
@@ -366,13 +395,13 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     bar = tqdm(total=config.steps, desc=f"finetune {config.mode}", unit="upd", disable=not progress, dynamic_ncols=True)
     window, tick, started, last = [], time.perf_counter(), time.perf_counter(), None
     for step in range(1, config.steps + 1):
-        window.append(update(algo, batches, config, device, base.augment_pad, aug, base.augment_aligned))
+        window.append(step_fn(algo, batches, config, device, base.augment_pad, aug, base.augment_aligned))
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
             row, tick = window_row(step, window, tick, started)
             window = []
             log.write(row)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "q_data", "shared")})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_bc", "q_data", "shared")})
         if step % config.checkpoint_every == 0 or step == config.steps:
             last = _checkpoint(run_dir, step, algo, train_config, store, info)
     bar.close()
@@ -395,7 +424,13 @@ def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pa
     return metrics
 
 
-def _checkpoint(run_dir: Path, step: int, algo: TaskQ, train_config: TrainConfig, store: Store, info: dict) -> Path:
+def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
+              aligned: bool = False) -> dict[str, torch.Tensor]:
+    """One behaviour-cloning update on transitions of the successful task episodes."""
+    return algo.update(_to_torch(batches.success_batch(config.batch_size), device, pad, aug, aligned))
+
+
+def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:
     """The runner's checkpoint format (load_run, export_run read it) plus a "finetune" record."""
     payload = {
         "format": runner.CHECKPOINT_FORMAT,
