@@ -13,7 +13,6 @@ One JSON per label in bench/results/bc_along_expert/, and the table printed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from q_along_expert import expert_steps  # noqa: E402
+from q_along_expert import expert_steps, parse_args  # noqa: E402
 
 from robot_app.spec import proprio_vector  # noqa: E402
 
@@ -77,12 +76,7 @@ def main() -> int:
 
     from training.runner import load_run
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", action="append", required=True, metavar="LABEL=RUN@STEP", help="a GCBC run and checkpoint")
-    parser.add_argument("--family", default="grasp")
-    parser.add_argument("--episodes", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parse_args(__doc__, "LABEL=RUN@STEP", "a GCBC run and checkpoint", episodes=8)
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     for spec in args.policy:

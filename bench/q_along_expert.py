@@ -73,13 +73,18 @@ def table(label: str, phases: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", action="append", required=True, metavar="LABEL=MODEL", help="an exported model")
+def parse_args(doc: str, metavar: str, policy_help: str, episodes: int) -> argparse.Namespace:
+    """The options of a bench that reads policies along the expert's path (this one and bc_along_expert.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--policy", action="append", required=True, metavar=metavar, help=policy_help)
     parser.add_argument("--family", default="grasp")
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=episodes)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args(__doc__, "LABEL=MODEL", "an exported model", episodes=10)
     OUT.mkdir(parents=True, exist_ok=True)
     for spec in args.policy:
         label, _, model = spec.partition("=")
