@@ -19,6 +19,8 @@ and random motion, where a hand above a cube with the goal higher up goes up; th
 before a grasp are where it must go down instead, and a cloned policy measured along the
 expert's path is split between the two there (bench/bc_along_expert.py). The keyframe
 weight gcbc.switch_weight covers the close command itself; this covers the way to it.
+"Holding" is robot_app.spec.is_holding: fingers stopped between closed-on-nothing and open,
+thresholds measured on the sim's Panda; a real gripper's state may need its own.
 
 Sampling uses one numpy Generator whose state is part of a checkpoint, so a resumed run
 draws exactly the batches the uninterrupted run would have drawn.
