@@ -38,7 +38,8 @@ def predictions(policy, image: np.ndarray, goal: np.ndarray, state) -> list[floa
 
     inputs = tensor(image), tensor(goal), tensor(proprio_vector(state, policy.config.height_input))
     with torch.no_grad():
-        raw, action = policy.raw(*inputs), policy(*inputs)[0].numpy()
+        raw = policy.raw(*inputs)
+        action = policy.action_of(raw)[0].numpy()
     if not policy.action_bins:
         return [action[2], *[np.nan] * 3, action[4], np.nan]
     values = policy.bin_values.numpy()

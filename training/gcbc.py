@@ -75,8 +75,11 @@ class BCPolicy(nn.Module):
         return out.reshape(-1, ACTION_DIM, self.action_bins) if self.action_bins else out
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
-        out = self.raw(image, goal, gripper)
-        return self.bin_values[out.argmax(dim=-1)] if self.action_bins else out
+        return self.action_of(self.raw(image, goal, gripper))
+
+    def action_of(self, raw: torch.Tensor) -> torch.Tensor:
+        """(B, 5) action from the head's output: itself, or with bins the most likely bin's value."""
+        return self.bin_values[raw.argmax(dim=-1)] if self.action_bins else raw
 
     def per_sample_loss(self, raw: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """(B,) loss against the logged action: squared error, or cross-entropy of its nearest bin, averaged over dimensions."""
