@@ -39,35 +39,48 @@ import torch  # noqa: E402
 from common import write_report  # noqa: E402
 
 from robot_app.store import Store  # noqa: E402
-from training.runner import TrainConfig, build_algorithm, effective_sampler, to_torch  # noqa: E402
+from training.runner import TrainConfig, build_algorithm, effective_sampler, make_update, to_torch  # noqa: E402
 from training.sampler import GoalSampler, make_synthetic_store  # noqa: E402
 
+HOST = {"data_on_device": False, "cuda_graph": False}
+FAST = {"precision": "bf16", "channels_last": True, "optimizer_foreach": True}
 SETUPS = {
-    "plain_fp32_nchw": {"precision": "fp32", "channels_last": False, "optimizer_foreach": False},
-    "optimised_bf16_channels_last": {"precision": "bf16", "channels_last": True, "optimizer_foreach": True},
+    "plain_fp32_nchw": {"precision": "fp32", "channels_last": False, "optimizer_foreach": False, **HOST},
+    "optimised_bf16_channels_last": {**FAST, **HOST},
+}
+# On a GPU two more, each adding one step of training/device_step.py to the optimised maths:
+# the store in GPU memory (batches gathered there), then one CUDA graph replay per update.
+GPU_SETUPS = {
+    "optimised_data_on_gpu": {**FAST, "data_on_device": True, "cuda_graph": False},
+    "optimised_data_on_gpu_cuda_graph": {**FAST, "data_on_device": True, "cuda_graph": True},
 }
 
 
 class Trainer:
     """One configuration's algorithm, sampler and augmentation generator."""
 
-    def __init__(self, config: TrainConfig, store: Store):
-        self.config = config
-        self.algo = build_algorithm(config, torch.device("cpu"))
+    def __init__(self, config: TrainConfig, store: Store, device: torch.device):
+        self.config, self.device = config, device
+        self.algo = build_algorithm(config, device)
         self.sampler = GoalSampler(store, effective_sampler(config), seed=config.seed)
         self.aug = torch.Generator().manual_seed(config.seed + 2)
+        self.step = make_update(config, self.algo, store, self.sampler, self.aug, device, config.batch_size, distributed=False)
 
     def batch(self):
-        return to_torch(self.sampler.sample(self.config.batch_size), torch.device("cpu"), self.config.augment_pad, self.aug)
-
-    def step(self) -> dict:
-        return self.algo.update(self.batch())
+        return to_torch(self.sampler.sample(self.config.batch_size), self.device, self.config.augment_pad, self.aug)
 
     def window(self, updates: int) -> float:
+        """Updates/s over `updates` steps, up to the GPU having finished them."""
+        self.sync()
         start = time.perf_counter()
         for _ in range(updates):
             self.step()
+        self.sync()
         return updates / (time.perf_counter() - start)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def split(self, repeats: int = 3) -> dict:
         """Median milliseconds of the update's parts: sampling+augmentation, TD target (CEM), whole update."""
@@ -90,11 +103,12 @@ class Trainer:
         return {k: round(statistics.median(v), 1) for k, v in times.items()}
 
 
-def speed(args, store: Store) -> dict:
+def speed(args, store: Store, device: torch.device) -> dict:
     base = TrainConfig(batch_size=args.batch, seed=0)
-    trainers = {name: Trainer(replace(base, **setup), store) for name, setup in SETUPS.items()}
-    for trainer in trainers.values():  # warm-up: allocator, oneDNN primitive caches
-        for _ in range(2):
+    setups = {**SETUPS, **(GPU_SETUPS if device.type == "cuda" else {})}
+    trainers = {name: Trainer(replace(base, **setup), store, device) for name, setup in setups.items()}
+    for trainer in trainers.values():  # warm-up: allocator, oneDNN/cuDNN caches, graph capture
+        for _ in range(args.warmup):
             trainer.step()
     windows: dict[str, list[float]] = {name: [] for name in trainers}
     cpu: dict[str, list[float]] = {name: [] for name in trainers}
@@ -108,12 +122,15 @@ def speed(args, store: Store) -> dict:
     out = {}
     for name, trainer in trainers.items():
         out[name] = {
-            **SETUPS[name],
+            **setups[name],
             "updates_per_s_median": round(statistics.median(windows[name]), 3),
             "updates_per_s_windows": [round(v, 3) for v in windows[name]],
-            "cpu_s_per_update_median": round(statistics.median(cpu[name]), 3),
-            "split_ms": trainer.split(),
+            "cpu_s_per_update_median": round(statistics.median(cpu[name]), 5),
         }
+        if device.type == "cpu":
+            out[name]["split_ms"] = trainer.split()
+        else:
+            out[name]["cuda_graph_engaged"] = bool(getattr(trainer.step, "graphed", False))
     return out
 
 
@@ -123,7 +140,7 @@ def quality(args, tmp: Path) -> dict:
     base = TrainConfig(batch_size=64, seed=0, am=replace(TrainConfig().am, lr=1e-3))
     result = {}
     for name, setup in SETUPS.items():
-        trainer = Trainer(replace(base, **setup), store)
+        trainer = Trainer(replace(base, **setup), store, torch.device("cpu"))
         first, last = [], []
         for i in range(args.quality):
             m = {k: float(v) for k, v in trainer.step().items()}
@@ -142,8 +159,15 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=2, help="updates per timed window")
     parser.add_argument("--threads", default="2,1", help="torch thread counts to measure, comma-separated")
     parser.add_argument("--quality", type=int, default=0, help="updates of the bf16-vs-fp32 learning check (0 = skip)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
+    parser.add_argument("--warmup", type=int, default=2, help="untimed updates per configuration first (GPU: >= 4, past graph capture)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--data", default="", help="a real store to sample from (default: a synthetic one of --episodes x 50 steps)")
+    parser.add_argument("--episodes", type=int, default=40, help="synthetic store size (a GPU gather from a store that fits in L2 would flatter it)")
+    parser.add_argument("--out", default="")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as robot-app train sets it
+    args.out = args.out or str(ROOT / "bench" / "results" / ("train_speed.json" if args.device == "cpu" else "train_speed_gpu.json"))
     report = {
         "benchmark": "train_speed",
         "what": "full AM update (CEM targets 64x2 on target net, clipped double Q, 4 negatives of 16, random shift)",
@@ -155,14 +179,16 @@ def main() -> int:
         "cpu": platform.processor() or platform.machine(),
         "cores_visible": len(os.sched_getaffinity(0)),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(make_synthetic_store(Path(tmp) / "store", episodes=40, steps=50))
+        store = Store.open(args.data or make_synthetic_store(Path(tmp) / "store", episodes=args.episodes, steps=50))
+        report.update(data=args.data or f"synthetic, {args.episodes} episodes x 50 steps", store_frames=len(store))
         for threads in [int(t) for t in args.threads.split(",")]:
             torch.set_num_threads(threads)
             print(f"== {threads} thread(s)", flush=True)
-            results = speed(args, store)
-            plain, fast = (results[name]["updates_per_s_median"] for name in SETUPS)
+            results = speed(args, store, device)
+            plain, fast = results["plain_fp32_nchw"]["updates_per_s_median"], max(r["updates_per_s_median"] for r in results.values())
             cpu_plain, cpu_fast = (results[name]["cpu_s_per_update_median"] for name in SETUPS)
             report["by_threads"][str(threads)] = {
                 "results": results,

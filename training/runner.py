@@ -43,6 +43,7 @@ from training.am import AMConfig
 from training.augment import random_shift, random_shift_aligned
 from training.cem import cem_maximize_torch
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
+from training.device_step import IMAGE_KEYS, DeviceFeed, DeviceStep
 from training.gcbc import GCBCConfig
 from training.networks import NetworkConfig, QNetwork
 from training.sampler import GoalSampler, SamplerConfig
@@ -81,6 +82,8 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 (autocast on convs and matmuls; losses in fp32)
     channels_last: bool = True  # conv memory layout; false = plain NCHW (the speed benchmark's baseline)
     optimizer_foreach: bool = True  # Adam updates all tensors per op (same maths; torch's CPU default loops per tensor)
+    data_on_device: bool = True  # on a GPU: the store is copied to GPU memory once and batches gathered there (training/device_step.py)
+    cuda_graph: bool = True  # on a GPU with data_on_device, single process: each update replays one captured CUDA graph
     augment_pad: int = 4  # random shift of current, next and goal images by up to this many pixels; 0 = off
     augment_aligned: bool = False  # one shift per sample for all its images; measured worse for AM (BENCHMARKS.md)
     log_every: int = 100  # updates between metrics.csv rows
@@ -278,9 +281,6 @@ def open_store(c: TrainConfig) -> Store:
     return store
 
 
-IMAGE_KEYS = ("image", "next_image", "goal")
-
-
 def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None,
              aligned: bool = False) -> dict[str, torch.Tensor]:
     """A sampler Batch as tensors on the device, images randomly shifted when pad > 0.
@@ -295,6 +295,16 @@ def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generat
     else:
         out.update({k: random_shift(out[k], pad, generator) for k in IMAGE_KEYS})
     return out
+
+
+def make_update(c: TrainConfig, algo, store: Store, sampler: GoalSampler, aug: torch.Generator, device: torch.device,
+                batch: int, distributed: bool):
+    """update() -> metrics of one training step on a fresh batch: on a GPU from the store in GPU memory
+    (one CUDA graph replay a step when c.cuda_graph), otherwise sampled on the host and copied over."""
+    if device.type == "cuda" and c.data_on_device:
+        feed = DeviceFeed(store, device, c.augment_pad, c.augment_aligned, c.network.height_input)
+        return DeviceStep(algo, feed, sampler, aug, batch, graph=c.cuda_graph and not distributed)
+    return lambda: algo.update(to_torch(sampler.sample(batch), device, c.augment_pad, aug, c.augment_aligned))
 
 
 # ---------------------------------------------------------------- checkpoints, metrics, plots
@@ -513,6 +523,7 @@ def train(c: TrainConfig, run_dir: str | os.PathLike, resume: bool = False, prog
 def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Distributed) -> Path:
     device = pick_device(c, dist.local_rank)
     set_threads(c, dist.local_world_size)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes every step: let cuDNN time its conv algorithms once
     if c.batch_size % dist.world_size:
         raise ConfigError(f"batch_size={c.batch_size} does not split over {dist.world_size} processes")
     c = replace(c, data=str(Path(c.data).resolve()) if c.data else c.data)
@@ -556,12 +567,12 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     window: list[dict] = []
     from tqdm import tqdm
 
+    update = make_update(c, algo, store, sampler, aug, device, per_rank, distributed=dist.world_size > 1)
     bar = tqdm(total=c.steps, initial=step, desc=f"train {c.algo}", unit="upd", disable=not (progress and dist.main), dynamic_ncols=True)
     tick, started = time.perf_counter(), time.perf_counter()
     with GracefulStop(enabled=dist.world_size == 1) as stop:
         while step < c.steps:
-            batch = to_torch(sampler.sample(per_rank), device, c.augment_pad, aug, c.augment_aligned)
-            window.append(algo.update(batch))
+            window.append(update())
             step += 1
             bar.update(1)
             if step % c.log_every == 0 or step == c.steps:

@@ -1,0 +1,160 @@
+"""Training steps that stay on the GPU: the store in GPU memory, each update one CUDA graph replay.
+
+Why: on a GPU the update itself is cheap (a batch of 256 64x64 frames is a few tens of
+GFLOP), so the host path spends its time elsewhere. It copies three images a sample out of
+the memory-mapped store and over PCIe (about 9 MB a batch), and launches several hundred
+small kernels one by one from Python (the CEM target alone is a dozen per iteration),
+each launch costing more than the kernel runs. Here the store's frames, proprio and
+actions are copied to the GPU once (a 1000-episode 64x64 store is 0.6 GB), the host only
+draws indices, and the whole gather + random shift + update is captured once as a CUDA
+graph and replayed each step: one launch instead of hundreds.
+
+What stays the same as the host path, by construction: the indices come from the same
+GoalSampler (its numpy RNG, in the checkpoint) and the shift offsets from the same CPU
+torch generator, drawn in the same order as `runner.to_torch` draws them, so both paths
+train on the same batches and resume the same way; `shift_torch` is the same crop as the
+CPU one (tests/test_train.py compares the two feeds batch for batch).
+
+Graph capture needs the optimizer's step counters on the GPU (Adam's `capturable`), static
+input and output tensors, and randomness from generators the graph knows about: the
+algorithm's CUDA generator is registered with the graph, so every replay advances it as
+the eager update would. If capture fails (an older torch, an op that cannot be captured),
+the step says why once and continues eagerly, still with the data on the GPU.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from robot_app.store import Store
+from training.augment import shift_torch
+from training.sampler import GoalSampler
+
+INDEX_ROWS = ("t", "goal", "steps", "success", "chained")
+IMAGE_KEYS = ("image", "next_image", "goal")
+
+
+def copy_to(array: np.ndarray, device: torch.device, chunk_rows: int = 16384) -> torch.Tensor:
+    """A (memory-mapped) array as a tensor on the device, read in chunks: never a second whole copy in host memory."""
+    out = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype, device=device)
+    for start in range(0, len(array), chunk_rows):
+        out[start : start + chunk_rows].copy_(torch.from_numpy(np.array(array[start : start + chunk_rows])))
+    return out
+
+
+class DeviceFeed:
+    """The store's arrays as tensors on one device; a batch is gathered there from packed indices."""
+
+    def __init__(self, store: Store, device: torch.device, pad: int, aligned: bool, height_input: bool):
+        rows = np.arange(len(store))
+        self.device, self.pad, self.aligned = device, int(pad), bool(aligned)
+        self.images = copy_to(store.images, device)
+        self.proprio = copy_to(store.proprio(rows, height_input), device)
+        self.actions = copy_to(np.asarray(store.actions, dtype=np.float32), device)
+        self.shift_draws = 0 if self.pad <= 0 else 1 if self.aligned else len(IMAGE_KEYS)
+
+    def draw(self, sampler: GoalSampler, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """(rows, B) int64 on the CPU: sampled indices, then the shift offsets.
+
+        The offsets are drawn exactly as runner.to_torch draws them (one (B, 2) draw per
+        image, or one for all when aligned), so the batches match the host path's.
+        """
+        idx = sampler.sample_indices(batch)
+        packed = [torch.from_numpy(np.asarray(idx[name], dtype=np.int64)) for name in INDEX_ROWS]
+        for _ in range(self.shift_draws):
+            offsets = torch.randint(0, 2 * self.pad + 1, (batch, 2), generator=generator)
+            packed += [offsets[:, 0], offsets[:, 1]]
+        return torch.stack(packed)
+
+    def gather(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch dict the algorithms take (runner.to_torch's keys and dtypes), from draw()'s output on this device."""
+        t, goal, steps, success, chained = packed[: len(INDEX_ROWS)]
+        nxt = t + 1
+        batch = {
+            "image": self.images[t], "next_image": self.images[nxt], "goal": self.images[goal],
+            "gripper": self.proprio[t], "next_gripper": self.proprio[nxt], "action": self.actions[t],
+            "success": success.bool(), "chained": chained.bool(), "steps_to_goal": steps,
+        }
+        for i, key in enumerate(IMAGE_KEYS):
+            if self.shift_draws:
+                row = len(INDEX_ROWS) + 2 * (0 if self.aligned else i)
+                batch[key] = shift_torch(batch[key], packed[row : row + 2].T, self.pad)
+        return batch
+
+
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Adam's step counters on the GPU, so optimizer.step() can be captured (also after a resume)."""
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+    for state in optimizer.state.values():
+        if "step" in state and torch.is_tensor(state["step"]):
+            state["step"] = state["step"].to(device, torch.float32)
+
+
+class DeviceStep:
+    """One training update per call, data gathered on the GPU; after `warmup` eager updates, a CUDA graph replay."""
+
+    def __init__(self, algo, feed: DeviceFeed, sampler: GoalSampler, generator: torch.Generator, batch: int,
+                 graph: bool = True, warmup: int = 3):
+        self.algo, self.feed, self.sampler, self.generator, self.batch = algo, feed, sampler, generator, batch
+        self.use_graph = graph and feed.device.type == "cuda"
+        self.warmup, self.eager_done = warmup, 0
+        self.graph = self.static_in = self.static_out = None
+        self.keys: list[str] = []
+        if self.use_graph:
+            make_capturable(algo.optimizer, feed.device)
+            self.side = torch.cuda.Stream(feed.device)
+
+    @property
+    def graphed(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        packed = self.feed.draw(self.sampler, self.batch, self.generator)
+        if not self.use_graph:
+            return self.algo.update(self.feed.gather(packed.to(self.feed.device)))
+        if self.graph is None and self.eager_done < self.warmup:
+            return self._warm_update(packed)
+        if self.graph is None:
+            return self._capture_and_run(packed)
+        self.static_in.copy_(packed)  # stream-ordered: after the last replay has read it
+        self.graph.replay()
+        return self._metrics()
+
+    def _warm_update(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eager updates on a side stream before capture (cuBLAS/cuDNN workspaces, the optimizer's state)."""
+        self.eager_done += 1
+        current = torch.cuda.current_stream(self.feed.device)
+        self.side.wait_stream(current)
+        with torch.cuda.stream(self.side):
+            metrics = self.algo.update(self.feed.gather(packed.to(self.feed.device)))
+        current.wait_stream(self.side)
+        return metrics
+
+    def _capture_and_run(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.static_in = packed.to(self.feed.device)
+        graph = torch.cuda.CUDAGraph()
+        generator = getattr(self.algo, "generator", None)
+        try:
+            if generator is not None and generator.device.type == "cuda":
+                graph.register_generator_state(generator)
+            with torch.cuda.graph(graph):
+                metrics = self.algo.update(self.feed.gather(self.static_in))
+                self.keys = list(metrics)
+                self.static_out = torch.stack([metrics[k].float() for k in self.keys])
+        except Exception as error:  # noqa: BLE001 - any capture failure: say so once, keep training eagerly
+            print(f"train: CUDA graph capture failed ({type(error).__name__}: {error}); continuing without graphs",
+                  file=sys.stderr)
+            torch.cuda.synchronize(self.feed.device)
+            self.use_graph = False
+            return self.algo.update(self.feed.gather(self.static_in))
+        self.graph = graph
+        graph.replay()  # capture records the update without running it
+        return self._metrics()
+
+    def _metrics(self) -> dict[str, torch.Tensor]:
+        """This step's metrics, copied out of the graph's output buffer before the next replay overwrites it."""
+        return dict(zip(self.keys, self.static_out.clone().unbind(), strict=True))
