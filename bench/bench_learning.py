@@ -15,6 +15,11 @@ says more than the interval. It is written as markdown (summary.md) and as a bar
 
     .venv/bin/python bench/bench_learning.py --seeds 0,1,2 [--steps 3000] [--episodes 20]
     .venv/bin/python bench/bench_learning.py --table-only
+    .venv/bin/python bench/bench_learning.py --table-only --results bench/results/learning_gpu10k
+
+`--results DIR` rebuilds the table of evals made elsewhere, e.g. of runs trained on the GPU
+machine (session 12: 10000 updates a run, exported there, evaluated here); its picture goes
+to docs/img/DIRNAME.png.
 """
 
 from __future__ import annotations
@@ -69,9 +74,9 @@ def run_cell(algo: str, seed: int, args) -> Path:
     return result
 
 
-def load_cells() -> dict[tuple[str, int], dict]:
+def load_cells(results: Path = OUT) -> dict[tuple[str, int], dict]:
     cells = {}
-    for path in sorted(OUT.glob("*_s*.json")):
+    for path in sorted(results.glob("*_s*.json")):
         algo, _, seed = path.stem.rpartition("_s")
         if algo in ALGOS and seed.isdigit():
             cells[(algo, int(seed))] = json.loads(path.read_text())
@@ -159,7 +164,11 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT / "data" / "store"), help="training store")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--table-only", action="store_true", help="only rebuild the table from the JSON present")
+    parser.add_argument("--results", default=str(OUT), help="directory of the eval JSONs (with --table-only: any)")
     args = parser.parse_args()
+    results = Path(args.results)
+    if results.resolve() != OUT.resolve() and not args.table_only:
+        parser.error("--results other than the default only rebuilds a table: add --table-only")
 
     if not args.table_only:
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -175,12 +184,12 @@ def main() -> int:
                 run_cell(algo, seed, args)
                 print(f"{algo} seed {seed}: {time.monotonic() - t0:.0f} s", flush=True)
 
-    cells = load_cells()
+    cells = load_cells(results)
     summary = {algo: pooled(cells, algo) for algo in ALGOS if any(a == algo for a, _ in cells)}
-    (OUT / "summary.json").write_text(json.dumps({"machine": machine(), "algorithms": summary}, indent=2) + "\n")
+    (results / "summary.json").write_text(json.dumps({"machine": machine(), "algorithms": summary}, indent=2) + "\n")
     table = markdown(summary) + "\nDistance to the goal closed (mean over episodes):\n\n" + markdown_distance(summary)
-    (OUT / "summary.md").write_text(table)
-    plot(summary, ROOT / "docs" / "img" / "learning.png")
+    (results / "summary.md").write_text(table)
+    plot(summary, ROOT / "docs" / "img" / ("learning.png" if results.resolve() == OUT.resolve() else f"{results.name}.png"))
     print(table)
     return 0
 

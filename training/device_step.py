@@ -120,9 +120,23 @@ class DeviceStep:
             return self._warm_update(packed)
         if self.graph is None:
             return self._capture_and_run(packed)
-        self.static_in.copy_(packed)  # stream-ordered: after the last replay has read it
+        self._upload(packed)
         self.graph.replay()
         return self._metrics()
+
+    def _upload(self, packed: torch.Tensor) -> None:
+        """Indices into the graph's input without waiting for the GPU: through two pinned host buffers
+        used in turn, so the host draws the next batch while the GPU runs this one. The copy is
+        stream-ordered (after the last replay has read the input); a buffer is refilled only once
+        its previous copy has finished."""
+        slot = self.uploads % 2
+        if self.copied[slot] is not None:
+            self.copied[slot].synchronize()
+        self.pinned[slot].copy_(packed)
+        self.static_in.copy_(self.pinned[slot], non_blocking=True)
+        self.copied[slot] = torch.cuda.Event()
+        self.copied[slot].record()
+        self.uploads += 1
 
     def _warm_update(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eager updates on a side stream before capture (cuBLAS/cuDNN workspaces, the optimizer's state)."""
@@ -136,6 +150,9 @@ class DeviceStep:
 
     def _capture_and_run(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
         self.static_in = packed.to(self.feed.device)
+        self.pinned = [torch.empty_like(packed).pin_memory() for _ in range(2)]
+        self.copied: list[torch.cuda.Event | None] = [None, None]
+        self.uploads = 0
         graph = torch.cuda.CUDAGraph()
         generator = getattr(self.algo, "generator", None)
         try:

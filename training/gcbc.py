@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_app.spec import ACTION_DIM, gripper_switches
-from training.am import autocast
+from training.am import autocast, make_adam
 from training.networks import NetworkConfig, StateGoalEncoder, gripper_feature, set_channels_last
 
 
@@ -127,7 +127,7 @@ class GCBC:
         self.config, self.network, self.device, self.precision = config, network, device, precision
         torch.manual_seed(seed)
         self.policy = set_channels_last(BCPolicy(network, config.action_bins), channels_last).to(device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, foreach=foreach)
+        self.optimizer = make_adam(self.policy.parameters(), config.lr, foreach, device)
         self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None
 
     def parameters(self) -> list[nn.Parameter]:
