@@ -102,3 +102,22 @@ def test_graphed_run_resumes_where_it_stopped(tmp_path):
     for net in ("q1", "q2", "t1", "t2"):
         for name, tensor in a[net].items():
             assert torch.allclose(tensor, b[net][name], rtol=1e-4, atol=1e-5), f"{net}.{name} differs after resume"
+
+
+@pytest.mark.parametrize("algo", ["am", "gcbc"])
+def test_a_gpu_runs_optimizer_state_resumes_on_the_cpu(store, algo):
+    """A checkpoint written by the graphed GPU path carries Adam's fused/capturable flags; a CPU
+    resume must keep its own way of stepping (torch would restore the flags and fail on the CPU)."""
+    c = replace(TrainConfig(algo=algo, batch_size=16, seed=0, precision="fp32"), **_tiny())
+    sampler, gen = GoalSampler(store, effective_sampler(c), seed=1), torch.Generator().manual_seed(3)
+    source = build_algorithm(c, CPU)
+    source.update(to_torch(sampler.sample(16), CPU, 4, gen))
+    state = source.state_dict()
+    for group in state["optimizer"]["param_groups"]:
+        group.update(fused=True, capturable=True, foreach=False)  # as the GPU path saves them
+    resumed = build_algorithm(c, CPU)
+    resumed.load_state_dict(state)
+    assert all(not g.get("capturable") and not g.get("fused") and g.get("foreach") for g in resumed.optimizer.param_groups)
+    before = [p.detach().clone() for p in resumed.parameters()]
+    resumed.update(to_torch(sampler.sample(16), CPU, 4, gen))
+    assert any(not torch.equal(a, b) for a, b in zip(before, resumed.parameters(), strict=True))

@@ -93,6 +93,25 @@ def make_adam(params, lr: float, foreach: bool, device: torch.device) -> torch.o
     return torch.optim.Adam(params, lr=lr, foreach=foreach)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Moments and step counts from a checkpoint; how the step runs stays this machine's.
+
+    A saved Adam carries its flags (fused, capturable: a GPU run's) and torch would restore
+    them too, so a GPU checkpoint resumed on a CPU would ask for a CUDA-only step. The flags
+    are put back to what this optimizer was built with, and the step counts where they
+    belong: beside the parameters for a fused or capturable step, on the host otherwise.
+    """
+    flags = [{k: g[k] for k in ("fused", "foreach", "capturable") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, flags, strict=True):
+        group.update(own)
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            entry = optimizer.state.get(p, {})
+            if torch.is_tensor(entry.get("step")):
+                entry["step"] = entry["step"].to(p.device if on_device else "cpu", torch.float32)
+
+
 def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
     with torch.no_grad():
         torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
@@ -240,7 +259,7 @@ class ActionableModels:
     def load_state_dict(self, state: dict) -> None:
         for name, module in self.modules().items():
             module.load_state_dict(state[name])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.generator.set_state(state["generator"])
 
 

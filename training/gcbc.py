@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_app.spec import ACTION_DIM, gripper_switches
-from training.am import autocast, make_adam
+from training.am import autocast, load_optimizer_state, make_adam
 from training.networks import NetworkConfig, StateGoalEncoder, gripper_feature, set_channels_last
 
 
@@ -158,7 +158,7 @@ class GCBC:
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
 
 
 def policy_from_state(state: dict, network: NetworkConfig, config: GCBCConfig) -> nn.Module:
