@@ -181,3 +181,47 @@ def test_rate_limit_answers_a_jittery_10hz_camera_every_frame_and_a_30hz_one_at_
         assert acted([1000.0, 1000.1, 5.0, 5.1]) == 4  # a clock that jumps back is followed
     finally:
         node.destroy_node()
+
+
+STUCK_NODE = """
+import time
+from rclpy.node import Node
+from ros_nodes.runner import run_node
+
+class Stuck(Node):
+    def __init__(self):
+        super().__init__("stuck_node")
+        self.timer = self.create_timer(0.05, self.say_spinning)
+
+    def say_spinning(self):
+        print("spinning", flush=True)
+        self.timer.cancel()
+
+    def destroy_node(self):  # a teardown that never ends, as a hung DDS participant's
+        time.sleep(600)
+
+run_node("stuck_node", Stuck)
+"""
+
+
+def test_a_node_whose_teardown_hangs_exits_with_its_stack_instead_of_waiting_for_sigkill(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ros_nodes.runner import SHUTDOWN_TIMEOUT_S
+
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_NODE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout.readline().strip() == "spinning"
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=SHUTDOWN_TIMEOUT_S + 30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert time.monotonic() - start >= SHUTDOWN_TIMEOUT_S  # not before the teardown had its time
+    assert "Timeout" in err and "in destroy_node" in err, err  # faulthandler's dump names where it hung

@@ -108,6 +108,9 @@ class Launcher:
             alive = [p for p in self.procs.values() if p.poll() is None]
             if not alive:
                 break
+            if sig != signal.SIGINT:
+                hung = [name for name, p in self.procs.items() if p in alive]
+                self.say(f"{', '.join(hung)} still running {STOP_GRACE_S:g} s after the last signal: sending {sig.name}")
             for proc in alive:
                 try:
                     proc.send_signal(sig)
