@@ -78,7 +78,7 @@ class ModelCard:
     image_size: int  # square camera frames the graph takes
     action_scaling: ActionScaling  # normalised action -> physical command
     cem: CEMSettings  # how the runtime maximises Q over actions
-    algo: str  # "am", "am-nonneg", "am-nochain", "gcbc"
+    algo: str  # "am", "am-nonneg", "am-nochain", "gcbc", "gcivl" (and fine-tuned variants)
     training_steps: int  # gradient steps of the exported checkpoint
     data_manifest_hash: str  # the training store's manifest hash
     onnx_file: str = ""  # the graph's file name, next to the card
@@ -100,11 +100,11 @@ class ModelCard:
         """Whether `q` is a probability of reaching the goal, so that a high q says it is reached.
 
         True for Q-learning (AM, its ablations and fine-tuned task models). A cloned policy's
-        exported `q` (training/gcbc.py BCScorer) only scores how close an action is to the
+        exported `q` (training/gcbc.py BCScorer, also GCIVL's) only scores how close an action is to the
         policy's own, and is near 1 at the action CEM finds in every state: a Q threshold
         would stop it after a few steps, wherever the arm is.
         """
-        return not self.algo.startswith("gcbc")
+        return not self.algo.startswith(("gcbc", "gcivl"))
 
     @property
     def proprio_dim(self) -> int:

@@ -71,7 +71,7 @@ def _tiny() -> dict:
 
 
 @cuda
-@pytest.mark.parametrize("algo", ["am", "gcbc"])
+@pytest.mark.parametrize("algo", ["am", "gcbc", "gcivl"])
 def test_graph_replays_train_like_eager_updates_on_the_gpu(store, algo):
     """Same seed, same batches: the graphed run's parameters track the eager run's (bf16 kernels: to a tolerance)."""
     gpu = torch.device("cuda")
@@ -104,7 +104,7 @@ def test_graphed_run_resumes_where_it_stopped(tmp_path):
             assert torch.allclose(tensor, b[net][name], rtol=1e-4, atol=1e-5), f"{net}.{name} differs after resume"
 
 
-@pytest.mark.parametrize("algo", ["am", "gcbc"])
+@pytest.mark.parametrize("algo", ["am", "gcbc", "gcivl"])
 def test_a_gpu_runs_optimizer_state_resumes_on_the_cpu(store, algo):
     """A checkpoint written by the graphed GPU path carries Adam's fused/capturable flags; a CPU
     resume must keep its own way of stepping (torch would restore the flags and fail on the CPU)."""

@@ -70,7 +70,7 @@ from training import runner
 from training.am import ActionableModels, autocast
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
 from training.gcbc import GCBC
-from training.runner import TrainConfig, window_row
+from training.runner import CLONING, TrainConfig, window_row
 from training.sampler import GoalSampler, SamplerConfig
 
 MODES = ("scratch", "pretrained", "cds", "bc")
@@ -315,7 +315,7 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
     am = replace(am, gamma=config.gamma) if config.gamma > 0 else am
     am = replace(am, return_floor=config.return_floor, neg_keep_gripper=config.neg_keep_gripper)
-    algo = "am" if base.algo == "gcbc" else base.algo  # the task Q is AM's, whatever trunk it started from
+    algo = "am" if base.algo in CLONING else base.algo  # the task Q is AM's, whatever trunk it started from
     return replace(run, algo=algo, am=am)
 
 
@@ -333,7 +333,7 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
                  channels_last=run.channels_last)
     if config.mode != "scratch":
         state = checkpoint["algorithm"]
-        if "policy" in state:  # a GCBC run
+        if "policy" in state:  # a cloned-policy run (GCBC, GCIVL)
             trunk = {k.removeprefix("encoder."): v for k, v in state["policy"].items() if k.startswith("encoder.")}
             for module in algo.modules().values():
                 module.encoder.load_state_dict(trunk)

@@ -38,24 +38,27 @@ import torch
 from robot_app.cem import CEMSettings, draw_noise
 from robot_app.spec import DEFAULT_SCALING, ActionScaling, check_image, proprio_vector
 from robot_app.store import Store
-from training import am, gcbc
+from training import am, gcbc, gcivl
 from training.am import AMConfig
 from training.augment import random_shift, random_shift_aligned
 from training.cem import cem_maximize_torch
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
 from training.device_step import IMAGE_KEYS, DeviceFeed, DeviceStep
 from training.gcbc import GCBCConfig
+from training.gcivl import GCIVLConfig
 from training.networks import NetworkConfig, QNetwork
 from training.sampler import GoalSampler, SamplerConfig
 
 CHECKPOINT_FORMAT = 1
-ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc")
+ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc", "gcivl")
+CLONING = ("gcbc", "gcivl")  # algorithms whose model is a cloned policy (a BCPolicy), not a Q-function
 # Presets: an algorithm name is AM with one switch flipped, applied over the YAML.
 PRESETS: dict[str, dict] = {
     "am": {},
     "am-nonneg": {"am": {"negatives": False}},
     "am-nochain": {"am": {"chaining": False}},
     "gcbc": {},
+    "gcivl": {},
 }
 # --debug: a whole run in seconds on a laptop, every code path still taken (robomimic style).
 DEBUG: dict = {
@@ -72,7 +75,7 @@ DEBUG: dict = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    algo: str = "am"  # am | am-nonneg | am-nochain | gcbc
+    algo: str = "am"  # am | am-nonneg | am-nochain | gcbc | gcivl
     data: str = ""  # training store directory (`robot-app dataset build`)
     steps: int = 100_000  # gradient updates in total
     batch_size: int = 256  # transitions per update, summed over DDP processes
@@ -98,6 +101,7 @@ class TrainConfig:
     cem: CEMSettings = CEMSettings()  # the policy's CEM: evaluation here and in the exported model card
     am: AMConfig = AMConfig()  # Actionable Models (am, am-nonneg, am-nochain)
     gcbc: GCBCConfig = GCBCConfig()  # goal-conditioned behaviour cloning
+    gcivl: GCIVLConfig = GCIVLConfig()  # behaviour cloning weighted by a learned goal value (training/gcivl.py)
 
 
 def resolve_config(
@@ -133,7 +137,7 @@ def resolve_config(
 def check_config(c: TrainConfig) -> None:
     if c.algo not in PRESETS:
         raise ConfigError(f"algo {c.algo!r}: expected one of {list(ALGOS)}")
-    if c.algo != "gcbc":
+    if c.algo not in CLONING:
         flags = {"negatives": c.am.negatives, "chaining": c.am.chaining}
         expected = {"negatives": True, "chaining": True, **PRESETS[c.algo].get("am", {})}
         if flags != expected:
@@ -149,8 +153,8 @@ def check_config(c: TrainConfig) -> None:
 
 
 def effective_sampler(c: TrainConfig) -> SamplerConfig:
-    """GCBC and am-nochain never chain: chained goals were not reached by the logged action."""
-    if c.algo == "gcbc" or not c.am.chaining:
+    """GCBC, GCIVL and am-nochain never chain: chained goals were not reached by the logged action."""
+    if c.algo in CLONING or not c.am.chaining:
         return replace(c.sampler, p_chain=0.0)
     return c.sampler
 
@@ -266,6 +270,8 @@ def build_algorithm(c: TrainConfig, device: torch.device, seed: int | None = Non
               "channels_last": c.channels_last, "foreach": c.optimizer_foreach}
     if c.algo == "gcbc":
         return gcbc.GCBC(c.gcbc, **common)
+    if c.algo == "gcivl":
+        return gcivl.GCIVL(c.gcivl, **common)
     return am.ActionableModels(c.am, **common)
 
 
@@ -424,8 +430,9 @@ def plot_columns(csv_path: Path, png_path: Path, x: str, groups: dict[str, list[
 
 
 CURVE_GROUPS = {
-    "loss": ["loss_td", "loss_neg", "loss_bc"],
+    "loss": ["loss_td", "loss_neg", "loss_bc", "loss_value"],
     "Q": ["q_data", "q_neg", "target", "positives"],
+    "V (steps)": ["value", "progress", "weight"],
     "speed": ["updates_per_s"],
 }
 
@@ -580,7 +587,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
                 window = []
                 if log is not None:
                     log.write(row)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "updates_per_s")})
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "loss_value", "progress", "updates_per_s")})
             if evaluator is not None and evaluator.due(step):  # before the checkpoint, so a resume never skips one
                 result = evaluator(step, algo.policy_module())
                 bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items()))
@@ -658,7 +665,7 @@ def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | Non
 
 @dataclass
 class LoadedRun:
-    algo: str  # am | am-nonneg | am-nochain | gcbc
+    algo: str  # am | am-nonneg | am-nochain | gcbc | gcivl
     config: dict  # the resolved TrainConfig as a dict plus the data's action_scaling
     model: torch.nn.Module  # forward(image u8 NHWC, goal u8 NHWC, gripper (B,1), actions (B,N,5)) -> q (B,N)
     step: int
@@ -678,6 +685,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRu
     c = from_dict(TrainConfig, ckpt["config"], where=f"{path}: config")
     if c.algo == "gcbc":
         model = gcbc.policy_from_state(ckpt["algorithm"], c.network, c.gcbc)
+    elif c.algo == "gcivl":
+        model = gcbc.policy_from_state(ckpt["algorithm"], c.network, GCBCConfig(score_sigma=c.gcivl.score_sigma))
     else:
         model = am.policy_from_state(ckpt["algorithm"], c.network)
     config = to_dict(c)

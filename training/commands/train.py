@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc")
+ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc", "gcivl")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
