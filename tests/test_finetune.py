@@ -285,4 +285,24 @@ def test_bc_mode_clones_the_successes_from_the_gcbc_policy_and_exports_a_cloned_
     assert policy.act(np.zeros((64, 64, 3), np.uint8), policy.task_goal, 0.0)[0].shape == (5,)
 
     assert _finetune(stores, tmp_path / "bad", "--mode", "bc", "--from", str(stores["pretrained"])) == 2
-    assert "GCBC run" in capsys.readouterr().err
+    assert "GCBC (or GCIVL) run" in capsys.readouterr().err
+
+
+def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
+    """A GCIVL run's policy is a BCPolicy: mode bc clones the successes from it, with its switch weight."""
+    import torch
+
+    from training import runner
+    from training.finetune import base_train_config, build_bc, resolve_config, run_train_config
+
+    config = runner.resolve_config(algo="gcivl", debug=True, steps=2, data=str(stores["play"]),
+                                   overrides=["num_threads=1", "checkpoint_every=2", "precision=fp32", "gcivl.switch_weight=3"])
+    runner.train(config, tmp_path / "gcivl", progress=False)
+    ft = resolve_config(mode="bc", pretrained=str(tmp_path / "gcivl"), data=str(stores["task"]))
+    base, checkpoint = base_train_config(ft)
+    run = run_train_config(ft, base)
+    assert run.algo == "gcbc" and run.gcbc.switch_weight == 3.0
+    algo = build_bc(ft, run, checkpoint, torch.device("cpu"))
+    for key, value in algo.policy.state_dict().items():
+        assert torch.equal(value, checkpoint["algorithm"]["policy"][key]), key
+    assert _finetune(stores, tmp_path / "bc", "--mode", "bc", "--from", str(tmp_path / "gcivl")) == 0

@@ -69,7 +69,7 @@ from robot_app.store import Store
 from training import runner
 from training.am import ActionableModels, autocast
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
-from training.gcbc import GCBC
+from training.gcbc import GCBC, GCBCConfig
 from training.runner import CLONING, TrainConfig, window_row
 from training.sampler import GoalSampler, SamplerConfig
 
@@ -308,10 +308,12 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0)
     if config.mode == "bc":
-        if base.algo != "gcbc":
-            raise ConfigError(f"mode=bc clones from a GCBC run's policy; {config.pretrained} is an {base.algo!r} run "
-                              "(train one with robot-app train --algo gcbc, or pick another mode)")
-        return replace(run, gcbc=replace(base.gcbc, lr=config.lr) if config.lr > 0 else base.gcbc)
+        if base.algo not in CLONING:
+            raise ConfigError(f"mode=bc clones from a GCBC (or GCIVL) run's policy; {config.pretrained} is an {base.algo!r} "
+                              "run (train one with robot-app train --algo gcbc, or pick another mode)")
+        cloning = base.gcbc if base.algo == "gcbc" else GCBCConfig(
+            lr=base.gcivl.lr, score_sigma=base.gcivl.score_sigma, switch_weight=base.gcivl.switch_weight)
+        return replace(run, algo="gcbc", gcbc=replace(cloning, lr=config.lr) if config.lr > 0 else cloning)
     am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
     am = replace(am, gamma=config.gamma) if config.gamma > 0 else am
     am = replace(am, return_floor=config.return_floor, neg_keep_gripper=config.neg_keep_gripper)
@@ -344,7 +346,7 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
 
 
 def build_bc(config: FinetuneConfig, run: TrainConfig, checkpoint: dict, device: torch.device) -> GCBC:
-    """Mode bc: the GCBC run's whole policy, with a fresh Adam (pretraining's moments describe another loss)."""
+    """Mode bc: the GCBC (or GCIVL) run's whole policy, with a fresh Adam (pretraining's moments describe another loss)."""
     algo = GCBC(run.gcbc, run.network, device, seed=config.seed, precision=run.precision, channels_last=run.channels_last)
     algo.policy.load_state_dict(checkpoint["algorithm"]["policy"])
     return algo
