@@ -34,7 +34,7 @@ def test_targets_are_minus_one_on_reaching_and_the_logged_return_while_the_value
     gamma = 0.99
     algo = GCIVL(GCIVLConfig(gamma=gamma), TINY, CPU, precision="fp32")
     b = batch(4, [1, 2, 5, 30])
-    y = algo.td_target(b)
+    y = algo.targets(b)[0]
     logged = [-(1 - gamma**k) / (1 - gamma) for k in (2, 5, 30)]
     assert y[0].item() == pytest.approx(-1.0, rel=1e-5)  # the goal is the next frame: one step, terminal
     assert y[1:].tolist() == pytest.approx(logged, rel=1e-5)  # the fresh value says "never": the floor holds
@@ -42,7 +42,13 @@ def test_targets_are_minus_one_on_reaching_and_the_logged_return_while_the_value
         next_value = algo.target(b["next_image"], b["goal"], b["next_gripper"]).min(dim=1).values
     assert next_value.max().item() < -90  # pessimistic start, -1 / (1 - gamma) = -100
     plain = GCIVL(GCIVLConfig(gamma=gamma, return_floor=False), TINY, CPU, precision="fp32")
-    assert plain.td_target(b)[1:].tolist() == pytest.approx((-1 + gamma * next_value[1:]).tolist(), rel=1e-5)
+    assert plain.targets(b)[0][1:].tolist() == pytest.approx((-1 + gamma * next_value[1:]).tolist(), rel=1e-5)
+
+    supervised = GCIVL(GCIVLConfig(gamma=gamma, bootstrap=False), TINY, CPU, precision="fp32")
+    torch.nn.init.zeros_(supervised.target.head[-1].bias)  # an optimistic target: every goal about a step away
+    value_target, y = supervised.targets(b)
+    assert value_target[1:].tolist() == pytest.approx(logged, rel=1e-5)  # the value still learns the logged distance
+    assert y[1:].tolist() == pytest.approx([-1.0] * 3, abs=0.05)  # while the step's return bootstraps
 
 
 def test_expectile_loss_weighs_underestimates_by_the_expectile():

@@ -58,6 +58,7 @@ class GCIVLConfig:
     alpha: float = 10.0  # AWR inverse temperature on the steps a logged action gained
     max_weight: float = 100.0  # clip of exp(alpha * P)
     return_floor: bool = True  # targets no lower than the logged path's own discounted return
+    bootstrap: bool = True  # false: the value regresses the logged return (no TD), P still uses gamma Vtarget(s')
     score_sigma: float = 0.25  # width of the exported closeness score (as gcbc.score_sigma)
     switch_weight: float = 1.0  # extra loss weight of gripper switches (as gcbc.switch_weight)
 
@@ -132,17 +133,22 @@ class GCIVL:
     def policy_module(self) -> nn.Module:
         return BCScorer(self.policy, self.config.score_sigma)
 
-    def td_target(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B,) y in steps: -1 on reaching the goal, else -1 + gamma min_k Vtarget_k(s', g), floored by the logged return."""
+    def targets(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) each, in steps: the value's regression target, and the step's return y that P is measured with.
+
+        y = -1 on reaching the goal, else -1 + gamma min_k Vtarget_k(s', g), floored by the logged
+        return. The value regresses y, or without `bootstrap` the logged return itself (where
+        there is a logged path): a supervised distance with no optimistic drift.
+        """
         cfg = self.config
         with torch.no_grad(), autocast(self.device, self.precision):
             next_value = self.target(b["next_image"], b["goal"], b["next_gripper"]).min(dim=1).values
         y = -1.0 + cfg.gamma * torch.where(b["success"], 0.0, next_value)
+        steps = b["steps_to_goal"].float()
+        logged = -(1.0 - cfg.gamma**steps) / (1.0 - cfg.gamma)
         if cfg.return_floor:
-            steps = b["steps_to_goal"].float()
-            logged = -(1.0 - cfg.gamma**steps) / (1.0 - cfg.gamma)
             y = torch.where(steps > 0, torch.maximum(y, logged), y)
-        return y
+        return (y if cfg.bootstrap else torch.where(steps > 0, logged, y)), y
 
     def awr_weight(self, progress: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.config
@@ -153,11 +159,11 @@ class GCIVL:
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.config
-        y = self.td_target(b)
+        value_target, y = self.targets(b)
         with autocast(self.device, self.precision):
             v = self.value(b["image"], b["goal"], b["gripper"])
             raw = self.policy.raw(b["image"], b["goal"], b["gripper"])
-        value_loss = expectile_loss(y[:, None] - v, cfg.expectile).sum(dim=1).mean()
+        value_loss = expectile_loss(value_target[:, None] - v, cfg.expectile).sum(dim=1).mean()
         progress = y + 1.0 - v.detach().mean(dim=1)
         weight = self.awr_weight(progress, b)
         policy_loss = (weight * self.policy.per_sample_loss(raw, b["action"])).mean()
