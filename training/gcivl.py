@@ -32,6 +32,14 @@ after 200 updates the mean V was -1.2 steps for goals 17 steps away on average).
 
 The policy and its export are GCBC's (BCPolicy and BCScorer), so export, the ONNX runtime and
 fine-tuning treat a GCIVL run as a GCBC run.
+
+Measured here it does not pay at a CPU budget (session 13, BENCHMARKS.md; seed 0, GCBC's
+grasp recipe, 100 grasp tasks a checkpoint): 2 grasps in 1200 tasks over every variant at
+3000-12000 updates, where GCBC had 14/7% at 6000 and 18/29% at 9000; it reaches as well (17-19
+of 20). The value is not accurate to a step by then (bench/gcivl_value.py): too pessimistic
+for near goals and optimistic for far ones, so P follows the goal's distance, the weights
+favour near goals, and the policy hovers over the object as AM does. OGBench trains it for
+500k-1M updates.
 """
 
 from __future__ import annotations
