@@ -216,6 +216,9 @@ def test_a_node_whose_teardown_hangs_exits_with_its_stack_instead_of_waiting_for
     proc = subprocess.Popen([sys.executable, "-c", STUCK_NODE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=Path(__file__).resolve().parents[1])
     try:
+        import select
+
+        assert select.select([proc.stdout], [], [], 60)[0], "the node did not start spinning within 60 s"
         assert proc.stdout.readline().strip() == "spinning"
         start = time.monotonic()
         proc.send_signal(signal.SIGINT)
