@@ -176,6 +176,37 @@ def test_export_command_writes_a_model_that_matches_the_run(tiny_run, tmp_path, 
     assert robot_app(["export", str(tiny_run), "-o", str(tmp_path / "x.bin")]) == 2
 
 
+def test_several_cloned_runs_export_as_one_model_acting_with_their_mean_action(tiny_run, tmp_path, capsys):
+    from robot_app.cli import main as robot_app
+    from training import runner
+
+    store = tiny_run.parent / "store"
+    runs = []
+    for seed in (0, 1):
+        config = runner.resolve_config(algo="gcbc", debug=True, steps=2, data=str(store),
+                                       overrides=[f"seed={seed}", "batch_size=4", "num_threads=1", "precision=fp32"])
+        runner.train(config, tmp_path / f"bc{seed}", progress=False)
+        runs.append(tmp_path / f"bc{seed}")
+    out = tmp_path / "mean.onnx"
+    assert robot_app(["export", *map(str, runs), "-o", str(out)]) == 0  # the command checks ONNX against the torch mean
+    policy = Policy.load(out)
+    assert policy.card.algo == "gcbc-mean2" and not policy.card.q_means_reached and policy.card.source.count("@latest") == 2
+
+    # the exported action is the mean of the two policies' actions, which is neither one's
+    members = [runner.load_run(r).model.policy for r in runs]
+    image, goal, gripper, _ = example_inputs(64, batch=1, samples=1, seed=3)
+    with torch.no_grad():
+        actions = [m(image, goal, gripper)[0].numpy() for m in members]
+    mean = np.mean(actions, axis=0)
+    state = float(gripper[0, 0])
+    best = max(np.linspace(-0.3, 0.3, 7), key=lambda d: policy.q_values(image[0].numpy(), goal[0].numpy(), state,
+                                                                          (mean + d)[None].astype(np.float32))[0])
+    assert best == pytest.approx(0.0) and np.abs(actions[0] - actions[1]).max() > 1e-3
+
+    assert robot_app(["export", str(runs[0]), str(tiny_run), "-o", str(tmp_path / "bad.onnx")]) == 2  # an AM run
+    assert "only cloned-policy runs" in capsys.readouterr().err
+
+
 def test_eval_command_on_a_run_with_all_checkpoints(tiny_run, tmp_path):
     from robot_app.cli import main as robot_app
 

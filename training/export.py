@@ -154,6 +154,26 @@ def export_loaded_run(run, out_path: str | os.PathLike, source: str = "") -> tup
     return export_onnx(run.model, out_path, run.network.image_size, fields)
 
 
+def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
+    """Several cloned-policy runs (training.runner.LoadedRun) as one whose policy is their mean action.
+
+    They must be cloned policies (gcbc, gcivl; not fine-tuned task models) of one store with
+    the same inputs and action scaling, since the card can only say one of each.
+    """
+    from dataclasses import replace
+
+    from training.gcbc import BCScorer, MeanPolicy
+
+    first = runs[0]
+    for run, source in zip(runs, sources, strict=True):
+        if not hasattr(run.model, "policy") or run.finetuned:
+            raise ValueError(f"{source}: a {run.algo!r} run; only cloned-policy runs (gcbc, gcivl) can be averaged")
+        if run.data_manifest_hash != first.data_manifest_hash or _run_scaling(run.config) != _run_scaling(first.config):
+            raise ValueError(f"{source}: trained on another store (or action scaling) than {sources[0]}")
+    scorer = BCScorer(MeanPolicy([r.model.policy for r in runs]), first.model.sigma).eval()
+    return replace(first, model=scorer, algo=f"{first.algo}-mean{len(runs)}"), "; ".join(sources)
+
+
 def _run_scaling(config: dict) -> ActionScaling:
     """The run's action scaling if its config records one, else the default it was trained with."""
     scaling = config.get("action_scaling") if isinstance(config, dict) else None

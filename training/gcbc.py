@@ -109,6 +109,25 @@ class BCScorer(nn.Module):
         return torch.exp(-sq / (2.0 * self.sigma**2))
 
 
+class MeanPolicy(nn.Module):
+    """The mean action of several cloned policies with the same inputs (seeds of one recipe).
+
+    Seeds of the pre-grasp recipe each grasp 35-37% of 300 tasks and fail on different ones;
+    their mean action grasped 45% of the same 300 (BENCHMARKS.md, session 13). It exports
+    like one policy (inside a BCScorer), at the cost of one forward pass per member.
+    """
+
+    def __init__(self, policies: list[BCPolicy]):
+        super().__init__()
+        if len({(p.config.image_size, p.config.height_input, p.config.gripper_input) for p in policies}) != 1:
+            raise ValueError("the policies take different inputs (image size, height or gripper input); they cannot be averaged")
+        self.members = nn.ModuleList(policies)
+        self.config = policies[0].config
+
+    def forward(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p(image, goal, gripper) for p in self.members]).mean(dim=0)
+
+
 class GCBC:
     def __init__(
         self,

@@ -5,6 +5,10 @@ compared with the run's torch model, so an export that would not load on the rob
 that disagrees with what was trained, fails here and not on the robot. A fine-tuned run
 (`robot-app finetune`) is exported with its task goal image (NAME_goal.png, named in the
 card), exactly as `finetune --export` does.
+
+Several runs (`robot-app export RUN1 RUN2 RUN3 -o NAME.onnx`, cloned policies of one store,
+e.g. seeds of one recipe) export as one model that acts with their mean action
+(training.gcbc.MeanPolicy), checked the same way.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ PARITY_TOLERANCE = 1e-4
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", help="training run directory (RUN/checkpoints/...)")
+    parser.add_argument("run", nargs="+", help="training run directory (RUN/checkpoints/...); several cloned-policy runs "
+                        "export as one model acting with their mean action")
     parser.add_argument("-o", "--out", required=True, help="output .onnx path, e.g. models/NAME.onnx (the card goes beside it as NAME.json)")
-    parser.add_argument("--checkpoint", default="latest", help="checkpoint of the run to export (default: latest)")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint of the run(s) to export (default: latest)")
 
 
 def run(args) -> int:
@@ -26,25 +31,27 @@ def run(args) -> int:
     if not str(args.out).endswith(".onnx"):
         print(f"robot-app export: {args.out}: the output must end in .onnx", file=sys.stderr)
         return 2
-    if not Path(args.run).is_dir():
-        print(f"robot-app export: {args.run}: no such run directory", file=sys.stderr)
+    missing = [run for run in args.run if not Path(run).is_dir()]
+    if missing:
+        print(f"robot-app export: {missing[0]}: no such run directory", file=sys.stderr)
         return 2
 
     from robot_app.policy import Policy
-    from training.export import check_parity, export_loaded_run
+    from training.export import check_parity, export_loaded_run, mean_of_runs
     from training.finetune import export_finetuned
     from training.runner import load_run
 
+    sources = [f"{Path(run).resolve()}@{args.checkpoint}" for run in args.run]
     try:
-        loaded = load_run(args.run, checkpoint=args.checkpoint)
+        runs = [load_run(run, checkpoint=args.checkpoint) for run in args.run]
+        loaded, source = mean_of_runs(runs, sources) if len(runs) > 1 else (runs[0], sources[0])
     except (FileNotFoundError, ValueError) as exc:
         print(f"robot-app export: {exc}", file=sys.stderr)
         return 2
     if loaded.finetuned:  # its task goal image must travel with it, or the policy pursues no task
-        onnx_path, card_path, goal_path = export_finetuned(args.run, args.out, checkpoint=str(loaded.path))
+        onnx_path, card_path, goal_path = export_finetuned(args.run[0], args.out, checkpoint=str(loaded.path))
         print(f"fine-tuned run: task goal image {goal_path}")
     else:
-        source = f"{Path(args.run).resolve()}@{args.checkpoint}"
         onnx_path, card_path = export_loaded_run(loaded, args.out, source=source)
     policy = Policy.load(onnx_path)
     gap = check_parity(loaded.model, policy, policy.image_size)
