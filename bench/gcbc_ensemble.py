@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from robot_app.evaluation import evaluate_suite  # noqa: E402
 from robot_app.spec import ActionScaling  # noqa: E402
-from training.gcbc import BCScorer, MeanPolicy  # noqa: E402
+from training.export import mean_of_runs  # noqa: E402
 from training.runner import load_run, make_act_fn  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "gcbc_ensemble"
@@ -42,13 +42,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs = [load_run(*spec.split("@")) if "@" in spec else load_run(spec) for spec in args.run]
-    if any(not hasattr(r.model, "policy") for r in runs):
-        raise SystemExit("every run must be a cloned policy (gcbc or gcivl)")
-    first = runs[0]
-    scorer = BCScorer(MeanPolicy([r.model.policy for r in runs]), first.model.sigma).eval()
-    act = make_act_fn(scorer, first.cem, seed=args.seed, scaling=ActionScaling.from_dict(first.config["action_scaling"]))
+    try:
+        mean, _ = mean_of_runs(runs, args.run) if len(runs) > 1 else (runs[0], args.run[0])
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    act = make_act_fn(mean.model, mean.cem, seed=args.seed, scaling=ActionScaling.from_dict(mean.config["action_scaling"]))
     label = args.label or f"mean{len(runs)}"
-    result = evaluate_suite(act, [args.family], args.episodes, args.seed, first.network.image_size, name=label)
+    result = evaluate_suite(act, [args.family], args.episodes, args.seed, mean.network.image_size, name=label)
     family = result["families"][args.family]
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{label}_{args.family}_seed{args.seed}.json"

@@ -50,9 +50,10 @@ def report(algo: GCIVL, c: TrainConfig, samples: int, seed: int) -> dict:
     sampler = GoalSampler(store, effective_sampler(c), seed=seed, height_input=c.network.height_input)
     b = to_torch(sampler.sample(samples), torch.device("cpu"))
     with torch.no_grad():
-        v = algo.value(b["image"], b["goal"], b["gripper"]).mean(dim=1)
+        heads = algo.value(b["image"], b["goal"], b["gripper"])
+        v = heads.mean(dim=1)
         value_target = algo.value_target(b)
-        progress = algo.progress(b, algo.value(b["image"], b["goal"], b["gripper"]))
+        progress = algo.progress(b, heads)
     gamma, k = c.gcivl.gamma, b["steps_to_goal"].float()
     logged = -(1.0 - gamma**k) / (1.0 - gamma)
     weight = algo.awr_weight(progress, b)

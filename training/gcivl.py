@@ -201,7 +201,8 @@ class GCIVL:
         if self.grad_hook is not None:
             self.grad_hook([p.grad for p in self.parameters()])
         self.optimizer.step()
-        polyak(self.target, self.value, cfg.tau)
+        if cfg.bootstrap:  # only TD targets read the target net
+            polyak(self.target, self.value, cfg.tau)
         return {"loss_value": value_loss.detach(), "loss_bc": policy_loss.detach(), "value": v.detach().mean(),
                 "progress": progress.mean(), "weight": weight.mean(), "positives": b["success"].float().mean()}
 
