@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--task-episodes", type=int, default=100)
     p.add_argument("--play-store", help="unlabelled play store (default: collect --play-episodes into --work)")
     p.add_argument("--play-episodes", type=int, default=200)
-    p.add_argument("--pretrained", help="goal-conditioned AM run (default: pretrain one into --work)")
+    p.add_argument("--pretrained", help="goal-conditioned run, or for --modes bc,bc-scratch a cloned model such as "
+                   "models/gcbc_grasp.onnx (default: pretrain an AM run into --work)")
     p.add_argument("--pretrain-steps", type=int, default=4000)
     p.add_argument("--pretrain-set", action="append", default=None, metavar="KEY=VALUE",
                    help=f"overrides of the pretraining config (default: {' '.join(SMALL_NETWORK)} batch_size=64)")
@@ -156,13 +157,16 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def goal_check(table: dict) -> dict:
-    """The issue's goal: pretrained >= 60% with 50 episodes, and >= 3x scratch."""
-    pre = table.get("pretrained", {}).get("50", {}).get("success_rate")
-    scratch = table.get("scratch", {}).get("50", {}).get("success_rate")
-    if pre is None or scratch is None:
-        return {"evaluated": False}
-    return {"evaluated": True, "pretrained_50": pre, "scratch_50": scratch, "at_least_60pct": pre >= 0.6,
-            "at_least_3x_scratch": pre >= 3 * scratch if scratch > 0 else pre > 0}
+    """The issue's goal: pretrained >= 60% with 50 episodes, and >= 3x scratch (for the Q modes and the cloning modes)."""
+    checks = {}
+    for pretrained, scratch in (("pretrained", "scratch"), ("bc", "bc-scratch")):
+        pre = table.get(pretrained, {}).get("50", {}).get("success_rate")
+        base = table.get(scratch, {}).get("50", {}).get("success_rate")
+        if pre is None or base is None:
+            continue
+        checks[pretrained] = {"pretrained_50": pre, "scratch_50": base, "at_least_60pct": pre >= 0.6,
+                              "at_least_3x_scratch": pre >= 3 * base if base > 0 else pre > 0}
+    return {"evaluated": bool(checks), **checks}
 
 
 def main(argv=None) -> int:

@@ -306,3 +306,115 @@ def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
     for key, value in algo.policy.state_dict().items():
         assert torch.equal(value, checkpoint["algorithm"]["policy"][key]), key
     assert _finetune(stores, tmp_path / "bc", "--mode", "bc", "--from", str(tmp_path / "gcivl")) == 0
+
+
+def test_an_ensemble_trains_each_member_as_alone_and_acts_with_their_mean():
+    """gcbc.members: members start apart, each gets its own loss's gradient (scaled 1/M), the action is their mean."""
+    from training.gcbc import GCBCConfig, MeanPolicy, make_policy
+    from training.networks import NetworkConfig
+
+    network = NetworkConfig(channels=(8, 8, 8, 8), feature_dim=16, head_hidden=16)
+    torch.manual_seed(0)
+    ensemble = make_policy(network, GCBCConfig(members=3))
+    assert isinstance(ensemble, MeanPolicy) and len(ensemble.members) == 3
+    first = [next(m.parameters()) for m in ensemble.members]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])  # independent initialisations
+
+    g = torch.Generator().manual_seed(1)
+    image, goal = (torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8, generator=g) for _ in range(2))
+    grip, action = torch.rand((4, 1), generator=g), torch.rand((4, 5), generator=g) * 2 - 1
+    raw = ensemble.raw(image, goal, grip)
+    assert raw.shape == (3, 4, 5)
+    torch.testing.assert_close(ensemble.action_of(raw), torch.stack([m(image, goal, grip) for m in ensemble.members]).mean(0))
+    torch.testing.assert_close(ensemble(image, goal, grip), ensemble.action_of(raw))
+
+    ensemble.loss(raw, action).backward()
+    for member in ensemble.members:
+        alone = [p.grad.clone() for p in member.parameters()]
+        member.zero_grad()
+        member.loss(member.raw(image, goal, grip), action).backward()
+        for got, want in zip(alone, member.parameters(), strict=True):
+            torch.testing.assert_close(got * 3, want.grad)
+    with pytest.raises(ValueError, match="members"):
+        make_policy(network, GCBCConfig(members=0))
+
+
+def test_an_exported_cloned_policy_fine_tunes_like_its_run(stores, gcbc_run, tmp_path, capsys):
+    """--from MODEL.onnx: the shipped model's weights come back exactly, an ensemble with every member."""
+    from robot_app.cli import main as robot_app
+    from robot_app.policy import Policy, PolicyLoadError
+    from training import runner
+    from training.export import export_onnx, import_cloned_model
+    from training.finetune import base_train_config, build_bc, resolve_config, run_train_config
+    from training.gcbc import BCScorer
+
+    assert robot_app(["export", str(gcbc_run), "-o", str(tmp_path / "one.onnx")]) == 0
+    config, checkpoint = import_cloned_model(tmp_path / "one.onnx")
+    run = torch.load(runner.find_checkpoint(gcbc_run), map_location="cpu", weights_only=True)
+    assert config.network == runner.load_run(gcbc_run).network and config.gcbc.members == 1
+    assert checkpoint["algorithm"]["policy"].keys() == run["algorithm"]["policy"].keys()
+    for key, value in run["algorithm"]["policy"].items():
+        assert torch.equal(checkpoint["algorithm"]["policy"][key], value), key
+
+    # an ensemble run (gcbc.members=2) exports as "-mean2" and imports with both members
+    ens_config = runner.resolve_config(algo="gcbc", debug=True, steps=2, data=str(stores["play"]),
+                                       overrides=["num_threads=1", "checkpoint_every=2", "precision=fp32", "gcbc.members=2"])
+    runner.train(ens_config, tmp_path / "ens", progress=False)
+    assert robot_app(["export", str(tmp_path / "ens"), "-o", str(tmp_path / "ens.onnx")]) == 0
+    assert Policy.load(tmp_path / "ens.onnx").card.algo == "gcbc-mean2"
+    config, checkpoint = import_cloned_model(tmp_path / "ens.onnx")
+    assert config.gcbc.members == 2
+
+    # mode bc from the model starts from its exact weights; bc-scratch from the same shape, freshly drawn
+    for mode in ("bc", "bc-scratch"):
+        ft = resolve_config(mode=mode, pretrained=str(tmp_path / "ens.onnx"), data=str(stores["task"]), seed=3)
+        base, ckpt = base_train_config(ft)
+        algo = build_bc(ft, run_train_config(ft, base), ckpt, torch.device("cpu"))
+        same = [torch.equal(v, ckpt["algorithm"]["policy"][k]) for k, v in algo.policy.state_dict().items()]
+        assert len(same) == len(ckpt["algorithm"]["policy"])
+        assert all(same) if mode == "bc" else not any(same)
+    assert _finetune(stores, tmp_path / "ft", "--mode", "bc", "--from", str(tmp_path / "ens.onnx")) == 0
+    assert _finetune(stores, tmp_path / "ft_q", "--mode", "pretrained", "--from", str(tmp_path / "ens.onnx")) == 0
+    assert robot_app(["export", str(tmp_path / "ft"), "-o", str(tmp_path / "task.onnx")]) == 0
+    task = Policy.load(tmp_path / "task.onnx")
+    assert task.card.algo == "gcbc-mean2-finetune-bc" and task.task_goal is not None
+
+    # refused by name: a Q-function model, a fine-tuned task model, a graph this code did not write
+    assert robot_app(["export", str(stores["pretrained"]), "-o", str(tmp_path / "am.onnx")]) == 0
+    assert _finetune(stores, tmp_path / "bad1", "--mode", "bc", "--from", str(tmp_path / "am.onnx")) == 2
+    assert "Q-function" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="task model"):
+        import_cloned_model(tmp_path / "task.onnx")
+    load = runner.load_run(gcbc_run)
+    wide = BCScorer(load.model.policy, sigma=0.5)  # another score width: same weights, another graph
+    export_onnx(wide, tmp_path / "wide.onnx", 64, {"algo": "gcbc", "network": load.network})
+    with pytest.raises(PolicyLoadError, match="scores"):
+        import_cloned_model(tmp_path / "wide.onnx")
+    assert not (tmp_path / "bad1").exists()
+
+
+def test_failed_approaches_are_cloned_up_to_their_first_close_and_no_further(tmp_path):
+    from training.finetune import TaskBatches, task_goal_image, task_transitions
+
+    episodes = synthetic_episodes([6, 6, 5, 4], [True, False, False, False], seed=3)
+    for ep, first_close in zip(episodes, (2, 3, 0, None), strict=True):  # the last failure never closes
+        ep["actions"][:, 4] = -1.0
+        if first_close is not None:
+            ep["actions"][first_close:, 4] = 1.0
+            ep["actions"][first_close + 1:, 4] = -1.0  # opening again does not end "after the close"
+    store = Store.open(write_store(tmp_path / "task", episodes))
+    task = task_transitions(store)
+    t_in_episode = task.t - store.episode_bounds()[np.asarray(store.episode[task.t]), 0]
+    expected = {0: [0, 1], 1: [0, 1, 2], 2: [], 3: [0, 1, 2]}  # transitions are t < last frame
+    for e, before in expected.items():
+        rows = np.asarray(store.episode[task.t]) == e
+        np.testing.assert_array_equal(t_in_episode[rows & task.before_close], before)
+
+    batches = TaskBatches(task, task_goal_image(store)[0], None, seed=0)
+    success_rows = np.flatnonzero(np.asarray(store.episode[task.t]) == 0)
+    np.testing.assert_array_equal(batches.cloned_rows(), success_rows)  # filtered BC: the success only, all of it
+    with_failures = batches.cloned_rows(failed_approaches=True)
+    failed = with_failures[~np.isin(with_failures, success_rows)]
+    assert len(failed) == 3 + 0 + 3 and task.before_close[failed].all()
+    batch, _ = batches.success_batch(400, failed_approaches=True)
+    assert set(np.unique(store.episode[batch.t])) == {0, 1, 3}  # the failure that closed at once gives nothing

@@ -143,7 +143,7 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoi
 def export_loaded_run(run, out_path: str | os.PathLike, source: str = "") -> tuple[Path, Path]:
     """Export an already loaded run (training.runner.LoadedRun)."""
     fields = {
-        "algo": run.algo,
+        "algo": card_algo(run),
         "training_steps": int(run.step),
         "data_manifest_hash": str(run.data_manifest_hash or "unknown"),
         "cem": run.cem,
@@ -171,10 +171,74 @@ def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
         if run.data_manifest_hash != first.data_manifest_hash or _run_scaling(run.config) != _run_scaling(first.config):
             raise ValueError(f"{source}: trained on another store (or action scaling) than {sources[0]}")
     scorer = BCScorer(MeanPolicy([r.model.policy for r in runs]), first.model.sigma).eval()
-    return replace(first, model=scorer, algo=f"{first.algo}-mean{len(runs)}"), "; ".join(sources)
+    return replace(first, model=scorer), "; ".join(sources)
+
+
+def card_algo(run) -> str:
+    """The run's algo for its card, with -meanN when the model acts with the mean of N cloned policies."""
+    from training.gcbc import BCPolicy
+
+    n = sum(isinstance(m, BCPolicy) for m in run.model.modules())
+    return f"{run.algo}-mean{n}" if n > 1 else run.algo
 
 
 def _run_scaling(config: dict) -> ActionScaling:
     """The run's action scaling if its config records one, else the default it was trained with."""
     scaling = config.get("action_scaling") if isinstance(config, dict) else None
     return ActionScaling.from_dict(scaling) if isinstance(scaling, dict) else DEFAULT_SCALING
+
+
+def import_cloned_model(path: str | os.PathLike, parity_atol: float = 1e-4):
+    """An exported cloned-policy model (gcbc, gcivl or their -meanN) back as a run: (TrainConfig, checkpoint).
+
+    Why: a user has the shipped models/*.onnx, not the runs that made them, and fine-tuning
+    (`robot-app finetune --mode bc --from models/gcbc_grasp.onnx`) needs torch weights. The
+    legacy exporter keeps every weight of a BCScorer as an initializer under its module
+    name (`policy.encoder.convs.0.weight`, or `policy.members.N....` for an ensemble),
+    so the policy is rebuilt exactly; the rebuilt scorer must then give the graph's own q
+    (onnxruntime) on random inputs, or the model is refused: a graph this code did not
+    write (another score width, another head) never fine-tunes silently wrong.
+
+    Refused: Q-function models (their ONNX holds one of AM's four networks, not the rest
+    of a run) and fine-tuned task models (start from their run directory instead).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from robot_app.policy import Policy, PolicyLoadError, resolve_model
+    from training.config import to_dict
+    from training.gcbc import GCBCConfig, policy_from_state
+    from training.networks import NetworkConfig
+    from training.runner import CHECKPOINT_FORMAT, TrainConfig
+
+    onnx_path, card_path = resolve_model(path)
+    card = ModelCard.read(card_path)
+    if card.q_means_reached or card.task:
+        what = f"a fine-tuned {card.task!r} task model" if card.task else f"a Q-function ({card.algo!r}) model"
+        raise ValueError(f"{onnx_path}: {what}; only goal-conditioned cloned policies (gcbc, gcivl) can be fine-tuned "
+                         "from an exported model (pass the run directory instead)")
+    policy = Policy.load(card_path, split=False)  # checks the graph against its card (sha256, inputs)
+    weights = {t.name.removeprefix("policy."): torch.from_numpy(numpy_helper.to_array(t).copy())
+               for t in onnx.load(str(onnx_path)).graph.initializer if t.name.startswith("policy.")}
+    members = len({k.split(".")[1] for k in weights if k.startswith("members.")}) or 1
+    first = "members.0." if members > 1 else ""
+    layers = sorted(int(k.split(".")[-2]) for k in weights if k.startswith(f"{first}head.") and k.endswith(".weight"))
+    outputs = weights[f"{first}head.{layers[-1]}.weight"].shape[0] if layers else 0
+    if not outputs or outputs % ACTION_DIM:
+        raise ValueError(f"{onnx_path}: its weights are not a cloned policy's (no action head of {ACTION_DIM} outputs)")
+    bins = outputs // ACTION_DIM if outputs > ACTION_DIM else 0
+    network = NetworkConfig.from_dict(card.network)
+    gcbc = GCBCConfig(members=members, action_bins=bins)
+    state = {"policy": weights}
+    try:
+        scorer = policy_from_state(state, network, gcbc)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{onnx_path}: its weights do not fit the network its card describes ({exc})") from None
+    error = check_parity(scorer, policy, card.image_size)
+    if not error <= parity_atol:
+        raise PolicyLoadError(f"{onnx_path}: rebuilt in torch it scores {error:.2e} away from its graph; "
+                              "not a cloned policy this version can fine-tune")
+    config = TrainConfig(algo="gcbc", network=network, cem=card.cem, gcbc=gcbc)
+    checkpoint = {"format": CHECKPOINT_FORMAT, "algo": "gcbc", "step": card.training_steps, "config": to_dict(config),
+                  "data_manifest_hash": card.data_manifest_hash, "algorithm": state}
+    return config, checkpoint

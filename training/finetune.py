@@ -43,7 +43,13 @@ Modes (same data, steps and hyperparameters; only the start and the batches diff
               success probability). Why it is here: measured at 50 episodes it is the
               mode that grasps the held-out object most (BENCHMARKS.md, session 10):
               the pretrained policy already brings the hand over an unseen object, and
-              the successes only have to teach the last centimetres.
+              the successes only have to teach the last centimetres. --from may also be
+              an exported cloned policy (models/gcbc_grasp.onnx, training.export.
+              import_cloned_model); an ensemble (gcbc.members) fine-tunes every member.
+              `clone_failed_approaches` also clones the failed attempts up to their
+              first close command (see TaskTransitions.before_close).
+  bc-scratch  bc's baseline: the same cloning, network shape and ensemble size, from a
+              random initialisation (what pretraining is measured against).
 
 Why the 90th percentile by default: the play data never contain the held-out object, so
 most of it is irrelevant to the task, and reward-0 sharing of an irrelevant transition is
@@ -73,14 +79,15 @@ from training.gcbc import GCBC, GCBCConfig
 from training.runner import CLONING, TrainConfig, window_row
 from training.sampler import GoalSampler, SamplerConfig
 
-MODES = ("scratch", "pretrained", "cds", "bc")
+MODES = ("scratch", "pretrained", "cds", "bc", "bc-scratch")
+BC_MODES = ("bc", "bc-scratch")  # filtered behaviour cloning: no Q-function
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    mode: str = "pretrained"  # scratch | pretrained | cds | bc (see module docstring)
+    mode: str = "pretrained"  # scratch | pretrained | cds | bc | bc-scratch (see module docstring)
     task: str = "grasp-heldout"  # task name written into the model card
-    pretrained: str = ""  # goal-conditioned run (--from); scratch takes only its network and hyperparameters
+    pretrained: str = ""  # goal-conditioned run or exported cloned model (--from); the scratch modes take only its network and hyperparameters
     data: str = ""  # labelled task store (`robot-app dataset build` of `collect --task ...` bags)
     share_data: str = ""  # unlabelled store to share from (cds only)
     steps: int = 2000  # gradient updates
@@ -91,6 +98,7 @@ class FinetuneConfig:
     gamma: float = 0.97  # discount per step (see module docstring); 0 = the pretrained run's am.gamma
     return_floor: bool = True  # y >= gamma^(k-1) on a success k logged steps away (training/am.py; why: module docstring)
     neg_keep_gripper: bool = False  # artificial negatives keep the logged gripper command (training/am.py)
+    clone_failed_approaches: bool = False  # bc modes: also clone failed attempts up to their first close (TaskTransitions)
     seed: int = 0  # initialisation (scratch), sampling, augmentation, CEM
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = this machine's cores
@@ -118,10 +126,12 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"gamma={config.gamma}: must be in (0, 1), or 0 for the pretrained run's")
     if not config.data:
         raise ConfigError("no task data: pass --data DIR (a labelled store from `robot-app dataset build`)")
-    if config.mode != "scratch" and not config.pretrained:
-        raise ConfigError(f"mode={config.mode} starts from a goal-conditioned run: pass --from RUN")
+    if not config.mode.endswith("scratch") and not config.pretrained:
+        raise ConfigError(f"mode={config.mode} starts from a goal-conditioned run: pass --from RUN (or a cloned model .onnx)")
     if config.mode == "cds" and not config.share_data:
         raise ConfigError("mode=cds shares unlabelled data: pass --share-data DIR (the pretraining store)")
+    if config.clone_failed_approaches and config.mode not in BC_MODES:
+        raise ConfigError(f"clone_failed_approaches is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
     if config.mode != "cds" and config.share_data:
         raise ConfigError(f"--share-data is used only by --mode cds, not {config.mode}")
 
@@ -165,6 +175,11 @@ class TaskTransitions:
     reward: np.ndarray  # (T,) float32: 1 only on the last transition of a successful episode
     terminal: np.ndarray  # (T,) bool: the last transition of each episode
     steps_to_success: np.ndarray  # (T,) int64: logged steps to the rewarded end of a successful episode; 0 in a failed one
+    # (T,) bool: before the episode's first close command. Why: a scripted attempt fails
+    # by its noise at the grasp (aim, closing height), which is zero-mean, so a failed
+    # attempt's approach aims at the object as well as a success's does on average; its
+    # close and lift are what the successes alone should teach.
+    before_close: np.ndarray
 
     @property
     def t(self) -> np.ndarray:
@@ -184,7 +199,17 @@ def task_transitions(store: Store, seed: int = 0, height_input: bool = False) ->
     succeeded = success[np.asarray(store.episode[index.t_index])]
     reward = (terminal & succeeded).astype(np.float32)
     steps = np.where(succeeded, index.t_last - index.t_index, 0).astype(np.int64)
-    return TaskTransitions(index=index, reward=reward, terminal=terminal, steps_to_success=steps)
+    return TaskTransitions(index=index, reward=reward, terminal=terminal, steps_to_success=steps,
+                           before_close=before_first_close(store, index.t_index))
+
+
+def before_first_close(store: Store, t: np.ndarray) -> np.ndarray:
+    """(len(t),) bool: whether frame t comes before the first close command (a4 > 0) of its episode."""
+    closing = np.asarray(store.actions[:, 4]) > 0
+    bounds = store.episode_bounds()
+    first = np.array([start + (np.argmax(closing[start:end]) if closing[start:end].any() else end - start)
+                      for start, end in bounds])
+    return t < first[np.asarray(store.episode[t])]
 
 
 def task_goal_image(store: Store) -> tuple[np.ndarray, int]:
@@ -259,10 +284,15 @@ class TaskBatches:
     def task_batch(self, size: int):
         return self.task_rows(self.rng.integers(0, len(self.task), size=size))
 
-    def success_batch(self, size: int):
-        """Transitions of the successful episodes only (filtered behaviour cloning's data)."""
-        rows = np.flatnonzero(self.task.steps_to_success > 0)  # every transition of a successful episode
-        return self.task_rows(rows[self.rng.integers(0, len(rows), size=size)])
+    def success_batch(self, size: int, failed_approaches: bool = False):
+        """Transitions of the successful episodes (filtered behaviour cloning's data), and with
+        `failed_approaches` those of the failed ones before their first close."""
+        return self.task_rows(self.rng.choice(self.cloned_rows(failed_approaches), size=size))
+
+    def cloned_rows(self, failed_approaches: bool = False) -> np.ndarray:
+        task = self.task
+        keep = task.steps_to_success > 0  # every transition of a successful episode
+        return np.flatnonzero(keep | (task.before_close & failed_approaches))
 
     def task_rows(self, rows: np.ndarray):
         """The task transitions at `rows` (indices into self.task) with their rewards and the task goal."""
@@ -291,9 +321,18 @@ def _concat(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], mask: torch.
 
 
 def base_train_config(config: FinetuneConfig, debug: bool = False) -> tuple[TrainConfig, dict | None]:
-    """The goal-conditioned run's TrainConfig (and its checkpoint), or the defaults for scratch without --from."""
+    """The goal-conditioned run's TrainConfig (and its checkpoint), or the defaults for a scratch mode without --from.
+
+    --from is a run directory, or an exported cloned policy (a .onnx/.json path or a name
+    in models/), rebuilt in torch by training.export.import_cloned_model.
+    """
     if not config.pretrained:
-        return runner.resolve_config(algo="am", debug=debug), None
+        return runner.resolve_config(algo="gcbc" if config.mode in BC_MODES else "am", debug=debug), None
+    where = Path(config.pretrained)
+    if where.suffix in (".onnx", ".json") or (where.parent == Path(".") and not where.exists()):  # a model, or a name in models/
+        from training.export import import_cloned_model
+
+        return import_cloned_model(config.pretrained)
     path = runner.find_checkpoint(config.pretrained)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint.get("format") != runner.CHECKPOINT_FORMAT:
@@ -307,9 +346,9 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0)
-    if config.mode == "bc":
+    if config.mode in BC_MODES:
         if base.algo not in CLONING:
-            raise ConfigError(f"mode=bc clones from a GCBC (or GCIVL) run's policy; {config.pretrained} is an {base.algo!r} "
+            raise ConfigError(f"mode={config.mode} clones a GCBC (or GCIVL) run's policy; {config.pretrained} is an {base.algo!r} "
                               "run (train one with robot-app train --algo gcbc, or pick another mode)")
         cloning = base.gcbc if base.algo == "gcbc" else GCBCConfig(
             lr=base.gcivl.lr, score_sigma=base.gcivl.score_sigma, switch_weight=base.gcivl.switch_weight)
@@ -335,8 +374,9 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
                  channels_last=run.channels_last)
     if config.mode != "scratch":
         state = checkpoint["algorithm"]
-        if "policy" in state:  # a cloned-policy run (GCBC, GCIVL)
-            trunk = {k.removeprefix("encoder."): v for k, v in state["policy"].items() if k.startswith("encoder.")}
+        if "policy" in state:  # a cloned-policy run (GCBC, GCIVL); of an ensemble, its first member
+            first = "members.0.encoder." if "members.0.encoder.convs.0.weight" in state["policy"] else "encoder."
+            trunk = {k.removeprefix(first): v for k, v in state["policy"].items() if k.startswith(first)}
             for module in algo.modules().values():
                 module.encoder.load_state_dict(trunk)
         else:
@@ -345,10 +385,14 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
     return algo
 
 
-def build_bc(config: FinetuneConfig, run: TrainConfig, checkpoint: dict, device: torch.device) -> GCBC:
-    """Mode bc: the GCBC (or GCIVL) run's whole policy, with a fresh Adam (pretraining's moments describe another loss)."""
+def build_bc(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, device: torch.device) -> GCBC:
+    """Mode bc: the GCBC (or GCIVL) run's whole policy, with a fresh Adam (pretraining's moments describe another loss).
+
+    Mode bc-scratch: the same policy (and ensemble size) freshly initialised.
+    """
     algo = GCBC(run.gcbc, run.network, device, seed=config.seed, precision=run.precision, channels_last=run.channels_last)
-    algo.policy.load_state_dict(checkpoint["algorithm"]["policy"])
+    if config.mode == "bc":
+        algo.policy.load_state_dict(checkpoint["algorithm"]["policy"])
     return algo
 
 
@@ -378,7 +422,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     if config.mode == "cds":
         share_store = _open(config.share_data, base.network.image_size, "shared data")
         shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed, height_input=height)
-    if config.mode == "bc":
+    if config.mode in BC_MODES:
         algo, step_fn = build_bc(config, train_config, checkpoint, device), update_bc
     else:
         algo, step_fn = build(config, train_config, checkpoint, device), update
@@ -393,7 +437,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     _write_png(run_dir / "goal.png", goal)
     log = runner.MetricsLog(run_dir, None)
     info = {"task": config.task, "mode": config.mode, "goal_episode": goal_episode, "goal": torch.from_numpy(goal.copy()),
-            "config": to_dict(config), "pretrained": str(Path(config.pretrained).resolve()) if config.pretrained else ""}
+            "config": to_dict(config), "pretrained": _where(config.pretrained)}
     bar = tqdm(total=config.steps, desc=f"finetune {config.mode}", unit="upd", disable=not progress, dynamic_ncols=True)
     window, tick, started, last = [], time.perf_counter(), time.perf_counter(), None
     for step in range(1, config.steps + 1):
@@ -408,6 +452,11 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
             last = _checkpoint(run_dir, step, algo, train_config, store, info)
     bar.close()
     return last
+
+
+def _where(pretrained: str) -> str:
+    """What the run started from, as an absolute path where it is one (a bare model name stays a name)."""
+    return str(Path(pretrained).resolve()) if pretrained and Path(pretrained).exists() else pretrained
 
 
 def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
@@ -429,7 +478,7 @@ def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pa
 def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
               aligned: bool = False) -> dict[str, torch.Tensor]:
     """One behaviour-cloning update on transitions of the successful task episodes."""
-    return algo.update(_to_torch(batches.success_batch(config.batch_size), device, pad, aug, aligned))
+    return algo.update(_to_torch(batches.success_batch(config.batch_size, config.clone_failed_approaches), device, pad, aug, aligned))
 
 
 def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:

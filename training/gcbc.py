@@ -32,6 +32,7 @@ class GCBCConfig:
     score_sigma: float = 0.25  # width of the exported closeness score, in normalised action units
     switch_weight: float = 1.0  # loss weight of the samples where the logged gripper command is a switch (see gripper_switches)
     action_bins: int = 0  # 0: regress the action (tanh, MSE); K >= 3: classify each action dimension into K bins (see BCPolicy)
+    members: int = 1  # independently initialised policies trained on the same batches, acting with their mean action (MeanPolicy)
 
 
 class BCPolicy(nn.Module):
@@ -110,15 +111,22 @@ class BCScorer(nn.Module):
 
 
 class MeanPolicy(nn.Module):
-    """The mean action of several cloned policies with the same inputs (seeds of one recipe).
+    """The mean action of several cloned policies with the same inputs (an ensemble).
 
     Seeds of the pre-grasp recipe each grasp 35-37% of 300 tasks and fail on different ones;
     their mean action grasped 45% of the same 300 (BENCHMARKS.md, session 13). It exports
     like one policy (inside a BCScorer), at the cost of one forward pass per member.
+
+    It trains like one policy too (`gcbc.members`): `raw` stacks the members' outputs and
+    `loss` sums their own losses, so each member gets exactly the gradient it would get
+    alone on the same batch (their mean loss: Adam is blind to the 1/M scale), and they
+    differ only by their initialisation.
     """
 
     def __init__(self, policies: list[BCPolicy]):
         super().__init__()
+        if not policies:
+            raise ValueError("an ensemble needs at least one policy")
         if len({(p.config.image_size, p.config.height_input, p.config.gripper_input) for p in policies}) != 1:
             raise ValueError("the policies take different inputs (image size, height or gripper input); they cannot be averaged")
         self.members = nn.ModuleList(policies)
@@ -126,6 +134,25 @@ class MeanPolicy(nn.Module):
 
     def forward(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
         return torch.stack([p(image, goal, gripper) for p in self.members]).mean(dim=0)
+
+    def raw(self, image: torch.Tensor, goal: torch.Tensor, gripper: torch.Tensor) -> torch.Tensor:
+        """Every member's head output, stacked: (M, B, 5), or with bins (M, B, 5, K)."""
+        return torch.stack([p.raw(image, goal, gripper) for p in self.members])
+
+    def action_of(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p.action_of(r) for p, r in zip(self.members, raw, strict=True)]).mean(dim=0)
+
+    def loss(self, raw: torch.Tensor, action: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([p.loss(r, action, weight) for p, r in zip(self.members, raw, strict=True)]).mean()
+
+
+def make_policy(network: NetworkConfig, config: GCBCConfig) -> BCPolicy | MeanPolicy:
+    """One BCPolicy, or an ensemble of `config.members` of them (each with its own initialisation)."""
+    if config.members < 1:
+        raise ValueError(f"gcbc.members={config.members}: must be a positive integer")
+    if config.members == 1:
+        return BCPolicy(network, config.action_bins)
+    return MeanPolicy([BCPolicy(network, config.action_bins) for _ in range(config.members)])
 
 
 class GCBC:
@@ -145,7 +172,7 @@ class GCBC:
             raise ValueError(f"gcbc.switch_weight={config.switch_weight}: must be > 0")
         self.config, self.network, self.device, self.precision = config, network, device, precision
         torch.manual_seed(seed)
-        self.policy = set_channels_last(BCPolicy(network, config.action_bins), channels_last).to(device)
+        self.policy = set_channels_last(make_policy(network, config), channels_last).to(device)
         self.optimizer = make_adam(self.policy.parameters(), config.lr, foreach, device)
         self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None
 
@@ -181,6 +208,6 @@ class GCBC:
 
 
 def policy_from_state(state: dict, network: NetworkConfig, config: GCBCConfig) -> nn.Module:
-    policy = BCPolicy(network, config.action_bins)
+    policy = make_policy(network, config)
     policy.load_state_dict(state["policy"])
     return BCScorer(policy, config.score_sigma).eval()

@@ -1,6 +1,6 @@
 """`robot-app finetune`: a task Q-function from a small labelled dataset, started from a goal-conditioned run.
 
-    robot-app finetune --from RUN --data DIR --out RUN2 [--mode scratch|pretrained|cds|bc]
+    robot-app finetune --from RUN|MODEL.onnx --data DIR --out RUN2 [--mode scratch|pretrained|cds|bc|bc-scratch]
                        [--share-data STORE] [--share-percentile P] [--steps N]
                        [--config YAML] [--set key=value ...] [--export models/NAME.onnx] [--debug]
 
@@ -15,15 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-MODES = ("scratch", "pretrained", "cds", "bc")
+MODES = ("scratch", "pretrained", "cds", "bc", "bc-scratch")  # training.finetune.MODES (kept torch-free here)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="pretrained", help="goal-conditioned run to start from (scratch uses only its network settings)")
+    parser.add_argument("--from", dest="pretrained", help="goal-conditioned run to start from, or an exported cloned policy "
+                        "(e.g. models/gcbc_grasp.onnx); the scratch modes use only its network settings")
     parser.add_argument("--data", help="labelled task store (`robot-app dataset build` of `collect --task grasp-heldout` bags)")
     parser.add_argument("--out", required=True, help="run directory of the fine-tuned task model")
-    parser.add_argument("--mode", choices=MODES, help="scratch, pretrained (default), cds (pretrained + conservative data sharing) or bc "
-                        "(filtered behaviour cloning from a GCBC run's policy)")
+    parser.add_argument("--mode", choices=MODES, help="scratch, pretrained (default), cds (pretrained + conservative data sharing), bc "
+                        "(filtered behaviour cloning from a GCBC run's or model's policy) or bc-scratch (the same from a fresh policy)")
     parser.add_argument("--share-data", help="unlabelled store to share from (cds), e.g. the pretraining store")
     parser.add_argument("--share-percentile", type=float, help="share a transition whose task Q is at least this percentile "
                         "of the task data's Q (default 90)")
