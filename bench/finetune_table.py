@@ -5,6 +5,8 @@ seeds were run as parallel processes). This pools every run by (mode, labelled e
 over seeds, prints the markdown table of BENCHMARKS.md (successes / n, Wilson 95% interval,
 per-seed successes) and draws success against labelled episodes (docs/img/finetune.png).
 A later file's run replaces an earlier one with the same (mode, episodes, seed).
+A `robot-app eval --json` file named MODE_nEPISODES_sSEED.json counts as one run too (the
+product commands of session 14: `robot-app finetune ... --export`, then `robot-app eval`).
 
     .venv/bin/python bench/finetune_table.py bench/results/finetune_n25_v3.json bench/results/finetune_n50_v3.json \
         bench/results/finetune_n100_v3.json bench/results/finetune_bc_n50.json bench/results/finetune_bc_n25_n100.json
@@ -29,6 +31,11 @@ LABELS = {
     "cds": "pretrained + CDS",
     "filtered-bc-scratch": "filtered BC (reference), fresh trunk",
     "filtered-bc-pretrained": "filtered BC (reference), pretrained trunk",
+    "bc": "bc: clone the successes from the shipped GCBC ensemble",
+    "bc-scratch": "bc-scratch: the same from a fresh ensemble",
+    "bc_failed-approaches": "bc + failed attempts' approaches",
+    "bc-scratch_failed-approaches": "bc-scratch + failed attempts' approaches",
+    "bc-scratch_keypoints": "bc-scratch, keypoint (spatial softmax) trunk",
 }
 
 
@@ -36,9 +43,19 @@ def load_runs(paths: list[Path]) -> list[dict]:
     """Every run, one per (mode, episodes, seed), in seed order within a cell."""
     runs = {}
     for path in paths:
-        for r in json.loads(path.read_text())["runs"]:
+        data = json.loads(path.read_text())
+        for r in data["runs"] if "runs" in data else [eval_run(path, data)]:
             runs[(r["mode"], int(r["episodes"]), int(r["seed"]))] = r
     return [runs[key] for key in sorted(runs)]
+
+
+def eval_run(path: Path, data: dict) -> dict:
+    """One run from a `robot-app eval --json` file named MODE_nEPISODES_sSEED.json."""
+    mode, episodes, seed = path.stem.rsplit("_", 2)
+    if not (episodes.startswith("n") and seed.startswith("s")):
+        raise SystemExit(f"{path}: an eval JSON must be named MODE_nEPISODES_sSEED.json")
+    family = data["families"]["grasp-heldout"]
+    return {"mode": mode, "episodes": int(episodes[1:]), "seed": int(seed[1:]), **family}
 
 
 def markdown(cells: dict, sizes: list[int]) -> str:
