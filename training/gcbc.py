@@ -118,9 +118,9 @@ class MeanPolicy(nn.Module):
     like one policy (inside a BCScorer), at the cost of one forward pass per member.
 
     It trains like one policy too (`gcbc.members`): `raw` stacks the members' outputs and
-    `loss` sums their own losses, so each member gets exactly the gradient it would get
-    alone on the same batch (their mean loss: Adam is blind to the 1/M scale), and they
-    differ only by their initialisation.
+    `loss` averages their own losses, so each member gets the gradient it would get alone
+    on the same batch, scaled by 1/M, which Adam does not see; they differ only by their
+    initialisation.
 
     The mean is no better than its best member when the members disagree in quality:
     fine-tuned on the held-out grasp (BENCHMARKS.md, session 14) the three pretrained
