@@ -57,11 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def successful_rows(task) -> np.ndarray:
-    """Transition rows of the successful episodes (steps_to_success > 0 exactly there)."""
-    return np.flatnonzero(task.steps_to_success > 0)
-
-
 def pretrained_weights(state: dict, trunk: str) -> dict:
     """BCPolicy weights to start from: the encoder ("pretrained") of an AM or GCBC run, or a GCBC run's whole policy."""
     if "policy" in state:  # a GCBC run
@@ -87,7 +82,7 @@ def train_bc(store_dir: Path, trunk: str, seed: int, args, base, checkpoint):
         policy.load_state_dict(pretrained_weights(checkpoint["algorithm"], trunk), strict=trunk == "policy")
     optimizer = torch.optim.Adam(policy.parameters(), lr=base.gcbc.lr)
     batches = TaskBatches(task, goal, None, seed=seed)
-    rows = successful_rows(task)
+    rows = batches.cloned_rows()  # the successful episodes' transitions
     loss = torch.tensor(float("nan"))  # --steps 0: the pretrained policy as it is
     rng, shift = np.random.default_rng(seed), torch.Generator()
     shift.manual_seed(seed + 2)

@@ -377,7 +377,7 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
     if config.mode != "scratch":
         state = checkpoint["algorithm"]
         if "policy" in state:  # a cloned-policy run (GCBC, GCIVL); of an ensemble, its first member
-            first = "members.0.encoder." if "members.0.encoder.convs.0.weight" in state["policy"] else "encoder."
+            first = "members.0.encoder." if any(k.startswith("members.") for k in state["policy"]) else "encoder."
             trunk = {k.removeprefix(first): v for k, v in state["policy"].items() if k.startswith(first)}
             for module in algo.modules().values():
                 module.encoder.load_state_dict(trunk)
