@@ -308,6 +308,19 @@ def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
     assert _finetune(stores, tmp_path / "bc", "--mode", "bc", "--from", str(tmp_path / "gcivl")) == 0
 
 
+def test_finetuning_turns_hues_as_its_pretraining_did_unless_told():
+    from dataclasses import replace
+
+    from training import runner
+    from training.finetune import FinetuneConfig, run_train_config
+
+    base = runner.resolve_config(algo="gcbc", overrides=["augment_hue=0.5"])
+    ft = FinetuneConfig(mode="bc", pretrained="runs/x", data="data/task")
+    assert run_train_config(ft, base).augment_hue == 0.5
+    assert run_train_config(replace(ft, augment_hue=0.0), base).augment_hue == 0.0
+    assert run_train_config(replace(ft, augment_hue=1.0), replace(base, augment_hue=0.0)).augment_hue == 1.0
+
+
 def test_an_ensemble_trains_each_member_as_alone_and_acts_with_their_mean():
     """gcbc.members: members start apart, each gets its own loss's gradient (scaled 1/M), the action is their mean."""
     from training.gcbc import GCBCConfig, MeanPolicy, make_policy

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from robot_app.store import Store
-from training.augment import random_shift, random_shift_aligned, shift_numpy, shift_torch
+from training.augment import (
+    hue_rotations,
+    random_hue_aligned,
+    random_shift,
+    random_shift_aligned,
+    shift_numpy,
+    shift_torch,
+)
 from training.runner import to_torch
 from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
 
@@ -122,6 +129,45 @@ def test_aligned_shift_crops_each_batch_like_a_single_shift_with_the_same_offset
     assert torch.equal(first, random_shift(images, pad=3, generator=torch.Generator().manual_seed(7)))
     assert torch.equal(second, random_shift(others, pad=3, generator=torch.Generator().manual_seed(7)))
     assert random_shift_aligned([images], pad=0)[0] is images
+
+
+def test_hue_rotation_keeps_grey_turns_red_to_yellow_and_is_undone_by_the_opposite_angle():
+    angles = torch.tensor([torch.pi / 3, 1.1, -2.5], dtype=torch.float64)
+    turns = hue_rotations(angles)
+    grey = torch.tensor([90.0, 90.0, 90.0], dtype=torch.float64)
+    for turn in turns:
+        torch.testing.assert_close(turn @ grey, grey)  # table, arm and background keep their colour
+        torch.testing.assert_close(turn @ turn.T, torch.eye(3, dtype=torch.float64))  # brightness and saturation kept
+    red, green, blue = (turns[0] @ torch.tensor([255.0, 0.0, 0.0], dtype=torch.float64)).tolist()
+    assert red == pytest.approx(green) and red > 150 and blue < 0  # clamped to 0: yellow
+    torch.testing.assert_close(hue_rotations(-angles) @ turns, torch.eye(3, dtype=torch.float64).expand(3, 3, 3))
+
+
+def test_a_samples_images_share_one_hue_and_samples_differ(store):
+    """The object in the goal must keep the colour of the object to fetch; across samples, every hue."""
+    batch = GoalSampler(store, SamplerConfig(), seed=4).sample(16)
+    batch.goal = batch.image.copy()
+    batch.next_image = batch.image.copy()
+    plain = to_torch(batch, torch.device("cpu"))
+    turned = to_torch(batch, torch.device("cpu"), generator=torch.Generator().manual_seed(0), hue=1.0)
+    assert torch.equal(turned["goal"], turned["image"]) and torch.equal(turned["next_image"], turned["image"])
+    changed = (turned["image"].int() - plain["image"].int()).abs().flatten(1).amax(1)
+    assert (changed > 20).float().mean() > 0.5  # most samples visibly turned
+    first, second = random_hue_aligned([plain["image"], plain["image"]], 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(first, second) and first.dtype == torch.uint8
+    # one angle per sample, drawn uniformly: the mean colour of the same frame differs across samples
+    same = torch.from_numpy(np.repeat(batch.image[:1], 64, axis=0))
+    means = random_hue_aligned([same], 1.0, torch.Generator().manual_seed(2))[0].float().mean(dim=(1, 2))
+    assert means.std(dim=0).max() > 2.0
+
+
+def test_no_hue_draws_nothing_so_runs_without_it_sample_as_before(store):
+    batch = GoalSampler(store, SamplerConfig(), seed=4).sample(8)
+    with_off, before = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    off = to_torch(batch, torch.device("cpu"), pad=4, generator=with_off, hue=0.0)
+    assert torch.equal(off["image"], to_torch(batch, torch.device("cpu"), pad=4, generator=before)["image"])
+    assert torch.equal(with_off.get_state(), before.get_state())
+    assert random_hue_aligned([off["image"]], 0.0)[0] is off["image"]
 
 
 def test_pre_grasp_transitions_are_those_before_the_hand_takes_or_lets_go_and_are_drawn_more_often(tmp_path):

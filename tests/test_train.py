@@ -21,7 +21,16 @@ from robot_app.store import Store
 from training.am import ActionableModels, AMConfig
 from training.config import ConfigError
 from training.networks import NetworkConfig
-from training.runner import TrainConfig, load_run, make_act_fn, resolve_config, to_torch, train
+from training.runner import (
+    TrainConfig,
+    check_config,
+    load_run,
+    make_act_fn,
+    make_update,
+    resolve_config,
+    to_torch,
+    train,
+)
 from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +74,16 @@ def test_yaml_presets_and_overrides_resolve_in_order():
     assert resolve_config(algo="am-nochain").am.chaining is False
     with pytest.raises(ConfigError, match="am-nonneg"):
         resolve_config(algo="am", overrides=["am.negatives=false"])
+
+
+def test_hue_augmentation_is_a_fraction_and_refused_where_it_would_be_skipped():
+    assert resolve_config(overrides=["augment_hue=1"]).augment_hue == 1.0
+    with pytest.raises(ConfigError, match="augment_hue=1.5"):
+        check_config(resolve_config(overrides=["augment_hue=1.5"]))
+    # the GPU feed gathers batches on the device, where no hue is turned: say so rather than train without it
+    with pytest.raises(ConfigError, match="data_on_device=false"):
+        make_update(resolve_config(algo="gcbc", overrides=["augment_hue=0.5"]), None, None, None, None,
+                    torch.device("cuda"), 8, False)
 
 
 # ---------------------------------------------------------------- AM maths

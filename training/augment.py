@@ -66,3 +66,46 @@ def shift_torch(images: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.
     cols = (torch.arange(w, device=images.device)[None, :] + offsets[:, 1:] - pad).clamp_(0, w - 1)
     batch = torch.arange(b, device=images.device)[:, None, None]
     return images[batch, rows[:, :, None], cols[:, None, :]]
+
+
+def hue_rotations(angles: torch.Tensor) -> torch.Tensor:
+    """(B,) radians -> (B, 3, 3): rotations of RGB space about the grey axis (Rodrigues).
+
+    Grey (the table, the arm, the background) stays exactly where it is; a saturated colour
+    turns round the colour wheel at constant brightness and saturation: red by 60 degrees
+    comes out yellow.
+    """
+    cos, sin = torch.cos(angles)[:, None, None], torch.sin(angles)[:, None, None]
+    eye = torch.eye(3, dtype=angles.dtype, device=angles.device)
+    grey = torch.full((3, 3), 1.0 / 3.0, dtype=angles.dtype, device=angles.device)
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=angles.dtype,
+                         device=angles.device) / 3.0**0.5
+    return cos * eye + (1.0 - cos) * grey + sin * cross
+
+
+def random_hue_aligned(images: list[torch.Tensor], fraction: float,
+                       generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Several uint8 (B,H,W,3) batches; row i of every one is turned by the same random hue.
+
+    Why: play data shows only red, green and blue cubes, so a trunk learns "red thing" rather
+    than "thing", and meets the yellow held-out object as something it never saw (the shipped
+    GCBC grasps cubes in 50 of 100 tasks and the held-out object in 2). Turning every colour
+    of a sample by one angle, drawn uniformly in +-fraction x 180 degrees, keeps what the task
+    asks (the object in the goal is the one of the same colour now) and shows objects of every
+    hue. One angle per sample, for its current, next and goal image alike: turned apart, the
+    goal's object would have another colour than the one to fetch.
+    """
+    if fraction <= 0 or not images:
+        return list(images)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    unit = torch.rand(images[0].shape[0], generator=generator, device=gen_device)
+    rotations = hue_rotations((2.0 * unit - 1.0) * fraction * torch.pi).to(images[0].device)
+    return [_rotate_colours(batch, rotations) for batch in images]
+
+
+def _rotate_colours(images: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Three broadcast multiply-adds: a batched 3x3 matmul (bmm, einsum) is 30% slower on CPU."""
+    pixels, columns = images.float(), rotations[:, None, None]
+    turned = pixels[..., 0:1] * columns[..., 0]
+    turned.addcmul_(pixels[..., 1:2], columns[..., 1]).addcmul_(pixels[..., 2:3], columns[..., 2])
+    return turned.round_().clamp_(0, 255).to(torch.uint8)

@@ -99,6 +99,7 @@ class FinetuneConfig:
     return_floor: bool = True  # y >= gamma^(k-1) on a success k logged steps away (training/am.py; why: module docstring)
     neg_keep_gripper: bool = False  # artificial negatives keep the logged gripper command (training/am.py)
     clone_failed_approaches: bool = False  # bc modes: also clone failed attempts up to their first close (TaskTransitions)
+    augment_hue: float = -1.0  # hue turn of each sample (TrainConfig.augment_hue); < 0 = the pretrained run's
     seed: int = 0  # initialisation (scratch), sampling, augmentation, CEM
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = this machine's cores
@@ -308,9 +309,10 @@ class TaskBatches:
         return self._gather(self.shared, self.shared.t_index[rows], none, none, np.zeros(size, dtype=np.int64))
 
 
-def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator, aligned: bool = False) -> dict[str, torch.Tensor]:
+def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator, aligned: bool = False,
+              hue: float = 0.0) -> dict[str, torch.Tensor]:
     batch, terminal = batch_terminal
-    out = runner.to_torch(batch, device, pad, generator, aligned)
+    out = runner.to_torch(batch, device, pad, generator, aligned, hue)
     out["terminal"] = torch.from_numpy(np.ascontiguousarray(terminal)).to(device)
     return out
 
@@ -348,6 +350,8 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0)
+    if config.augment_hue >= 0:
+        run = replace(run, augment_hue=config.augment_hue)
     if config.mode in BC_MODES:
         if base.algo not in CLONING:
             raise ConfigError(f"mode={config.mode} clones a GCBC (or GCIVL) run's policy; {config.pretrained} is an {base.algo!r} "
@@ -443,7 +447,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     bar = tqdm(total=config.steps, desc=f"finetune {config.mode}", unit="upd", disable=not progress, dynamic_ncols=True)
     window, tick, started, last = [], time.perf_counter(), time.perf_counter(), None
     for step in range(1, config.steps + 1):
-        window.append(step_fn(algo, batches, config, device, base.augment_pad, aug, base.augment_aligned))
+        window.append(step_fn(algo, batches, config, device, train_config, aug))
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
             row, tick = window_row(step, window, tick, started)
@@ -461,13 +465,18 @@ def _where(pretrained: str) -> str:
     return str(Path(pretrained).resolve()) if pretrained and Path(pretrained).exists() else pretrained
 
 
-def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
-           aligned: bool = False) -> dict[str, torch.Tensor]:
+def _augmented(batch_terminal, device, run: TrainConfig, aug: torch.Generator) -> dict[str, torch.Tensor]:
+    """A batch as tensors, shifted (and hue-turned) as the run's TrainConfig says."""
+    return _to_torch(batch_terminal, device, run.augment_pad, aug, run.augment_aligned, run.augment_hue)
+
+
+def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, run: TrainConfig,
+           aug: torch.Generator) -> dict[str, torch.Tensor]:
     """One AM update on a task batch, extended in cds mode by the candidates that pass share_mask."""
-    b = _to_torch(batches.task_batch(config.batch_size), device, pad, aug, aligned)
+    b = _augmented(batches.task_batch(config.batch_size), device, run, aug)
     shared = torch.zeros(())
     if batches.shared is not None:
-        candidates = _to_torch(batches.share_candidates(config.share_batch_size), device, pad, aug, aligned)
+        candidates = _augmented(batches.share_candidates(config.share_batch_size), device, run, aug)
         with autocast(device, algo.precision):
             mask = share_mask(algo.data_q(candidates), algo.data_q(b), config.share_percentile)
         b = _concat(b, candidates, mask)
@@ -477,10 +486,10 @@ def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, pa
     return metrics
 
 
-def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, pad: int, aug,
-              aligned: bool = False) -> dict[str, torch.Tensor]:
+def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, run: TrainConfig,
+              aug: torch.Generator) -> dict[str, torch.Tensor]:
     """One behaviour-cloning update on transitions of the successful task episodes."""
-    return algo.update(_to_torch(batches.success_batch(config.batch_size, config.clone_failed_approaches), device, pad, aug, aligned))
+    return algo.update(_augmented(batches.success_batch(config.batch_size, config.clone_failed_approaches), device, run, aug))
 
 
 def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:

@@ -40,7 +40,7 @@ from robot_app.spec import DEFAULT_SCALING, ActionScaling, check_image, proprio_
 from robot_app.store import Store
 from training import am, gcbc, gcivl
 from training.am import AMConfig
-from training.augment import random_shift, random_shift_aligned
+from training.augment import random_hue_aligned, random_shift, random_shift_aligned
 from training.cem import cem_maximize_torch
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
 from training.device_step import IMAGE_KEYS, DeviceFeed, DeviceStep
@@ -89,6 +89,7 @@ class TrainConfig:
     cuda_graph: bool = True  # on a GPU with data_on_device, single process: each update replays one captured CUDA graph
     augment_pad: int = 4  # random shift of current, next and goal images by up to this many pixels; 0 = off
     augment_aligned: bool = False  # one shift per sample for all its images; measured worse for AM (BENCHMARKS.md)
+    augment_hue: float = 0.0  # turn each sample's colours by one random hue within +-this x 180 degrees (training/augment.py); 0 = off
     log_every: int = 100  # updates between metrics.csv rows
     checkpoint_every: int = 2000  # updates between checkpoints (and one at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept; older ones deleted
@@ -150,6 +151,8 @@ def check_config(c: TrainConfig) -> None:
         raise ConfigError(f"precision={c.precision!r}: expected fp32 or bf16")
     if c.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device={c.device!r}: expected auto, cpu or cuda")
+    if not 0.0 <= c.augment_hue <= 1.0:
+        raise ConfigError(f"augment_hue={c.augment_hue}: a fraction of the half colour wheel, in [0, 1]")
 
 
 def effective_sampler(c: TrainConfig) -> SamplerConfig:
@@ -288,11 +291,13 @@ def open_store(c: TrainConfig) -> Store:
 
 
 def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None,
-             aligned: bool = False) -> dict[str, torch.Tensor]:
+             aligned: bool = False, hue: float = 0.0) -> dict[str, torch.Tensor]:
     """A sampler Batch as tensors on the device, images randomly shifted when pad > 0.
 
     aligned: one offset per sample for its current, next and goal image (see
-    training/augment.py); the default shifts each image on its own.
+    training/augment.py); the default shifts each image on its own. hue > 0: each sample's
+    images are also turned by one random hue (drawn after the shifts, so runs without it
+    draw exactly as before).
     """
     names = IMAGE_KEYS + ("gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
     out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
@@ -300,6 +305,7 @@ def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generat
         out.update(zip(IMAGE_KEYS, random_shift_aligned([out[k] for k in IMAGE_KEYS], pad, generator), strict=True))
     else:
         out.update({k: random_shift(out[k], pad, generator) for k in IMAGE_KEYS})
+    out.update(zip(IMAGE_KEYS, random_hue_aligned([out[k] for k in IMAGE_KEYS], hue, generator), strict=True))
     return out
 
 
@@ -308,9 +314,11 @@ def make_update(c: TrainConfig, algo, store: Store, sampler: GoalSampler, aug: t
     """update() -> metrics of one training step on a fresh batch: on a GPU from the store in GPU memory
     (one CUDA graph replay a step when c.cuda_graph), otherwise sampled on the host and copied over."""
     if device.type == "cuda" and c.data_on_device:
+        if c.augment_hue > 0:
+            raise ConfigError("augment_hue turns colours on the host batches only: pass --set data_on_device=false with it")
         feed = DeviceFeed(store, device, c.augment_pad, c.augment_aligned, c.network.height_input)
         return DeviceStep(algo, feed, sampler, aug, batch, graph=c.cuda_graph and not distributed)
-    return lambda: algo.update(to_torch(sampler.sample(batch), device, c.augment_pad, aug, c.augment_aligned))
+    return lambda: algo.update(to_torch(sampler.sample(batch), device, c.augment_pad, aug, c.augment_aligned, c.augment_hue))
 
 
 # ---------------------------------------------------------------- checkpoints, metrics, plots
