@@ -36,6 +36,10 @@ LABELS = {
     "bc_failed-approaches": "bc + failed attempts' approaches",
     "bc-scratch_failed-approaches": "bc-scratch + failed attempts' approaches",
     "bc-scratch_keypoints": "bc-scratch, keypoint (spatial softmax) trunk",
+    "bc-hue-pretrained_failed-approaches": "bc + failed approaches, from a GCBC pretrained with hue turns",
+    "bc-plain-pretrained_failed-approaches": "bc + failed approaches, from the same GCBC pretrained without them",
+    "bc-scratch-hue_failed-approaches": "bc-scratch + failed approaches, with hue turns",
+    "bc-scratch-single_failed-approaches": "bc-scratch + failed approaches, one fresh policy (no ensemble)",
 }
 
 

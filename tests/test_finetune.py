@@ -308,7 +308,7 @@ def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
     assert _finetune(stores, tmp_path / "bc", "--mode", "bc", "--from", str(tmp_path / "gcivl")) == 0
 
 
-def test_finetuning_turns_hues_as_its_pretraining_did_unless_told():
+def test_finetuning_turns_no_hues_unless_told_whatever_its_pretraining_did():
     from dataclasses import replace
 
     from training import runner
@@ -316,9 +316,9 @@ def test_finetuning_turns_hues_as_its_pretraining_did_unless_told():
 
     base = runner.resolve_config(algo="gcbc", overrides=["augment_hue=0.5"])
     ft = FinetuneConfig(mode="bc", pretrained="runs/x", data="data/task")
-    assert run_train_config(ft, base).augment_hue == 0.5
-    assert run_train_config(replace(ft, augment_hue=0.0), base).augment_hue == 0.0
-    assert run_train_config(replace(ft, augment_hue=1.0), replace(base, augment_hue=0.0)).augment_hue == 1.0
+    assert run_train_config(ft, base).augment_hue == 0.0
+    assert run_train_config(replace(ft, augment_hue=0.25), base).augment_hue == 0.25
+    assert run_train_config(replace(ft, mode="pretrained", augment_hue=1.0), replace(base, augment_hue=0.0)).augment_hue == 1.0
 
 
 def test_an_ensemble_trains_each_member_as_alone_and_acts_with_their_mean():
