@@ -319,6 +319,11 @@ def test_finetuning_turns_no_hues_unless_told_whatever_its_pretraining_did():
     assert run_train_config(ft, base).augment_hue == 0.0
     assert run_train_config(replace(ft, augment_hue=0.25), base).augment_hue == 0.25
     assert run_train_config(replace(ft, mode="pretrained", augment_hue=1.0), replace(base, augment_hue=0.0)).augment_hue == 1.0
+    from training.config import ConfigError
+    from training.finetune import check_config
+
+    with pytest.raises(ConfigError, match="augment_hue=-1"):
+        check_config(replace(ft, augment_hue=-1.0))
 
 
 def test_an_ensemble_trains_each_member_as_alone_and_acts_with_their_mean():

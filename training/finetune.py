@@ -131,6 +131,8 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"mode={config.mode} starts from a goal-conditioned run: pass --from RUN (or a cloned model .onnx)")
     if config.mode == "cds" and not config.share_data:
         raise ConfigError("mode=cds shares unlabelled data: pass --share-data DIR (the pretraining store)")
+    if not 0.0 <= config.augment_hue <= 1.0:
+        raise ConfigError(f"augment_hue={config.augment_hue}: a fraction of the half colour wheel, in [0, 1]")
     if config.clone_failed_approaches and config.mode not in BC_MODES:
         raise ConfigError(f"clone_failed_approaches is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
     if config.mode != "cds" and config.share_data:
@@ -351,7 +353,7 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     Hue turns are not inherited. They teach a goal-conditioned trunk objects of every colour,
     but a task model should fetch its one object by the colour it has: turned, the held-out
     object looks like the other cubes, and 50 episodes do not teach matching colours against
-    the goal (measured: bc-scratch with turns grasped 1/100, without 14/100; BENCHMARKS.md).
+    the goal (measured: bc-scratch with turns grasped 1/100, without 9/100, one seed; BENCHMARKS.md).
     """
     run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
