@@ -131,8 +131,7 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"mode={config.mode} starts from a goal-conditioned run: pass --from RUN (or a cloned model .onnx)")
     if config.mode == "cds" and not config.share_data:
         raise ConfigError("mode=cds shares unlabelled data: pass --share-data DIR (the pretraining store)")
-    if not 0.0 <= config.augment_hue <= 1.0:
-        raise ConfigError(f"augment_hue={config.augment_hue}: a fraction of the half colour wheel, in [0, 1]")
+    runner.check_augment_hue(config.augment_hue)
     if config.clone_failed_approaches and config.mode not in BC_MODES:
         raise ConfigError(f"clone_failed_approaches is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
     if config.mode != "cds" and config.share_data:

@@ -151,8 +151,13 @@ def check_config(c: TrainConfig) -> None:
         raise ConfigError(f"precision={c.precision!r}: expected fp32 or bf16")
     if c.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device={c.device!r}: expected auto, cpu or cuda")
-    if not 0.0 <= c.augment_hue <= 1.0:
-        raise ConfigError(f"augment_hue={c.augment_hue}: a fraction of the half colour wheel, in [0, 1]")
+    check_augment_hue(c.augment_hue)
+
+
+def check_augment_hue(value: float) -> None:
+    """augment_hue, in `train` and `finetune` alike, is a fraction of the half colour wheel."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"augment_hue={value}: a fraction of the half colour wheel, in [0, 1]")
 
 
 def effective_sampler(c: TrainConfig) -> SamplerConfig:
