@@ -170,6 +170,24 @@ def test_no_hue_draws_nothing_so_runs_without_it_sample_as_before(store):
     assert random_hue_aligned([off["image"]], 0.0)[0] is off["image"]
 
 
+def test_hue_turns_only_the_images_the_algorithm_reads_and_draws_the_same(store):
+    """GCBC never reads the next frame: it is shifted as before, not turned, and nothing else changes."""
+    from training.am import ActionableModels
+    from training.gcbc import GCBC
+
+    assert set(GCBC.image_inputs) == {"image", "goal"} and "next_image" in ActionableModels.image_inputs
+    batch = GoalSampler(store, SamplerConfig(), seed=4).sample(16)
+    every, read, shifted = (torch.Generator().manual_seed(3) for _ in range(3))
+    all_turned = to_torch(batch, torch.device("cpu"), pad=4, generator=every, hue=1.0)
+    gcbc_turned = to_torch(batch, torch.device("cpu"), pad=4, generator=read, hue=1.0, hue_keys=GCBC.image_inputs)
+    only_shifted = to_torch(batch, torch.device("cpu"), pad=4, generator=shifted)
+    for key in GCBC.image_inputs:
+        assert torch.equal(gcbc_turned[key], all_turned[key])
+    assert torch.equal(gcbc_turned["next_image"], only_shifted["next_image"])
+    assert not torch.equal(all_turned["next_image"], only_shifted["next_image"])
+    assert torch.equal(every.get_state(), read.get_state())
+
+
 def test_pre_grasp_transitions_are_those_before_the_hand_takes_or_lets_go_and_are_drawn_more_often(tmp_path):
     from robot_app.store import write_store
     from training.sampler import pre_grasp_rows

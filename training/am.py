@@ -131,6 +131,8 @@ def _validate(config: AMConfig) -> None:
 class ActionableModels:
     """Two Q-networks, two Polyak targets, one Adam; `update(batch)` returns detached metrics."""
 
+    image_inputs = ("image", "next_image", "goal")  # what update() reads: the target encodes the next frame
+
     def __init__(
         self,
         config: AMConfig,

@@ -160,6 +160,8 @@ def make_policy(network: NetworkConfig, config: GCBCConfig) -> BCPolicy | MeanPo
 
 
 class GCBC:
+    image_inputs = ("image", "goal")  # what update() reads: cloning never looks at the next frame
+
     def __init__(
         self,
         config: GCBCConfig,

@@ -122,6 +122,8 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 class GCIVL:
     """BCPolicy + GoalValue (+ target), one Adam; `update(batch)` returns detached metrics."""
 
+    image_inputs = ("image", "next_image", "goal")  # what update() reads: the value's advantage needs the next frame
+
     def __init__(
         self,
         config: GCIVLConfig,

@@ -296,13 +296,16 @@ def open_store(c: TrainConfig) -> Store:
 
 
 def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None,
-             aligned: bool = False, hue: float = 0.0) -> dict[str, torch.Tensor]:
+             aligned: bool = False, hue: float = 0.0, hue_keys: tuple[str, ...] = IMAGE_KEYS) -> dict[str, torch.Tensor]:
     """A sampler Batch as tensors on the device, images randomly shifted when pad > 0.
 
     aligned: one offset per sample for its current, next and goal image (see
     training/augment.py); the default shifts each image on its own. hue > 0: each sample's
     images are also turned by one random hue (drawn after the shifts, so runs without it
-    draw exactly as before).
+    draw exactly as before). Only the `hue_keys` images are turned (the algorithm's
+    `image_inputs`): the turn is the costly part of augmentation on a CPU, and the angles are
+    one draw per sample whatever the keys, so leaving out an image nobody reads changes
+    nothing else.
     """
     names = IMAGE_KEYS + ("gripper", "next_gripper", "action", "success", "chained", "steps_to_goal")
     out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(device, non_blocking=True) for name in names}
@@ -310,7 +313,7 @@ def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generat
         out.update(zip(IMAGE_KEYS, random_shift_aligned([out[k] for k in IMAGE_KEYS], pad, generator), strict=True))
     else:
         out.update({k: random_shift(out[k], pad, generator) for k in IMAGE_KEYS})
-    out.update(zip(IMAGE_KEYS, random_hue_aligned([out[k] for k in IMAGE_KEYS], hue, generator), strict=True))
+    out.update(zip(hue_keys, random_hue_aligned([out[k] for k in hue_keys], hue, generator), strict=True))
     return out
 
 
@@ -323,7 +326,8 @@ def make_update(c: TrainConfig, algo, store: Store, sampler: GoalSampler, aug: t
             raise ConfigError("augment_hue turns colours on the host batches only: pass --set data_on_device=false with it")
         feed = DeviceFeed(store, device, c.augment_pad, c.augment_aligned, c.network.height_input)
         return DeviceStep(algo, feed, sampler, aug, batch, graph=c.cuda_graph and not distributed)
-    return lambda: algo.update(to_torch(sampler.sample(batch), device, c.augment_pad, aug, c.augment_aligned, c.augment_hue))
+    return lambda: algo.update(to_torch(sampler.sample(batch), device, c.augment_pad, aug, c.augment_aligned, c.augment_hue,
+                                        algo.image_inputs))
 
 
 # ---------------------------------------------------------------- checkpoints, metrics, plots
