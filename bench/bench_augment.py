@@ -10,8 +10,8 @@ three feeds interleaved (ABC, CBA, ...) so a noisy machine slows each alike:
 - `hue_every_image`: shifts + hue turns of the current, next and goal image (session 15);
 - `hue_images_read`: shifts + hue turns of GCBC's image_inputs (current and goal).
 
-Each is timed as batch preparation (sampling from the store + `to_torch`) and as a whole
-GCBC update step (preparation + forward/backward/Adam, bf16, channels_last), one thread.
+Each is timed as `to_torch` alone (tensors, shifts, turns) and as a whole GCBC update step
+(sampling from the store + `to_torch` + forward/backward/Adam, bf16, channels_last), one thread.
 
     .venv/bin/python bench/bench_augment.py [--batch 256] [--repeats 15] [--data STORE]
 Writes bench/results/augment.json.
@@ -44,29 +44,31 @@ def measure(store: Store, batch: int, repeats: int) -> dict:
     sampler = GoalSampler(store, effective_sampler(config), seed=0)
     generator = torch.Generator().manual_seed(2)
 
-    def prepare(feed: str):
+    def augment(sample, feed: str):
         hue, keys = FEEDS[feed]
-        return to_torch(sampler.sample(batch), torch.device("cpu"), config.augment_pad, generator, hue=hue, hue_keys=keys)
+        return to_torch(sample, torch.device("cpu"), config.augment_pad, generator, hue=hue, hue_keys=keys)
 
     for feed in FEEDS:  # warm-up: allocator, oneDNN kernels
-        algo.update(prepare(feed))
+        algo.update(augment(sampler.sample(batch), feed))
     prep: dict[str, list[float]] = {feed: [] for feed in FEEDS}
     step: dict[str, list[float]] = {feed: [] for feed in FEEDS}
     order = list(FEEDS)
     for r in range(repeats):
         for feed in order if r % 2 == 0 else order[::-1]:
             start = time.perf_counter()
-            b = prepare(feed)
-            prepared = time.perf_counter()
+            sample = sampler.sample(batch)
+            sampled = time.perf_counter()
+            b = augment(sample, feed)
+            augmented = time.perf_counter()
             algo.update(b)
-            prep[feed].append(1e3 * (prepared - start))
+            prep[feed].append(1e3 * (augmented - sampled))
             step[feed].append(1e3 * (time.perf_counter() - start))
-        print(f"repeat {r}: " + ", ".join(f"{f} {step[f][-1]:.0f} ms" for f in FEEDS), flush=True)
-    out = {feed: {"prepare_ms_median": round(statistics.median(prep[feed]), 2),
+        print(f"repeat {r}: " + ", ".join(f"{f} {prep[f][-1]:.0f} / {step[f][-1]:.0f} ms" for f in FEEDS), flush=True)
+    out = {feed: {"to_torch_ms_median": round(statistics.median(prep[feed]), 2),
                   "step_ms_median": round(statistics.median(step[feed]), 1),
                   "updates_per_s_median": round(1e3 / statistics.median(step[feed]), 3)} for feed in FEEDS}
     out["saved_by_reading_only"] = {
-        "prepare_ms": round(out["hue_every_image"]["prepare_ms_median"] - out["hue_images_read"]["prepare_ms_median"], 2),
+        "to_torch_ms": round(out["hue_every_image"]["to_torch_ms_median"] - out["hue_images_read"]["to_torch_ms_median"], 2),
         "updates_per_s_ratio": round(out["hue_images_read"]["updates_per_s_median"]
                                      / out["hue_every_image"]["updates_per_s_median"], 3),
     }

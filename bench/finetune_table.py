@@ -37,7 +37,11 @@ LABELS = {
     "bc-scratch_failed-approaches": "bc-scratch + failed attempts' approaches",
     "bc-scratch_keypoints": "bc-scratch, keypoint (spatial softmax) trunk",
     "bc-hue-pretrained_failed-approaches": "bc + failed approaches, from a GCBC pretrained with hue turns",
+    "bc-hue-pretrained-p1_failed-approaches": "the same, pretraining seed 1",
+    "bc-hue-pretrained-p2_failed-approaches": "the same, pretraining seed 2",
     "bc-plain-pretrained_failed-approaches": "bc + failed approaches, from the same GCBC pretrained without them",
+    "bc-plain-pretrained-p1_failed-approaches": "the same without hue turns, pretraining seed 1",
+    "bc-plain-pretrained-p2_failed-approaches": "the same without hue turns, pretraining seed 2",
     "bc-scratch-hue_failed-approaches": "bc-scratch + failed approaches, with hue turns",
     "bc-scratch-single_failed-approaches": "bc-scratch + failed approaches, one fresh policy (no ensemble)",
 }
