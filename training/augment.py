@@ -95,11 +95,12 @@ def random_hue_aligned(images: list[torch.Tensor], fraction: float,
     hue. One angle per sample, for its current, next and goal image alike: turned apart, the
     goal's object would have another colour than the one to fetch.
 
-    Measured (session 15, BENCHMARKS.md, GCBC seed 0, 12000 updates, with and without full
-    turns): fine-tuned on 50 held-out attempts, the turned pretraining grasps the held-out
-    object in 49/300 tasks against 8/300. But it learns the cubes more slowly (4/100 against
-    18/100), grasps neither zero-shot, and costs 17% of the updates/s on one CPU core (5.3
-    against 6.4), so it stays off by default for training.
+    Measured (sessions 15-16, BENCHMARKS.md, GCBC seeds 0/1/2, 12000 updates, with and without
+    full turns): fine-tuned on 50 held-out attempts, the turned pretraining grasps the held-out
+    object in 136/900 tasks against 28/900, and each turned seed beats each plain one. But it
+    grasps the cubes less often (41/300 against 66/300). Turning only the images GCBC reads,
+    they still cost about a fifth of its updates/s on one CPU core (4.1 against 5.2,
+    bench/bench_augment.py). So turns stay off by default for training.
     """
     if fraction <= 0 or not images:
         return list(images)
