@@ -39,6 +39,7 @@ LABELS = {
     "bc-hue-pretrained_failed-approaches": "bc + failed approaches, from a GCBC pretrained with hue turns",
     "bc-hue-pretrained-p1_failed-approaches": "the same, pretraining seed 1",
     "bc-hue-pretrained-p2_failed-approaches": "the same, pretraining seed 2",
+    "bc-hue-pretrained-1000steps_failed-approaches": "the same, pretraining seed 0, 1000 fine-tuning updates",
     "bc-plain-pretrained_failed-approaches": "bc + failed approaches, from the same GCBC pretrained without them",
     "bc-plain-pretrained-p1_failed-approaches": "the same without hue turns, pretraining seed 1",
     "bc-plain-pretrained-p2_failed-approaches": "the same without hue turns, pretraining seed 2",
