@@ -131,7 +131,7 @@ def test_shared_data_takes_reward_zero_and_terminals_without_success_target_zero
 
     c = runner.resolve_config(algo="am", debug=True)
     algo = TaskQ(c.am, network=c.network, device=torch.device("cpu"), precision="fp32")
-    b = _to_torch(batches.task_batch(64), torch.device("cpu"), 0, None)
+    b = _to_torch(batches.task_batch(64), torch.device("cpu"), c, None, algo)
     b["success"][:4], b["terminal"][:4] = torch.tensor([True, False, False, True]), torch.tensor([True, True, False, True])
     y = algo.td_target(b)
     assert y[0] == 1.0 and y[3] == 1.0  # the last transition of a success

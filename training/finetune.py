@@ -310,10 +310,11 @@ class TaskBatches:
         return self._gather(self.shared, self.shared.t_index[rows], none, none, np.zeros(size, dtype=np.int64))
 
 
-def _to_torch(batch_terminal, device, pad: int, generator: torch.Generator, aligned: bool = False,
-              hue: float = 0.0, hue_keys: tuple[str, ...] = runner.IMAGE_KEYS) -> dict[str, torch.Tensor]:
+def _to_torch(batch_terminal, device, run: TrainConfig, aug: torch.Generator | None, algo) -> dict[str, torch.Tensor]:
+    """A task batch as tensors with its terminal flags, shifted (and hue-turned, the images `algo`
+    reads) as the run's TrainConfig says."""
     batch, terminal = batch_terminal
-    out = runner.to_torch(batch, device, pad, generator, aligned, hue, hue_keys)
+    out = runner.to_torch(batch, device, run.augment_pad, aug, run.augment_aligned, run.augment_hue, algo.image_inputs)
     out["terminal"] = torch.from_numpy(np.ascontiguousarray(terminal)).to(device)
     return out
 
@@ -471,18 +472,13 @@ def _where(pretrained: str) -> str:
     return str(Path(pretrained).resolve()) if pretrained and Path(pretrained).exists() else pretrained
 
 
-def _augmented(batch_terminal, device, run: TrainConfig, aug: torch.Generator, algo) -> dict[str, torch.Tensor]:
-    """A batch as tensors, shifted (and hue-turned, the images `algo` reads) as the run's TrainConfig says."""
-    return _to_torch(batch_terminal, device, run.augment_pad, aug, run.augment_aligned, run.augment_hue, algo.image_inputs)
-
-
 def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, run: TrainConfig,
            aug: torch.Generator) -> dict[str, torch.Tensor]:
     """One AM update on a task batch, extended in cds mode by the candidates that pass share_mask."""
-    b = _augmented(batches.task_batch(config.batch_size), device, run, aug, algo)
+    b = _to_torch(batches.task_batch(config.batch_size), device, run, aug, algo)
     shared = torch.zeros(())
     if batches.shared is not None:
-        candidates = _augmented(batches.share_candidates(config.share_batch_size), device, run, aug, algo)
+        candidates = _to_torch(batches.share_candidates(config.share_batch_size), device, run, aug, algo)
         with autocast(device, algo.precision):
             mask = share_mask(algo.data_q(candidates), algo.data_q(b), config.share_percentile)
         b = _concat(b, candidates, mask)
@@ -495,8 +491,8 @@ def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, ru
 def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, run: TrainConfig,
               aug: torch.Generator) -> dict[str, torch.Tensor]:
     """One behaviour-cloning update on transitions of the successful task episodes."""
-    return algo.update(_augmented(batches.success_batch(config.batch_size, config.clone_failed_approaches), device, run, aug,
-                                  algo))
+    batch = batches.success_batch(config.batch_size, config.clone_failed_approaches)
+    return algo.update(_to_torch(batch, device, run, aug, algo))
 
 
 def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:
