@@ -76,6 +76,17 @@ def test_yaml_presets_and_overrides_resolve_in_order():
         resolve_config(algo="am", overrides=["am.negatives=false"])
 
 
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-4 as a string; a float field must take it as the learning rate it spells
+    assert resolve_config(overrides=["am.lr=1e-4"]).am.lr == pytest.approx(1e-4)
+    (tmp_path / "lr.yaml").write_text("gcbc:\n  lr: 3E-5\n")
+    assert resolve_config(tmp_path / "lr.yaml", "gcbc").gcbc.lr == pytest.approx(3e-5)
+    with pytest.raises(ConfigError, match=r"am\.lr: expected a number, got 'fast'"):
+        resolve_config(overrides=["am.lr=fast"])
+    with pytest.raises(ConfigError, match="expected an integer"):  # ints stay strict: 1e3 updates is not an int
+        resolve_config(overrides=["steps=1e3"])
+
+
 def test_hue_augmentation_is_a_fraction_and_refused_where_it_would_be_skipped():
     assert resolve_config(overrides=["augment_hue=1"]).augment_hue == 1.0
     with pytest.raises(ConfigError, match="augment_hue=1.5"):

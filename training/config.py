@@ -62,6 +62,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            value = _yaml11_exponent(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -70,6 +72,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _yaml11_exponent(text: str) -> float | str:
+    """'1e-4' -> 0.0001; anything else unchanged.
+
+    PyYAML reads YAML 1.1, where a float needs a dot: `lr: 1e-4` (or `--set lr=1e-4`, the way
+    everyone writes a learning rate) loads as the string '1e-4'. A float field takes it as
+    the number it spells; other strings still fail with the field's name.
+    """
+    try:
+        return float(text) if any(c.isdigit() for c in text) else text
+    except ValueError:
+        return text
 
 
 def from_dict(cls: type, values: dict, where: str = "config", base: Any = None) -> Any:
