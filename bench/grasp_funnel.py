@@ -9,9 +9,11 @@ policy on its own path, which is where a 0% grasp family fails, and counts per t
     lifted   the object rises LIFTED above its rest height
     success  the family's own check (held 5 cm up)
 
-plus where each episode first closes the gripper (height above the object). A policy that
-closes high above the object and hovers there is a different failure from one that descends
-and closes but slips, and the two need different fixes.
+plus where each episode first closes the gripper (height above the object), and which object
+the hand was nearest (table plane) there, or where it got lowest if it never closed: a policy
+that goes for a distractor cube needs a different fix from one that goes for the right object
+and closes a few centimetres beside it. A policy that closes high above the object and hovers
+there is different again from one that descends and closes but slips.
 
     .venv/bin/python bench/grasp_funnel.py --policy gcbc-far@18000=runs/gcbc_far_long@18000 \
         --policy am=models/am_default.onnx --episodes 20
@@ -72,8 +74,10 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
     obs = world.set_state(task.start_state)
     reached = dict.fromkeys(STAGES, False)
     first_close_height, grip_low_open = None, []
+    aimed_at, lowest = None, np.inf
     for _ in range(task.max_steps):
-        ee, obj = world.ee_position(), world.object_positions()[name]
+        ee, objects = world.ee_position(), world.object_positions()
+        obj = objects[name]
         over = np.linalg.norm(ee[:2] - obj[:2]) < OVER_XY
         low = over and ee[2] - obj[2] < LOW_Z
         searched = act_fn(obs.image, task.goal_image, obs.state)
@@ -83,6 +87,9 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
         closing = action[4] > 0 and obs.gripper < 0.5
         if closing and first_close_height is None:
             first_close_height = float(ee[2] - obj[2])
+            aimed_at = nearest_object(ee, objects)
+        if first_close_height is None and ee[2] < lowest:  # until the first close: where the hand got lowest
+            lowest, aimed_at = ee[2], nearest_object(ee, objects)
         reached["over"] |= bool(over)
         reached["low"] |= bool(low)
         reached["closed"] |= bool(low and closing)
@@ -92,7 +99,14 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
             reached["success"] = True
             break
     return {"reached": reached, "first_close_height": first_close_height,
+            "aimed_at": aimed_at[0], "aimed_at_xy_cm": aimed_at[1], "target": name,
             "grip_low_open_max": max(grip_low_open, default=None), "steps_low_open": len(grip_low_open)}
+
+
+def nearest_object(ee: np.ndarray, objects: dict) -> tuple[str, float]:
+    """(the object nearest the hand in the table plane, that distance in cm): which object a grasp went for."""
+    name = min(objects, key=lambda n: np.linalg.norm(ee[:2] - objects[n][:2]))
+    return name, round(100 * float(np.linalg.norm(ee[:2] - objects[name][:2])), 1)
 
 
 def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, seed: int) -> tuple[dict, list[dict]]:
@@ -110,8 +124,13 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
         world.close()
     heights = [t["first_close_height"] for t in traces if t["first_close_height"] is not None]
     stuck = [t["grip_low_open_max"] for t in traces if t["grip_low_open_max"] is not None and not t["reached"]["closed"]]
+    wrong = [t for t in traces if t["aimed_at"] != t["target"]]
+    right = [t["aimed_at_xy_cm"] for t in traces if t["aimed_at"] == t["target"] and not t["reached"]["success"]]
     return {
         "n": len(traces),
+        # the object the hand was nearest where it first closed (or, never closing, where it got lowest)
+        "aimed_at_another_object": len(wrong),
+        "failed_at_the_target_xy_cm_median": round(float(np.median(right)), 1) if right else None,
         "stages": {s: sum(t["reached"][s] for t in traces) for s in STAGES},
         "never_closed": len(traces) - len(heights),
         "first_close_height_cm_median": round(100 * float(np.median(heights)), 1) if heights else None,
@@ -122,14 +141,15 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
 
 
 def table(reports: list[dict]) -> str:
-    lines = ["| policy | family | gripper | n | over | low | closed there | lifted | success | first close: median height above the object (cm) | first closes above 5 cm | low, never closed: highest grip searched |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| policy | family | gripper | n | over | low | closed there | lifted | success | first close: median height above the object (cm) | first closes above 5 cm | low, never closed: highest grip searched | went for another object | failed at the target: median miss in xy (cm) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         f = r["results"]
         s = f["stages"]
         lines.append(f"| {r['label']} | {r.get('family', 'grasp')} | {r['gripper']} | {f['n']} | " + " | ".join(str(s[k]) for k in STAGES)
                      + f" | {f['first_close_height_cm_median']} | {f['first_close_above_5cm']} of {f['n'] - f['never_closed']} |"
-                     + f" {', '.join(f'{g:+.2f}' for g in f.get('low_never_closed_grip_max', []))} |")
+                     + f" {', '.join(f'{g:+.2f}' for g in f.get('low_never_closed_grip_max', []))} |"
+                     + f" {f.get('aimed_at_another_object', '-')} | {f.get('failed_at_the_target_xy_cm_median') or '-'} |")
     return "\n".join(lines) + "\n"
 
 
