@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from robot_app.store import Store
-from training.device_step import DeviceFeed, DeviceStep
+from training.device_step import IMAGE_KEYS, DeviceFeed, DeviceStep
+from training.gcbc import GCBC
 from training.runner import TrainConfig, build_algorithm, effective_sampler, resolve_config, to_torch, train
 from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
 
@@ -36,12 +37,15 @@ def pair(store: Store, seed: int = 3):
     return samplers, gens
 
 
-@pytest.mark.parametrize(("pad", "aligned"), [(4, False), (4, True), (0, False)])
-def test_device_feed_draws_the_host_paths_batches(store, pad, aligned):
+@pytest.mark.parametrize(("pad", "aligned", "hue", "hue_keys"), [
+    (4, False, 0.0, IMAGE_KEYS), (4, True, 0.0, IMAGE_KEYS), (0, False, 0.0, IMAGE_KEYS),
+    (4, False, 1.0, GCBC.image_inputs), (4, True, 0.5, IMAGE_KEYS), (0, False, 1.0, IMAGE_KEYS),
+])
+def test_device_feed_draws_the_host_paths_batches(store, pad, aligned, hue, hue_keys):
     (host_sampler, dev_sampler), (host_gen, dev_gen) = pair(store)
-    feed = DeviceFeed(store, CPU, pad, aligned, height_input=False)
+    feed = DeviceFeed(store, CPU, pad, aligned, height_input=False, hue=hue, hue_keys=hue_keys)
     for _ in range(3):
-        host = to_torch(host_sampler.sample(32), CPU, pad, host_gen, aligned)
+        host = to_torch(host_sampler.sample(32), CPU, pad, host_gen, aligned, hue, hue_keys)
         dev = feed.gather(feed.draw(dev_sampler, 32, dev_gen))
         assert set(dev) == set(host)
         for key, value in host.items():
@@ -71,16 +75,18 @@ def _tiny() -> dict:
 
 
 @cuda
-@pytest.mark.parametrize("algo", ["am", "gcbc", "gcivl"])
-def test_graph_replays_train_like_eager_updates_on_the_gpu(store, algo):
-    """Same seed, same batches: the graphed run's parameters track the eager run's (bf16 kernels: to a tolerance)."""
+@pytest.mark.parametrize(("algo", "hue"), [("am", 0.0), ("gcbc", 0.0), ("gcivl", 0.0), ("gcbc", 1.0)])
+def test_graph_replays_train_like_eager_updates_on_the_gpu(store, algo, hue):
+    """Same seed, same batches: the graphed run's parameters track the eager run's (bf16 kernels: to a tolerance).
+    With hue turns the graph holds the turn too (its constants made before capture)."""
     gpu = torch.device("cuda")
     c = replace(TrainConfig(algo=algo, batch_size=32, seed=0, precision="fp32"), **_tiny())
     results = []
     for graph in (False, True):
         sampler, gen = GoalSampler(store, effective_sampler(c), seed=1), torch.Generator().manual_seed(3)
         algo_obj = build_algorithm(c, gpu)
-        step = DeviceStep(algo_obj, DeviceFeed(store, gpu, 4, False, False), sampler, gen, 32, graph=graph, warmup=2)
+        feed = DeviceFeed(store, gpu, 4, False, False, hue=hue, hue_keys=algo_obj.image_inputs)
+        step = DeviceStep(algo_obj, feed, sampler, gen, 32, graph=graph, warmup=2)
         losses = [float(next(iter(step().values()))) for _ in range(12)]
         assert step.graphed == graph
         results.append((losses, [p.detach().clone() for p in algo_obj.parameters()]))

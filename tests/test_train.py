@@ -26,7 +26,6 @@ from training.runner import (
     check_config,
     load_run,
     make_act_fn,
-    make_update,
     resolve_config,
     to_torch,
     train,
@@ -91,10 +90,6 @@ def test_hue_augmentation_is_a_fraction_and_refused_where_it_would_be_skipped():
     assert resolve_config(overrides=["augment_hue=1"]).augment_hue == 1.0
     with pytest.raises(ConfigError, match="augment_hue=1.5"):
         check_config(resolve_config(overrides=["augment_hue=1.5"]))
-    # the GPU feed gathers batches on the device, where no hue is turned: say so rather than train without it
-    with pytest.raises(ConfigError, match="data_on_device=false"):
-        make_update(resolve_config(algo="gcbc", overrides=["augment_hue=0.5"]), None, None, None, None,
-                    torch.device("cuda"), 8, False)
 
 
 # ---------------------------------------------------------------- AM maths

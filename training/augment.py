@@ -68,18 +68,27 @@ def shift_torch(images: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.
     return images[batch, rows[:, :, None], cols[:, None, :]]
 
 
-def hue_rotations(angles: torch.Tensor) -> torch.Tensor:
+def hue_basis(dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(3, 3, 3): the identity, the projection on grey and the cross product with the grey axis.
+
+    Made once where a CUDA graph will use it: building a tensor from Python numbers is a
+    host-to-device copy, which a graph cannot capture.
+    """
+    eye = torch.eye(3, dtype=dtype)
+    grey = torch.full((3, 3), 1.0 / 3.0, dtype=dtype)
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=dtype) / 3.0**0.5
+    return torch.stack([eye, grey, cross]).to(device)
+
+
+def hue_rotations(angles: torch.Tensor, basis: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) radians -> (B, 3, 3): rotations of RGB space about the grey axis (Rodrigues).
 
     Grey (the table, the arm, the background) stays exactly where it is; a saturated colour
     turns round the colour wheel at constant brightness and saturation: red by 60 degrees
-    comes out yellow.
+    comes out yellow. `basis`: hue_basis() on the angles' device (made here when None).
     """
+    eye, grey, cross = hue_basis(angles.dtype, angles.device) if basis is None else basis
     cos, sin = torch.cos(angles)[:, None, None], torch.sin(angles)[:, None, None]
-    eye = torch.eye(3, dtype=angles.dtype, device=angles.device)
-    grey = torch.full((3, 3), 1.0 / 3.0, dtype=angles.dtype, device=angles.device)
-    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=angles.dtype,
-                         device=angles.device) / 3.0**0.5
     return cos * eye + (1.0 - cos) * grey + sin * cross
 
 
@@ -104,9 +113,25 @@ def random_hue_aligned(images: list[torch.Tensor], fraction: float,
     """
     if fraction <= 0 or not images:
         return list(images)
+    unit = draw_hue_units(images[0].shape[0], generator)
+    rotations = hue_rotations(hue_angles(unit, fraction)).to(images[0].device)
+    return turn_hues(images, rotations)
+
+
+def draw_hue_units(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) uniform [0, 1) float32, one per sample: the only random draw of a hue turn
+    (training.device_step draws it the same way, so both feeds turn the same batches alike)."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
-    unit = torch.rand(images[0].shape[0], generator=generator, device=gen_device)
-    rotations = hue_rotations((2.0 * unit - 1.0) * fraction * torch.pi).to(images[0].device)
+    return torch.rand(batch, generator=generator, device=gen_device)
+
+
+def hue_angles(unit: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Uniform draws in [0, 1) -> angles in +-fraction x 180 degrees."""
+    return (2.0 * unit - 1.0) * fraction * torch.pi
+
+
+def turn_hues(images: list[torch.Tensor], rotations: torch.Tensor) -> list[torch.Tensor]:
+    """Every uint8 (B,H,W,3) batch of `images`, row i turned by rotations[i]."""
     return [_rotate_colours(batch, rotations) for batch in images]
 
 

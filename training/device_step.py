@@ -6,14 +6,15 @@ the memory-mapped store and over PCIe (about 9 MB a batch), and launches several
 small kernels one by one from Python (the CEM target alone is a dozen per iteration),
 each launch costing more than the kernel runs. Here the store's frames, proprio and
 actions are copied to the GPU once (a 1000-episode 64x64 store is 0.6 GB), the host only
-draws indices, and the whole gather + random shift + update is captured once as a CUDA
+draws indices, and the whole gather + random shift (+ hue turn) + update is captured once as a CUDA
 graph and replayed each step: one launch instead of hundreds.
 
 What stays the same as the host path, by construction: the indices come from the same
 GoalSampler (its numpy RNG, in the checkpoint) and the shift offsets from the same CPU
 torch generator, drawn in the same order as `runner.to_torch` draws them, so both paths
 train on the same batches and resume the same way; `shift_torch` is the same crop as the
-CPU one (tests/test_device_step.py compares the two feeds batch for batch).
+CPU one, and the hue turn the same arithmetic (on a GPU its cos and sin may round a last
+bit differently, so a turned pixel can differ by one level) (tests/test_device_step.py compares the two feeds batch for batch).
 
 Graph capture needs the optimizer's step counters on the GPU (Adam's `capturable`), static
 input and output tensors, and randomness from generators the graph knows about: the
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from robot_app.store import Store
-from training.augment import shift_torch
+from training.augment import draw_hue_units, hue_angles, hue_basis, hue_rotations, shift_torch, turn_hues
 from training.sampler import GoalSampler
 
 INDEX_ROWS = ("t", "goal", "steps", "success", "chained")
@@ -52,25 +53,32 @@ def copy_to(array: np.ndarray, device: torch.device, chunk_rows: int = 16384) ->
 class DeviceFeed:
     """The store's arrays as tensors on one device; a batch is gathered there from packed indices."""
 
-    def __init__(self, store: Store, device: torch.device, pad: int, aligned: bool, height_input: bool):
+    def __init__(self, store: Store, device: torch.device, pad: int, aligned: bool, height_input: bool,
+                 hue: float = 0.0, hue_keys: tuple[str, ...] = IMAGE_KEYS):
         rows = np.arange(len(store))
         self.device, self.pad, self.aligned = device, int(pad), bool(aligned)
         self.images = copy_to(store.images, device)
         self.proprio = copy_to(store.proprio(rows, height_input), device)
         self.actions = copy_to(np.asarray(store.actions, dtype=np.float32), device)
         self.shift_draws = 0 if self.pad <= 0 else 1 if self.aligned else len(IMAGE_KEYS)
+        self.hue, self.hue_keys = float(hue), tuple(hue_keys)
+        self.hue_basis = hue_basis(device=device) if self.hue > 0 else None
 
     def draw(self, sampler: GoalSampler, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """(rows, B) int64 on the CPU: sampled indices, then the shift offsets.
+        """(rows, B) int64 on the CPU: sampled indices, the shift offsets, then the hue draws.
 
-        The offsets are drawn exactly as runner.to_torch draws them (one (B, 2) draw per
-        image, or one for all when aligned), so the batches match the host path's.
+        The offsets and hue draws come exactly as runner.to_torch draws them (one (B, 2) draw
+        per image, or one for all when aligned; then one uniform a sample when hue > 0), so
+        the batches match the host path's. A hue draw is a float32 carried bit for bit in
+        an int64 row (as a float64), so one packed tensor is still the graph's only input.
         """
         idx = sampler.sample_indices(batch)
         packed = [torch.from_numpy(np.asarray(idx[name], dtype=np.int64)) for name in INDEX_ROWS]
         for _ in range(self.shift_draws):
             offsets = torch.randint(0, 2 * self.pad + 1, (batch, 2), generator=generator)
             packed += [offsets[:, 0], offsets[:, 1]]
+        if self.hue > 0:
+            packed.append(draw_hue_units(batch, generator).double().view(torch.int64))
         return torch.stack(packed)
 
     def gather(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -86,6 +94,10 @@ class DeviceFeed:
             if self.shift_draws:
                 row = len(INDEX_ROWS) + 2 * (0 if self.aligned else i)
                 batch[key] = shift_torch(batch[key], packed[row : row + 2].T, self.pad)
+        if self.hue > 0:
+            unit = packed[len(INDEX_ROWS) + 2 * self.shift_draws].view(torch.float64).float()
+            rotations = hue_rotations(hue_angles(unit, self.hue), self.hue_basis)
+            batch.update(zip(self.hue_keys, turn_hues([batch[k] for k in self.hue_keys], rotations), strict=True))
         return batch
 
 

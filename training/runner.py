@@ -322,9 +322,8 @@ def make_update(c: TrainConfig, algo, store: Store, sampler: GoalSampler, aug: t
     """update() -> metrics of one training step on a fresh batch: on a GPU from the store in GPU memory
     (one CUDA graph replay a step when c.cuda_graph), otherwise sampled on the host and copied over."""
     if device.type == "cuda" and c.data_on_device:
-        if c.augment_hue > 0:
-            raise ConfigError("augment_hue turns colours on the host batches only: pass --set data_on_device=false with it")
-        feed = DeviceFeed(store, device, c.augment_pad, c.augment_aligned, c.network.height_input)
+        feed = DeviceFeed(store, device, c.augment_pad, c.augment_aligned, c.network.height_input, c.augment_hue,
+                          algo.image_inputs)
         return DeviceStep(algo, feed, sampler, aug, batch, graph=c.cuda_graph and not distributed)
     return lambda: algo.update(to_torch(sampler.sample(batch), device, c.augment_pad, aug, c.augment_aligned, c.augment_hue,
                                         algo.image_inputs))
