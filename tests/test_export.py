@@ -204,7 +204,7 @@ def test_several_cloned_runs_export_as_one_model_acting_with_their_mean_action(t
     assert best == pytest.approx(0.0) and np.abs(actions[0] - actions[1]).max() > 1e-3
 
     assert robot_app(["export", str(runs[0]), str(tiny_run), "-o", str(tmp_path / "bad.onnx")]) == 2  # an AM run
-    assert "only cloned-policy runs" in capsys.readouterr().err
+    assert "only cloned policies" in capsys.readouterr().err
 
 
 def test_eval_command_on_a_run_with_all_checkpoints(tiny_run, tmp_path):

@@ -288,6 +288,33 @@ def test_bc_mode_clones_the_successes_from_the_gcbc_policy_and_exports_a_cloned_
     assert "GCBC (or GCIVL) run" in capsys.readouterr().err
 
 
+def test_fine_tuned_task_models_of_one_goal_export_as_their_mean(stores, gcbc_run, tmp_path, capsys):
+    """Fine-tunes of one task (here two seeds) average like goal-conditioned policies; the mean keeps the task goal."""
+    from robot_app.cli import main
+    from robot_app.policy import Policy
+
+    runs = [tmp_path / f"bc{seed}" for seed in (0, 1)]
+    for seed, run in enumerate(runs):
+        assert _finetune(stores, run, "--mode", "bc", "--from", str(gcbc_run), "--seed", str(seed)) == 0
+    assert main(["export", *map(str, runs), "-o", str(tmp_path / "mean.onnx")]) == 0  # checks ONNX against the torch mean
+    policy = Policy.load(tmp_path / "mean.onnx")
+    assert policy.card.algo == "gcbc-mean2-finetune-bc" and policy.card.task == "grasp-heldout"
+    single = Policy.load(export_one(runs[0], tmp_path / "one.onnx"))
+    assert np.array_equal(policy.task_goal, single.task_goal)
+    image = np.full((64, 64, 3), 90, np.uint8)
+    assert not np.allclose(policy.q_values(image, policy.task_goal, 0.0, np.zeros((1, 5), np.float32)),
+                           single.q_values(image, single.task_goal, 0.0, np.zeros((1, 5), np.float32)))
+
+    assert main(["export", str(runs[0]), str(gcbc_run), "-o", str(tmp_path / "bad.onnx")]) == 2
+    assert "average runs of one kind" in capsys.readouterr().err
+
+
+def export_one(run, out):
+    from training.finetune import export_finetuned
+
+    return export_finetuned(run, out)[0]
+
+
 def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
     """A GCIVL run's policy is a BCPolicy: mode bc clones the successes from it, with its switch weight."""
     import torch

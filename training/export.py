@@ -157,8 +157,9 @@ def export_loaded_run(run, out_path: str | os.PathLike, source: str = "") -> tup
 def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
     """Several cloned-policy runs (training.runner.LoadedRun) as one whose policy is their mean action.
 
-    They must be cloned policies (gcbc, gcivl; not fine-tuned task models) of one store with
-    the same inputs and action scaling, since the card can only say one of each.
+    They must be cloned policies (gcbc, gcivl) of one store with the same inputs and action
+    scaling, since the card can only say one of each: all goal-conditioned, or all fine-tuned
+    task models pursuing one task goal image (fine-tuned from different pretraining seeds, say).
     """
     from dataclasses import replace
 
@@ -166,12 +167,22 @@ def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
 
     first = runs[0]
     for run, source in zip(runs, sources, strict=True):
-        if not hasattr(run.model, "policy") or run.finetuned:
-            raise ValueError(f"{source}: a {run.algo!r} run; only cloned-policy runs (gcbc, gcivl) can be averaged")
+        if not hasattr(run.model, "policy"):
+            raise ValueError(f"{source}: a {run.algo!r} Q-function run; only cloned policies (gcbc, gcivl) can be averaged")
+        if run.finetuned != first.finetuned:
+            raise ValueError(f"{source} and {sources[0]}: a fine-tuned task model and a goal-conditioned policy; "
+                             "average runs of one kind")
         if run.data_manifest_hash != first.data_manifest_hash or _run_scaling(run.config) != _run_scaling(first.config):
             raise ValueError(f"{source}: trained on another store (or action scaling) than {sources[0]}")
+        if run.finetuned and not torch.equal(_task_goal(run), _task_goal(first)):
+            raise ValueError(f"{source}: fine-tuned toward another task goal image than {sources[0]}")
     scorer = BCScorer(MeanPolicy([r.model.policy for r in runs]), first.model.sigma).eval()
     return replace(first, model=scorer), "; ".join(sources)
+
+
+def _task_goal(run) -> torch.Tensor:
+    """The task goal image a fine-tuned run's checkpoint records (training.finetune)."""
+    return torch.load(run.path, map_location="cpu", weights_only=True)["finetune"]["goal"]
 
 
 def card_algo(run) -> str:

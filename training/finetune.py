@@ -535,19 +535,25 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 # ---------------------------------------------------------------------------- export
 
 
-def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "latest") -> tuple[Path, Path, Path]:
+def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "latest",
+                     loaded=None, source: str = "") -> tuple[Path, Path, Path]:
     """Export a fine-tuned run like any run, plus its goal image (NAME_goal.png) named in the card.
 
+    `loaded`: the model to export instead of the run's own (training.export.mean_of_runs of
+    several fine-tuned runs with this run's goal image), with its `source`.
     Returns (onnx path, card path, goal image path).
     """
     from robot_app.policy import ModelCard
-    from training.export import export_run
+    from training.export import export_loaded_run, export_run
 
     path = runner.find_checkpoint(run_dir, checkpoint)
     info = torch.load(path, map_location="cpu", weights_only=True).get("finetune")
     if not info:
         raise ValueError(f"{path}: not a fine-tuned run (no finetune record); export it with `robot-app export`")
-    onnx_path, card_path = export_run(run_dir, out_path, checkpoint=path.stem)
+    if loaded is None:
+        onnx_path, card_path = export_run(run_dir, out_path, checkpoint=path.stem)
+    else:
+        onnx_path, card_path = export_loaded_run(loaded, out_path, source=source)
     goal_path = onnx_path.with_name(f"{onnx_path.stem}_goal.png")
     _write_png(goal_path, info["goal"].numpy())
     card = ModelCard.read(card_path)

@@ -49,7 +49,8 @@ def run(args) -> int:
         print(f"robot-app export: {exc}", file=sys.stderr)
         return 2
     if loaded.finetuned:  # its task goal image must travel with it, or the policy pursues no task
-        onnx_path, card_path, goal_path = export_finetuned(args.run[0], args.out, checkpoint=str(loaded.path))
+        onnx_path, card_path, goal_path = export_finetuned(args.run[0], args.out, checkpoint=str(loaded.path),
+                                                           loaded=loaded if len(runs) > 1 else None, source=source)
         print(f"fine-tuned run: task goal image {goal_path}")
     else:
         onnx_path, card_path = export_loaded_run(loaded, args.out, source=source)
