@@ -6,15 +6,16 @@ the memory-mapped store and over PCIe (about 9 MB a batch), and launches several
 small kernels one by one from Python (the CEM target alone is a dozen per iteration),
 each launch costing more than the kernel runs. Here the store's frames, proprio and
 actions are copied to the GPU once (a 1000-episode 64x64 store is 0.6 GB), the host only
-draws indices, and the whole gather + random shift (+ hue turn) + update is captured once as a CUDA
-graph and replayed each step: one launch instead of hundreds.
+draws indices, and the whole gather + random shift (+ hue turn) + update is captured
+once as a CUDA graph and replayed each step: one launch instead of hundreds.
 
 What stays the same as the host path, by construction: the indices come from the same
 GoalSampler (its numpy RNG, in the checkpoint) and the shift offsets from the same CPU
 torch generator, drawn in the same order as `runner.to_torch` draws them, so both paths
 train on the same batches and resume the same way; `shift_torch` is the same crop as the
-CPU one, and the hue turn the same arithmetic (on a GPU its cos and sin may round a last
-bit differently, so a turned pixel can differ by one level) (tests/test_device_step.py compares the two feeds batch for batch).
+CPU one, and the hue turn the same arithmetic (tests/test_device_step.py compares the two
+feeds batch for batch). On a GPU the turn's cos and sin may round a last bit differently,
+so a turned pixel can differ by one level.
 
 Graph capture needs the optimizer's step counters on the GPU (Adam's `capturable`), static
 input and output tensors, and randomness from generators the graph knows about: the
