@@ -292,6 +292,7 @@ def test_fine_tuned_task_models_of_one_goal_export_as_their_mean(stores, gcbc_ru
     """Fine-tunes of one task (here two seeds) average like goal-conditioned policies; the mean keeps the task goal."""
     from robot_app.cli import main
     from robot_app.policy import Policy
+    from training.finetune import export_finetuned
 
     runs = [tmp_path / f"bc{seed}" for seed in (0, 1)]
     for seed, run in enumerate(runs):
@@ -299,7 +300,7 @@ def test_fine_tuned_task_models_of_one_goal_export_as_their_mean(stores, gcbc_ru
     assert main(["export", *map(str, runs), "-o", str(tmp_path / "mean.onnx")]) == 0  # checks ONNX against the torch mean
     policy = Policy.load(tmp_path / "mean.onnx")
     assert policy.card.algo == "gcbc-mean2-finetune-bc" and policy.card.task == "grasp-heldout"
-    single = Policy.load(export_one(runs[0], tmp_path / "one.onnx"))
+    single = Policy.load(export_finetuned(runs[0], tmp_path / "one.onnx")[0])
     assert np.array_equal(policy.task_goal, single.task_goal)
     image = np.full((64, 64, 3), 90, np.uint8)
     assert not np.allclose(policy.q_values(image, policy.task_goal, 0.0, np.zeros((1, 5), np.float32)),
@@ -307,12 +308,6 @@ def test_fine_tuned_task_models_of_one_goal_export_as_their_mean(stores, gcbc_ru
 
     assert main(["export", str(runs[0]), str(gcbc_run), "-o", str(tmp_path / "bad.onnx")]) == 2
     assert "average runs of one kind" in capsys.readouterr().err
-
-
-def export_one(run, out):
-    from training.finetune import export_finetuned
-
-    return export_finetuned(run, out)[0]
 
 
 def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):

@@ -166,6 +166,7 @@ def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
     from training.gcbc import BCScorer, MeanPolicy
 
     first = runs[0]
+    goal = _task_goal(first) if first.finetuned else None
     for run, source in zip(runs, sources, strict=True):
         if not hasattr(run.model, "policy"):
             raise ValueError(f"{source}: a {run.algo!r} Q-function run; only cloned policies (gcbc, gcivl) can be averaged")
@@ -174,7 +175,7 @@ def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
                              "average runs of one kind")
         if run.data_manifest_hash != first.data_manifest_hash or _run_scaling(run.config) != _run_scaling(first.config):
             raise ValueError(f"{source}: trained on another store (or action scaling) than {sources[0]}")
-        if run.finetuned and not torch.equal(_task_goal(run), _task_goal(first)):
+        if run.finetuned and run is not first and not torch.equal(_task_goal(run), goal):
             raise ValueError(f"{source}: fine-tuned toward another task goal image than {sources[0]}")
     scorer = BCScorer(MeanPolicy([r.model.policy for r in runs]), first.model.sigma).eval()
     return replace(first, model=scorer), "; ".join(sources)
