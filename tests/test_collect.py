@@ -58,6 +58,9 @@ def test_collect_resumes_and_builds_the_collectors_actions(tmp_path, capsys):
     # Other settings into the same directory are refused, not mixed in.
     assert _collect(out, "--image-size", "128") == 2
     assert "other settings" in capsys.readouterr().err
+    # A 128-pixel collection says how to build a store that keeps its frames (the store's default is 64)
+    assert _collect(tmp_path / "big", "--image-size", "128") == 0
+    assert "--image-size 128" in capsys.readouterr().out
 
     summary = build_dataset([out], tmp_path / "store", progress=False)
     assert summary["skipped"] == [] and summary["num_episodes"] == 3

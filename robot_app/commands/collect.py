@@ -193,4 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if summary["labelled"]:
         line += f"; {summary['successes']}/{summary['labelled']} successful"
     print(line)
+    if args.image_size != 64:  # the store's default is 64: building without the flag would shrink every frame
+        print(f"frames are {args.image_size}x{args.image_size}: build the store with "
+              f"`robot-app dataset build {summary['out']} -o DIR --image-size {args.image_size}` to keep them")
     return 0
