@@ -86,7 +86,7 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
         resolve_config(overrides=["steps=1e3"])
 
 
-def test_hue_augmentation_is_a_fraction_and_refused_where_it_would_be_skipped():
+def test_hue_augmentation_is_a_fraction_of_the_half_colour_wheel():
     assert resolve_config(overrides=["augment_hue=1"]).augment_hue == 1.0
     with pytest.raises(ConfigError, match="augment_hue=1.5"):
         check_config(resolve_config(overrides=["augment_hue=1.5"]))

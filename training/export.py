@@ -166,7 +166,6 @@ def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
     from training.gcbc import BCScorer, MeanPolicy
 
     first = runs[0]
-    goal = _task_goal(first) if first.finetuned else None
     for run, source in zip(runs, sources, strict=True):
         if not hasattr(run.model, "policy"):
             raise ValueError(f"{source}: a {run.algo!r} Q-function run; only cloned policies (gcbc, gcivl) can be averaged")
@@ -175,15 +174,10 @@ def mean_of_runs(runs: list, sources: list[str]) -> tuple[object, str]:
                              "average runs of one kind")
         if run.data_manifest_hash != first.data_manifest_hash or _run_scaling(run.config) != _run_scaling(first.config):
             raise ValueError(f"{source}: trained on another store (or action scaling) than {sources[0]}")
-        if run.finetuned and run is not first and not torch.equal(_task_goal(run), goal):
+        if run.finetuned and not torch.equal(run.task_goal, first.task_goal):
             raise ValueError(f"{source}: fine-tuned toward another task goal image than {sources[0]}")
     scorer = BCScorer(MeanPolicy([r.model.policy for r in runs]), first.model.sigma).eval()
     return replace(first, model=scorer), "; ".join(sources)
-
-
-def _task_goal(run) -> torch.Tensor:
-    """The task goal image a fine-tuned run's checkpoint records (training.finetune)."""
-    return torch.load(run.path, map_location="cpu", weights_only=True)["finetune"]["goal"]
 
 
 def card_algo(run) -> str:

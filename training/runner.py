@@ -690,6 +690,7 @@ class LoadedRun:
     network: NetworkConfig
     path: Path = field(default_factory=Path)  # the checkpoint file
     finetuned: bool = False  # written by `robot-app finetune`: its export carries the task goal image
+    task_goal: torch.Tensor | None = None  # a fine-tuned run's task goal image (uint8 H x W x 3)
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRun:
@@ -711,7 +712,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "latest") -> LoadedRu
         scaling["binary_gripper"] = _data_gripper_is_binary(c.data, ckpt.get("data_manifest_hash"))
     config["action_scaling"] = scaling
     return LoadedRun(c.algo, config, model, int(ckpt["step"]), str(ckpt.get("data_manifest_hash", "")), c.cem, c.network, path,
-                     finetuned=bool(ckpt.get("finetune")))
+                     finetuned=bool(ckpt.get("finetune")), task_goal=(ckpt.get("finetune") or {}).get("goal"))
 
 
 def _data_gripper_is_binary(data: str, manifest_hash) -> bool:

@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from robot_app.spec import IMAGE_SIZE
+
 # Settings that define the episodes; --episodes and --workers may change between runs.
 _IDENTITY_KEYS = ("seed", "task", "steps", "image_size", "storage")
 
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     if summary["labelled"]:
         line += f"; {summary['successes']}/{summary['labelled']} successful"
     print(line)
-    if args.image_size != 64:  # the store's default is 64: building without the flag would shrink every frame
+    if args.image_size != IMAGE_SIZE:  # the store's default: building without the flag would shrink every frame
         print(f"frames are {args.image_size}x{args.image_size}: build the store with "
               f"`robot-app dataset build {summary['out']} -o DIR --image-size {args.image_size}` to keep them")
     return 0

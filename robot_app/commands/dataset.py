@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from robot_app.spec import IMAGE_SIZE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("bags", nargs="+", metavar="BAG", help="bag directories, or directories holding bags")
     build.add_argument("-o", "--out", required=True, help="store directory to write")
     build.add_argument(
-        "--image-size", type=int, default=64, choices=(64, 128), help="square image size in the store"
+        "--image-size", type=int, default=IMAGE_SIZE, choices=(64, 128), help="square image size in the store"
     )
     build.add_argument(
         "--topic",
