@@ -60,7 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def pretrained_weights(state: dict, trunk: str) -> dict:
     """BCPolicy weights to start from: the encoder ("pretrained") of an AM or GCBC run, or a GCBC run's whole policy."""
     if "policy" in state:  # a GCBC run
-        return state["policy"] if trunk == "policy" else {k: v for k, v in state["policy"].items() if k.startswith("encoder.")}
+        from training.gcbc import acting_weights
+
+        weights = acting_weights(state)
+        return weights if trunk == "policy" else {k: v for k, v in weights.items() if k.startswith("encoder.")}
     if trunk == "policy":
         raise ValueError("--trunks policy needs a GCBC --pretrained run (an AM run has no policy to start from)")
     return {k: v for k, v in state["q1"].items() if k.startswith("encoder.")}

@@ -75,12 +75,15 @@ def _tiny() -> dict:
 
 
 @cuda
-@pytest.mark.parametrize(("algo", "hue"), [("am", 0.0), ("gcbc", 0.0), ("gcivl", 0.0), ("gcbc", 1.0)])
-def test_graph_replays_train_like_eager_updates_on_the_gpu(store, algo, hue):
+@pytest.mark.parametrize(("algo", "hue", "ema"), [("am", 0.0, 0.0), ("gcbc", 0.0, 0.0), ("gcivl", 0.0, 0.0), ("gcbc", 1.0, 0.0),
+                                                  ("gcbc", 0.0, 0.9)])
+def test_graph_replays_train_like_eager_updates_on_the_gpu(store, algo, hue, ema):
     """Same seed, same batches: the graphed run's parameters track the eager run's (bf16 kernels: to a tolerance).
-    With hue turns the graph holds the turn too (its constants made before capture)."""
+    With hue turns the graph holds the turn too (its constants made before capture); with a
+    weight average, the graph holds its update (the warm-up decay is a tensor, not a constant)."""
     gpu = torch.device("cuda")
     c = replace(TrainConfig(algo=algo, batch_size=32, seed=0, precision="fp32"), **_tiny())
+    c = replace(c, gcbc=replace(c.gcbc, ema_decay=ema))
     results = []
     for graph in (False, True):
         sampler, gen = GoalSampler(store, effective_sampler(c), seed=1), torch.Generator().manual_seed(3)
@@ -89,7 +92,8 @@ def test_graph_replays_train_like_eager_updates_on_the_gpu(store, algo, hue):
         step = DeviceStep(algo_obj, feed, sampler, gen, 32, graph=graph, warmup=2)
         losses = [float(next(iter(step().values()))) for _ in range(12)]
         assert step.graphed == graph
-        results.append((losses, [p.detach().clone() for p in algo_obj.parameters()]))
+        averaged = list(algo_obj.average.module.parameters()) if ema else []
+        results.append((losses, [p.detach().clone() for p in [*algo_obj.parameters(), *averaged]]))
     (eager_loss, eager_params), (graph_loss, graph_params) = results
     assert graph_loss == pytest.approx(eager_loss, rel=1e-3, abs=1e-4)
     for x, y in zip(eager_params, graph_params, strict=True):

@@ -310,6 +310,83 @@ def test_fine_tuned_task_models_of_one_goal_export_as_their_mean(stores, gcbc_ru
     assert "average runs of one kind" in capsys.readouterr().err
 
 
+def test_a_weight_averaged_fine_tune_starts_its_average_at_the_pretrained_policy_and_exports_it(stores, gcbc_run, tmp_path):
+    from robot_app.policy import Policy
+    from training.config import ConfigError
+    from training.finetune import (
+        base_train_config,
+        build_bc,
+        export_finetuned,
+        resolve_config,
+        run_train_config,
+    )
+    from training.runner import load_run
+
+    ft = resolve_config(mode="bc", pretrained=str(gcbc_run), data=str(stores["task"]), overrides=["ema_decay=0.9"])
+    base, checkpoint = base_train_config(ft)
+    run = run_train_config(ft, base)
+    assert run.gcbc.ema_decay == 0.9 and base.gcbc.ema_decay == 0.0
+    algo = build_bc(ft, run, checkpoint, torch.device("cpu"))
+    for key, value in algo.average.module.state_dict().items():  # not the random weights the policy was built with
+        assert torch.equal(value, checkpoint["algorithm"]["policy"][key]), key
+
+    assert _finetune(stores, tmp_path / "ema", "--mode", "bc", "--from", str(gcbc_run), "--set", "ema_decay=0.9") == 0
+    loaded = load_run(tmp_path / "ema")
+    state = torch.load(sorted((tmp_path / "ema" / "checkpoints").glob("step_*.pt"))[-1], weights_only=True)["algorithm"]
+    assert "average" in state
+    policy = Policy.load(export_finetuned(tmp_path / "ema", tmp_path / "ema.onnx")[0])
+    image = np.full((64, 64, 3), 90, np.uint8)
+    as_image = torch.from_numpy(image)[None]
+    goal = torch.from_numpy(policy.task_goal)[None]
+    with torch.no_grad():
+        averaged = loaded.model.policy(as_image, goal, torch.zeros(1, 1))[0].numpy()
+        trained = loaded.model.policy.__class__(loaded.model.policy.config)
+        trained.load_state_dict(state["policy"])
+        raw = trained(as_image, goal, torch.zeros(1, 1))[0].numpy()
+    assert not np.allclose(averaged, raw, atol=1e-4)  # the average is another policy than the last weights...
+    q = policy.q_values(image, policy.task_goal, 0.0, np.stack([averaged, raw]).astype(np.float32))
+    assert q[0] > 0.999 and q[1] < q[0]  # ...and the export scores the average's action as the cloned one
+
+    with pytest.raises(ConfigError, match="ema_decay is for the cloning modes"):
+        resolve_config(mode="pretrained", pretrained=str(gcbc_run), data=str(stores["task"]), overrides=["ema_decay=0.9"])
+
+
+def test_cloning_with_share_data_co_trains_on_play_transitions_toward_their_own_goals(stores, gcbc_run, tmp_path, capsys):
+    """Half of each update is the task's cloned attempts under the task goal, half play data under hindsight goals."""
+    from training import finetune
+    from training.finetune import TaskBatches, resolve_config, task_goal_image, task_transitions, update_bc
+    from training.gcbc import GCBC
+    from training.runner import effective_sampler
+    from training.runner import resolve_config as train_config
+    from training.sampler import GoalSampler
+
+    task_store, play_store = Store.open(stores["task"]), Store.open(stores["play"])
+    goal, _ = task_goal_image(task_store)
+    run = train_config(algo="gcbc", debug=True, overrides=["precision=fp32", "augment_pad=0"])  # frames as stored
+    batches = TaskBatches(task_transitions(task_store), goal, GoalSampler(play_store, effective_sampler(run), seed=0), seed=0)
+    config = resolve_config(mode="bc-scratch", data=str(stores["task"]), share_data=str(stores["play"]),
+                            batch_size=6, share_batch_size=10)
+    algo = GCBC(run.gcbc, run.network, torch.device("cpu"), precision="fp32")
+    seen = []
+    algo.update = lambda b: seen.append(b) or {}
+    metrics = update_bc(algo, batches, config, torch.device("cpu"), run, None)
+    (b,) = seen
+    assert len(b["image"]) == 16 and metrics["shared"] == pytest.approx(10 / 16)
+    task_goal = torch.from_numpy(goal)
+    assert all(torch.equal(g, task_goal) for g in b["goal"][:6])  # the task rows: the task goal
+    assert not any(torch.equal(g, task_goal) for g in b["goal"][6:])  # the play rows: their own frames as goals
+    play_images = torch.from_numpy(np.array(play_store.images))
+    assert all((play_images == g).all(dim=(1, 2, 3)).any() for g in b["goal"][6:])
+
+    assert _finetune(stores, tmp_path / "co", "--mode", "bc", "--from", str(gcbc_run), "--share-data", str(stores["play"])) == 0
+    header = (tmp_path / "co" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "shared" in header
+    assert _finetune(stores, tmp_path / "bad", "--mode", "pretrained", "--from", str(stores["pretrained"]),
+                     "--share-data", str(stores["play"])) == 2
+    assert "--share-data is used by --mode cds and the cloning modes" in capsys.readouterr().err
+    assert finetune.BC_MODES == ("bc", "bc-scratch")
+
+
 def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
     """A GCIVL run's policy is a BCPolicy: mode bc clones the successes from it, with its switch weight."""
     import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import signal
 import subprocess
@@ -285,6 +286,48 @@ def test_gcbc_with_action_bins_acts_with_the_mode_where_regression_averages_the_
     assert learned[21][0] == -1.0 and learned[21][4] == -1.0 and learned[21][1] == 0.0  # bin values, exactly
     with pytest.raises(ValueError, match="action_bins"):
         GCBC(GCBCConfig(action_bins=2), TINY, torch.device("cpu"))
+
+
+def test_gcbc_weight_average_acts_follows_the_recurrence_and_resumes_exactly():
+    """The averaged policy is what acts and exports; a checkpoint round trip continues it bit for bit."""
+    from training.gcbc import GCBC, GCBCConfig, policy_from_state
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8)
+    batch = {"image": images, "goal": images.flip(0), "gripper": torch.rand(6, 1), "action": torch.rand(6, 5) * 2 - 1,
+             "success": torch.zeros(6)}
+    config = GCBCConfig(ema_decay=0.8, lr=1e-2)
+    bc = GCBC(config, TINY, torch.device("cpu"), seed=0, precision="fp32")
+    expected = {k: v.clone() for k, v in bc.policy.state_dict().items()}
+    for n in range(6):
+        bc.update(batch)
+        keep = min(0.8, (1 + n) / (10 + n))  # the warm-up: the first updates weigh the start less
+        expected = {k: keep * expected[k] + (1 - keep) * v for k, v in bc.policy.state_dict().items()}
+    for key, value in bc.average.module.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(bc.average.module.head[0].weight, bc.policy.head[0].weight)  # it does lag the weights
+
+    with torch.no_grad():
+        acted = bc.policy_module().policy(images, images.flip(0), batch["gripper"])
+        loaded = policy_from_state(bc.state_dict(), TINY, config).policy(images, images.flip(0), batch["gripper"])
+        averaged = bc.average.module(images, images.flip(0), batch["gripper"])
+        raw = bc.policy(images, images.flip(0), batch["gripper"])
+    assert torch.equal(acted, averaged) and torch.equal(loaded, averaged) and not torch.allclose(acted, raw)
+
+    saved = io.BytesIO()  # through a file, as a checkpoint: a live state dict would share Adam's moments
+    torch.save(bc.state_dict(), saved)
+    saved.seek(0)
+    resumed = GCBC(config, TINY, torch.device("cpu"), seed=1, precision="fp32")
+    resumed.load_state_dict(torch.load(saved, weights_only=True))
+    for algo in (bc, resumed):
+        algo.update(batch)
+    for key, value in bc.average.module.state_dict().items():
+        assert torch.equal(value, resumed.average.module.state_dict()[key]), key
+    plain = GCBC(GCBCConfig(), TINY, torch.device("cpu"), seed=0, precision="fp32").state_dict()
+    with pytest.raises(ValueError, match="no weight average"):
+        resumed.load_state_dict(plain)
+    with pytest.raises(ValueError, match="ema_decay"):
+        GCBC(GCBCConfig(ema_decay=1.0), TINY, torch.device("cpu"))
 
 
 def test_resume_after_sigkill_continues_bit_for_bit(store_dir, tmp_path):

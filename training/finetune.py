@@ -50,6 +50,13 @@ Modes (same data, steps and hyperparameters; only the start and the batches diff
               first close command (see TaskTransitions.before_close).
   bc-scratch  bc's baseline: the same cloning, network shape and ensemble size, from a
               random initialisation (what pretraining is measured against).
+  bc and bc-scratch with --share-data PLAY_STORE co-train: each update also clones
+              `share_batch_size` play transitions toward their own hindsight goals, drawn
+              as the pretrained run drew them. Why: fitted to a few dozen attempts alone,
+              the policy forgets what pretraining taught it (at 25 episodes the fine-tuned
+              hand stops moving toward the object, BENCHMARKS.md session 16); keeping the
+              pretraining loss in the batch is the usual remedy (RT-1's and Octo's
+              co-training, replay against forgetting).
 
 Why the 90th percentile by default: the play data never contain the held-out object, so
 most of it is irrelevant to the task, and reward-0 sharing of an irrelevant transition is
@@ -75,7 +82,7 @@ from robot_app.store import Store
 from training import runner
 from training.am import ActionableModels, autocast
 from training.config import ConfigError, from_dict, load_yaml, merge, parse_override, save_yaml, to_dict
-from training.gcbc import GCBC, GCBCConfig
+from training.gcbc import GCBC, GCBCConfig, acting_weights
 from training.runner import CLONING, TrainConfig, window_row
 from training.sampler import GoalSampler, SamplerConfig
 
@@ -89,10 +96,10 @@ class FinetuneConfig:
     task: str = "grasp-heldout"  # task name written into the model card
     pretrained: str = ""  # goal-conditioned run or exported cloned model (--from); the scratch modes take only its network and hyperparameters
     data: str = ""  # labelled task store (`robot-app dataset build` of `collect --task ...` bags)
-    share_data: str = ""  # unlabelled store to share from (cds only)
+    share_data: str = ""  # unlabelled store: cds shares from it; the bc modes co-train on it (module docstring)
     steps: int = 2000  # gradient updates
     batch_size: int = 64  # labelled task transitions per update
-    share_batch_size: int = 64  # unlabelled candidate transitions per update (cds only)
+    share_batch_size: int = 64  # unlabelled transitions per update: cds's candidates, or the bc modes' co-training samples
     share_percentile: float = 90.0  # share a candidate whose task Q >= this percentile of the task batch's Q
     lr: float = 0.0  # Adam learning rate; 0 = the pretrained run's am.lr (gcbc.lr for mode bc)
     gamma: float = 0.97  # discount per step (see module docstring); 0 = the pretrained run's am.gamma
@@ -100,6 +107,7 @@ class FinetuneConfig:
     neg_keep_gripper: bool = False  # artificial negatives keep the logged gripper command (training/am.py)
     clone_failed_approaches: bool = False  # bc modes: also clone failed attempts up to their first close (TaskTransitions)
     augment_hue: float = 0.0  # hue turn of each sample (TrainConfig.augment_hue); off whatever the --from run did: see run_train_config
+    ema_decay: float = 0.0  # bc modes: act with a moving average of the weights (gcbc.WeightAverage); not inherited from --from
     seed: int = 0  # initialisation (scratch), sampling, augmentation, CEM
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     num_threads: int = 0  # torch CPU threads; 0 = this machine's cores
@@ -132,10 +140,13 @@ def check_config(config: FinetuneConfig) -> None:
     if config.mode == "cds" and not config.share_data:
         raise ConfigError("mode=cds shares unlabelled data: pass --share-data DIR (the pretraining store)")
     runner.check_augment_hue(config.augment_hue)
-    if config.clone_failed_approaches and config.mode not in BC_MODES:
-        raise ConfigError(f"clone_failed_approaches is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
-    if config.mode != "cds" and config.share_data:
-        raise ConfigError(f"--share-data is used only by --mode cds, not {config.mode}")
+    for name in ("clone_failed_approaches", "ema_decay"):
+        if getattr(config, name) and config.mode not in BC_MODES:
+            raise ConfigError(f"{name} is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(f"ema_decay={config.ema_decay}: must be in [0, 1) (0 = off)")
+    if config.share_data and config.mode not in ("cds", *BC_MODES):
+        raise ConfigError(f"--share-data is used by --mode cds and the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
 
 
 def resolve_config(
@@ -277,6 +288,7 @@ class TaskBatches:
 
     def __init__(self, task: TaskTransitions, goal: np.ndarray, shared: GoalSampler | None, seed: int):
         self.task, self.goal, self.shared = task, goal, shared
+        self.shared_hue = 0.0  # hue turns of co-training's play samples
         self.rng = np.random.default_rng(seed)
 
     def _gather(self, index: GoalSampler, t: np.ndarray, success: np.ndarray, terminal: np.ndarray, steps: np.ndarray):
@@ -354,6 +366,8 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     but a task model should fetch its one object by the colour it has: turned, the held-out
     object looks like the other cubes, and 50 episodes do not teach matching colours against
     the goal (measured: bc-scratch with turns grasped 1/100, without 9/100, one seed; BENCHMARKS.md).
+    Co-training's play samples (bc modes with --share-data) are pretraining's own loss, so
+    they keep its turns (TaskBatches.shared_hue).
     """
     run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
@@ -365,6 +379,7 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
                               "run (train one with robot-app train --algo gcbc, or pick another mode)")
         cloning = base.gcbc if base.algo == "gcbc" else GCBCConfig(
             lr=base.gcivl.lr, score_sigma=base.gcivl.score_sigma, switch_weight=base.gcivl.switch_weight)
+        cloning = replace(cloning, ema_decay=config.ema_decay)
         return replace(run, algo="gcbc", gcbc=replace(cloning, lr=config.lr) if config.lr > 0 else cloning)
     am = replace(base.am, lr=config.lr) if config.lr > 0 else base.am
     am = replace(am, gamma=config.gamma) if config.gamma > 0 else am
@@ -388,8 +403,9 @@ def build(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, dev
     if config.mode != "scratch":
         state = checkpoint["algorithm"]
         if "policy" in state:  # a cloned-policy run (GCBC, GCIVL); of an ensemble, its first member
-            first = "members.0.encoder." if any(k.startswith("members.") for k in state["policy"]) else "encoder."
-            trunk = {k.removeprefix(first): v for k, v in state["policy"].items() if k.startswith(first)}
+            weights = acting_weights(state)
+            first = "members.0.encoder." if any(k.startswith("members.") for k in weights) else "encoder."
+            trunk = {k.removeprefix(first): v for k, v in weights.items() if k.startswith(first)}
             for module in algo.modules().values():
                 module.encoder.load_state_dict(trunk)
         else:
@@ -405,7 +421,7 @@ def build_bc(config: FinetuneConfig, run: TrainConfig, checkpoint: dict | None, 
     """
     algo = GCBC(run.gcbc, run.network, device, seed=config.seed, precision=run.precision, channels_last=run.channels_last)
     if config.mode == "bc":
-        algo.policy.load_state_dict(checkpoint["algorithm"]["policy"])
+        algo.start_from(acting_weights(checkpoint["algorithm"]))
     return algo
 
 
@@ -432,15 +448,17 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     task = task_transitions(store, seed=config.seed, height_input=height)
     goal, goal_episode = task_goal_image(store)
     shared = None
-    if config.mode == "cds":
+    if config.share_data:  # cds: candidates under the task goal; bc: hindsight goals, as the pretraining drew them
         share_store = _open(config.share_data, base.network.image_size, "shared data")
-        shared = GoalSampler(share_store, SamplerConfig(p_chain=0.0), seed=config.seed, height_input=height)
+        sampling = SamplerConfig(p_chain=0.0) if config.mode == "cds" else runner.effective_sampler(train_config)
+        shared = GoalSampler(share_store, sampling, seed=config.seed, height_input=height)
     if config.mode in BC_MODES:
         algo, step_fn = build_bc(config, train_config, checkpoint, device), update_bc
     else:
         algo, step_fn = build(config, train_config, checkpoint, device), update
         algo.generator.manual_seed(config.seed + 1)
     batches = TaskBatches(task, goal, shared, seed=config.seed)
+    batches.shared_hue = base.augment_hue  # co-training keeps the pretraining's hue turns (run_train_config)
     aug = torch.Generator()
     aug.manual_seed(config.seed + 2)
 
@@ -490,9 +508,16 @@ def update(algo: TaskQ, batches: TaskBatches, config: FinetuneConfig, device, ru
 
 def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, run: TrainConfig,
               aug: torch.Generator) -> dict[str, torch.Tensor]:
-    """One behaviour-cloning update on transitions of the successful task episodes."""
-    batch = batches.success_batch(config.batch_size, config.clone_failed_approaches)
-    return algo.update(_to_torch(batch, device, run, aug, algo))
+    """One behaviour-cloning update on transitions of the successful task episodes, plus with
+    --share-data as many play transitions toward their own hindsight goals (co-training)."""
+    b = _to_torch(batches.success_batch(config.batch_size, config.clone_failed_approaches), device, run, aug, algo)
+    if batches.shared is None:
+        return algo.update(b)
+    play = runner.to_torch(batches.shared.sample(config.share_batch_size), device, run.augment_pad, aug,
+                           run.augment_aligned, batches.shared_hue, algo.image_inputs)
+    metrics = algo.update({k: torch.cat([b[k], play[k]]) for k in algo.batch_keys})
+    metrics["shared"] = torch.tensor(config.share_batch_size / (config.batch_size + config.share_batch_size))
+    return metrics
 
 
 def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:

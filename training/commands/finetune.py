@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory of the fine-tuned task model")
     parser.add_argument("--mode", choices=MODES, help="scratch, pretrained (default), cds (pretrained + conservative data sharing), bc "
                         "(filtered behaviour cloning from a GCBC run's or model's policy) or bc-scratch (the same from a fresh policy)")
-    parser.add_argument("--share-data", help="unlabelled store to share from (cds), e.g. the pretraining store")
+    parser.add_argument("--share-data", help="unlabelled store, e.g. the pretraining store: cds shares from it, "
+                        "the bc modes co-train on it")
     parser.add_argument("--share-percentile", type=float, help="share a transition whose task Q is at least this percentile "
                         "of the task data's Q (default 90)")
     parser.add_argument("--steps", type=int, help="gradient updates (default 2000)")
