@@ -149,10 +149,13 @@ def summarise(runs: list[dict]) -> dict:
         for cell in modes.values():
             k = sum(s["successes"] for s in cell["per_seed"])
             n = sum(s["n"] for s in cell["per_seed"])
-            from robot_app.evaluation import wilson_interval
+            from robot_app.evaluation import seed_interval, wilson_interval
 
+            rates = [s["success_rate"] for s in cell["per_seed"]]
             cell.update(success_rate=k / n, ci95=[round(x, 4) for x in wilson_interval(k, n)], n=n,
-                        seed_std=float(np.std([s["success_rate"] for s in cell["per_seed"]])))
+                        seed_std=float(np.std(rates)))
+            if len(rates) > 1:  # the interval over trained models (robot_app.evaluation.seed_interval: why)
+                cell["seed_ci95"] = [round(max(0.0, x), 4) for x in seed_interval(rates)[1:]]
     return table
 
 

@@ -3,7 +3,8 @@
 Runs of one benchmark are spread over several JSON files (one per invocation: sizes and
 seeds were run as parallel processes). This pools every run by (mode, labelled episodes)
 over seeds, prints the markdown table of BENCHMARKS.md (successes / n, Wilson 95% interval,
-per-seed successes) and draws success against labelled episodes (docs/img/finetune.png).
+per-seed successes, and the 95% t interval over the trained models: see
+robot_app.evaluation.seed_interval) and draws success against labelled episodes (docs/img/finetune.png).
 A later file's run replaces an earlier one with the same (mode, episodes, seed).
 A `robot-app eval --json` file named MODE_nEPISODES_sSEED.json counts as one run too (the
 product commands of session 14: `robot-app finetune ... --export`, then `robot-app eval`).
@@ -77,8 +78,9 @@ def markdown(cells: dict, sizes: list[int]) -> str:
                 row.append("-")
                 continue
             per_seed = [s["successes"] for s in c["per_seed"]]
+            models = f"; models [{c['seed_ci95'][0]:.1%}, {c['seed_ci95'][1]:.1%}]" if "seed_ci95" in c else ""
             row.append(f"{sum(per_seed)}/{c['n']} = {c['success_rate']:.1%} [{c['ci95'][0]:.1%}, {c['ci95'][1]:.1%}] "
-                       f"({'/'.join(map(str, per_seed))})")
+                       f"({'/'.join(map(str, per_seed))}{models})")
         lines.append(f"| {LABELS.get(mode, mode)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -40,6 +40,31 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+# Student's t, two-sided 95%, by degrees of freedom (standard tables); above 30, 1.96.
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+        29: 2.045, 30: 2.042}
+
+
+def seed_interval(rates: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean success rate over independently trained models and its 95% t interval.
+
+    Why beside wilson_interval: a Wilson interval over the pooled episodes of three trained
+    models counts only the evaluation's coin flips, as if the three were one policy. When
+    training seeds differ as much as they do here (fresh policies on 50 labelled attempts
+    grasp 8 to 27 of 100), the training draw is the larger part of the uncertainty, and only
+    an interval over the models shows it. Needs at least two models.
+    """
+    if len(rates) < 2:
+        raise ValueError(f"seed_interval: needs at least two trained models, got {len(rates)}")
+    n = len(rates)
+    mean = sum(rates) / n
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (n - 1))
+    half = _T95.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def family_summary(successes: list[bool], steps: list[int], distances: list[tuple[float, float]] | None = None) -> dict:
     """One family's line of the results: success_rate, ci95, n, mean_steps.
 

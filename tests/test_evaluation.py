@@ -133,3 +133,17 @@ def test_random_policy_is_the_seeded_chance_level(tmp_path, capsys):
     assert [r["n"] for r in runs[0]["families"].values()] == [2, 2]
     assert robot_app(["eval", "--policy", "random", "--write-card"]) == 2
     assert "no card to write" in capsys.readouterr().err
+
+
+def test_seed_interval_widens_with_the_spread_between_trained_models():
+    from robot_app.evaluation import seed_interval
+
+    mean, lo, hi = seed_interval([0.09, 0.08, 0.22])  # three fresh policies of session 15, 100 tasks each
+    assert mean == pytest.approx(0.13) and lo < 0.0 < 0.13 < hi  # t(2) = 4.303: wide, as three draws are
+    sd = ((0.04**2 + 0.05**2 + 0.09**2) / 2) ** 0.5
+    assert hi - mean == pytest.approx(4.303 * sd / 3**0.5)
+    assert seed_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2))
+    _, lo9, hi9 = seed_interval([0.09, 0.08, 0.22] * 3)  # more models with the same spread: narrower
+    assert hi9 - lo9 < hi - lo
+    with pytest.raises(ValueError, match="at least two"):
+        seed_interval([0.5])
