@@ -68,6 +68,50 @@ def eval_run(path: Path, data: dict) -> dict:
     return {"mode": mode, "episodes": int(episodes[1:]), "seed": int(seed[1:]), **family}
 
 
+def pool_modes(runs: list[dict], pools: list[str]) -> list[dict]:
+    """--pool NAME=MODE1,MODE2,...: the runs of several modes as one mode's models (e.g. one recipe
+    from three pretraining seeds, whose fine-tuning seeds repeat); seeds become 1000 * i + seed."""
+    members = {}
+    for spec in pools:
+        name, _, modes = spec.partition("=")
+        if not name or not modes:
+            raise SystemExit(f"--pool {spec!r}: expected NAME=MODE1,MODE2,...")
+        members.update({mode: (name, i) for i, mode in enumerate(modes.split(","))})
+    pooled = [{**r, "mode": members[r["mode"]][0], "seed": 1000 * members[r["mode"]][1] + int(r["seed"])}
+              if r["mode"] in members else r for r in runs]
+    return sorted(pooled, key=lambda r: (r["mode"], int(r["episodes"]), int(r["seed"])))
+
+
+def plot_models(cells: dict, size: int, path: Path) -> None:
+    """One dot per trained model, with the pooled mean and the t interval over the models:
+    how far apart models of one recipe land, which a pooled Wilson interval does not show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = [m for m in cells if str(size) in cells[m]]
+    fig, ax = plt.subplots(figsize=(8.5, 1.1 + 0.5 * len(modes)), dpi=110)
+    for i, mode in enumerate(modes):
+        c = cells[mode][str(size)]
+        rates = [100 * s["success_rate"] for s in c["per_seed"]]
+        ax.plot(rates, [i + 0.12] * len(rates), "o", alpha=0.55, ms=5)
+        if "seed_ci95" in c:
+            lo, hi = (100 * x for x in c["seed_ci95"])
+            ax.errorbar([100 * c["success_rate"]], [i - 0.12], xerr=[[100 * c["success_rate"] - lo], [hi - 100 * c["success_rate"]]],
+                        fmt="ks", capsize=3, ms=4)
+    ax.set_yticks(range(len(modes)), [f"{LABELS.get(m, m)} ({len(cells[m][str(size)]['per_seed'])} models)" for m in modes],
+                  fontsize=7)
+    ax.set_xlabel(f"grasp-heldout success % of each model, {size} labelled episodes", fontsize=8)
+    ax.set_xlim(0, None)
+    ax.set_title("dots: trained models; squares: their mean and 95% t interval", fontsize=8)
+    ax.set_ylim(-0.6, len(modes) - 0.4)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def markdown(cells: dict, sizes: list[int]) -> str:
     lines = ["| mode | " + " | ".join(f"{n} episodes" for n in sizes) + " |", "|---|" + "---:|" * len(sizes)]
     for mode in [m for m in LABELS if m in cells] + [m for m in cells if m not in LABELS]:
@@ -118,12 +162,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="benchmark JSON files")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "finetune.png")
+    parser.add_argument("--pool", action="append", default=[], metavar="NAME=MODE1,MODE2",
+                        help="count several modes' runs as one mode's models (repeatable)")
+    parser.add_argument("--models-png", type=Path, help="also draw every trained model of one size (--models-size)")
+    parser.add_argument("--models-size", type=int, default=50)
     args = parser.parse_args(argv)
-    cells = summarise(load_runs(args.results))  # mode -> str(episodes) -> pooled cell, as bench_finetune.py writes it
+    cells = summarise(pool_modes(load_runs(args.results), args.pool))  # mode -> str(episodes) -> pooled cell
     sizes = sorted({int(n) for modes in cells.values() for n in modes})
     print(markdown(cells, sizes), end="")
     plot(cells, sizes, args.png)
     print(f"picture: {args.png}")
+    if args.models_png:
+        plot_models(cells, args.models_size, args.models_png)
+        print(f"models: {args.models_png}")
     return 0
 
 
