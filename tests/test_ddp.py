@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from training.networks import QNetwork
@@ -16,12 +17,16 @@ from training.sampler import make_synthetic_store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_processes_keep_identical_replicas(tmp_path):
+@pytest.mark.parametrize("algo", ["am", "gcbc"])
+def test_two_processes_keep_identical_replicas(tmp_path, algo):
+    """GCBC runs with a weight average: the replicas' averages are compared too (GCBC.modules)."""
     store = make_synthetic_store(tmp_path / "store", episodes=6, steps=10)
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    extra = ["--set", "gcbc.ema_decay=0.9"] if algo == "gcbc" else []
     cmd = [sys.executable, "-m", "training.commands.train", "--nproc", "2", "--data", str(store), "--out", str(run),
-           "--debug", "--steps", "6", "--set", "batch_size=8", "--set", "checkpoint_every=3", "--no-progress"]
+           "--algo", algo, "--debug", "--steps", "6", "--set", "batch_size=8", "--set", "checkpoint_every=3", "--no-progress",
+           *extra]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -31,6 +36,9 @@ def test_two_processes_keep_identical_replicas(tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1], "replicas diverged"
     # the two processes drew different data (their own share of the batch)
     assert ckpt["rng"][0]["sampler"] != ckpt["rng"][1]["sampler"]
+    if algo == "gcbc":
+        assert "average" in ckpt["algorithm"] and ckpt["config"]["gcbc"]["ema_decay"] == 0.9
+        return
     # and training moved the parameters away from their shared initialisation
     torch.manual_seed(ckpt["config"]["seed"])
     init = QNetwork(load_run(run).network)
