@@ -53,7 +53,7 @@ def seed_interval(rates: list[float]) -> tuple[float, float, float]:
     Why beside wilson_interval: a Wilson interval over the pooled episodes of three trained
     models counts only the evaluation's coin flips, as if the three were one policy. When
     training seeds differ as much as they do here (fresh policies on 50 labelled attempts
-    grasp 8 to 27 of 100), the training draw is the larger part of the uncertainty, and only
+    grasp 8 to 30 of 100), the training draw is the larger part of the uncertainty, and only
     an interval over the models shows it. Needs at least two models.
     """
     if len(rates) < 2:
