@@ -74,7 +74,7 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
     obs = world.set_state(task.start_state)
     reached = dict.fromkeys(STAGES, False)
     first_close_height, grip_low_open = None, []
-    aimed_at, lowest = None, np.inf
+    aimed_at, lowest, miss = None, np.inf, None
     for _ in range(task.max_steps):
         ee, objects = world.ee_position(), world.object_positions()
         obj = objects[name]
@@ -87,9 +87,9 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
         closing = action[4] > 0 and obs.gripper < 0.5
         if closing and first_close_height is None:
             first_close_height = float(ee[2] - obj[2])
-            aimed_at = nearest_object(ee, objects)
+            aimed_at, miss = nearest_object(ee, objects), ee[:2] - obj[:2]
         if first_close_height is None and ee[2] < lowest:  # until the first close: where the hand got lowest
-            lowest, aimed_at = ee[2], nearest_object(ee, objects)
+            lowest, aimed_at, miss = ee[2], nearest_object(ee, objects), ee[:2] - obj[:2]
         reached["over"] |= bool(over)
         reached["low"] |= bool(low)
         reached["closed"] |= bool(low and closing)
@@ -100,7 +100,16 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
             break
     return {"reached": reached, "first_close_height": first_close_height,
             "aimed_at": aimed_at[0], "aimed_at_xy_cm": aimed_at[1], "target": name,
+            # hand minus target in base_link x (away from the camera, which looks along -x) and y, cm
+            "miss_to_target_cm": [round(100 * float(v), 1) for v in miss],
             "grip_low_open_max": max(grip_low_open, default=None), "steps_low_open": len(grip_low_open)}
+
+
+def miss_mean(traces: list[dict]) -> list[float] | None:
+    """Mean (x, y) miss of the failures at the target object, cm; None when there are none."""
+    misses = [t["miss_to_target_cm"] for t in traces
+              if t["aimed_at"] == t["target"] and not t["reached"]["success"] and "miss_to_target_cm" in t]
+    return [round(float(v), 1) for v in np.mean(misses, axis=0)] if misses else None
 
 
 def nearest_object(ee: np.ndarray, objects: dict) -> tuple[str, float]:
@@ -131,6 +140,8 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
         # the object the hand was nearest where it first closed (or, never closing, where it got lowest)
         "aimed_at_another_object": len(wrong),
         "failed_at_the_target_xy_cm_median": round(float(np.median(right)), 1) if right else None,
+        # of those failures: the mean miss vector (x, y) in cm, a shared bias shows here, scatter averages out
+        "failed_at_the_target_mean_miss_cm": miss_mean(traces),
         "stages": {s: sum(t["reached"][s] for t in traces) for s in STAGES},
         "never_closed": len(traces) - len(heights),
         "first_close_height_cm_median": round(100 * float(np.median(heights)), 1) if heights else None,

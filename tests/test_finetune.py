@@ -387,6 +387,32 @@ def test_cloning_with_share_data_co_trains_on_play_transitions_toward_their_own_
     assert finetune.BC_MODES == ("bc", "bc-scratch")
 
 
+def test_cloning_can_draw_the_steps_before_a_grasp_more_often(stores):
+    from training.finetune import TaskBatches, resolve_config, task_goal_image, task_transitions
+    from training.sampler import pre_grasp_rows
+
+    task_store = Store.open(stores["task"])
+    task, (goal, _) = task_transitions(task_store), task_goal_image(task_store)
+    rows = TaskBatches(task, goal, None, seed=0).cloned_rows(True)
+    near = pre_grasp_rows(task_store, task.t[rows], task.index.t_last[rows], 3)
+    assert 0 < near.sum() < len(near)  # the fixture's gripper does take hold somewhere, not everywhere
+    near_t = set(task.t[rows][near].tolist())
+
+    def near_fraction(weight: float) -> float:
+        batch, _ = TaskBatches(task, goal, None, seed=0).success_batch(4000, True, (3, weight))
+        return float(np.mean([t in near_t for t in batch.t]))
+
+    plain = near_fraction(1.0)
+    assert plain == pytest.approx(near.mean(), abs=0.03)
+    expected = 10 * near.mean() / (10 * near.mean() + (1 - near.mean()))
+    assert near_fraction(10.0) == pytest.approx(expected, abs=0.03)
+    unweighted, _ = TaskBatches(task, goal, None, seed=0).success_batch(64, True)
+    same, _ = TaskBatches(task, goal, None, seed=0).success_batch(64, True, (3, 1.0))
+    assert np.array_equal(unweighted.t, same.t)  # weight 1 draws exactly what the uniform draw did
+    with pytest.raises(Exception, match="pre_grasp_weight"):
+        resolve_config(mode="bc-scratch", data=str(stores["task"]), overrides=["pre_grasp_weight=0"])
+
+
 def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):
     """A GCIVL run's policy is a BCPolicy: mode bc clones the successes from it, with its switch weight."""
     import torch
