@@ -24,6 +24,10 @@ episode; the first frame shows where the object stood before the hand came, in t
 two-image input the pretrained trunk already has (no new weights). At run time the goal
 is the first frame the policy saw after its episode started.
 
+Measured (BENCHMARKS.md, session 18; 50 labelled episodes, 3 seeds x 100 tasks): neither
+helps. A fresh policy grasps 45/300 with chunks of 8 and 54/300 with the first frame,
+against 65/300 for one action and the task goal.
+
     .venv/bin/python bench/cloning_probes.py --data data/task_50 --from runs/pre_hue_s0 --chunk 8 --seeds 0,1,2
 """
 

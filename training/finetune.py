@@ -295,10 +295,12 @@ class TaskQ(ActionableModels):
 class TaskBatches:
     """Task transitions with label rewards and the task goal, plus CDS candidates when sharing."""
 
-    def __init__(self, task: TaskTransitions, goal: np.ndarray, shared: GoalSampler | None, seed: int):
+    def __init__(self, task: TaskTransitions, goal: np.ndarray, shared: GoalSampler | None, seed: int,
+                 shared_hue: float = 0.0):
         self.task, self.goal, self.shared = task, goal, shared
-        self.shared_hue = 0.0  # hue turns of co-training's play samples
+        self.shared_hue = shared_hue  # hue turns of co-training's play samples
         self.rng = np.random.default_rng(seed)
+        self._draw_p: dict[tuple, np.ndarray] = {}  # success_batch's weighted draw, per (failed_approaches, steps, weight)
 
     def _gather(self, index: GoalSampler, t: np.ndarray, success: np.ndarray, terminal: np.ndarray, steps: np.ndarray):
         none = np.zeros(len(t), dtype=bool)
@@ -318,9 +320,12 @@ class TaskBatches:
         steps, weight = pre_grasp
         if steps == 0 or weight == 1.0:  # the uniform draw, exactly as before the option existed
             return self.task_rows(self.rng.choice(rows, size=size))
-        near = pre_grasp_rows(self.task.index.store, self.task.t[rows], self.task.index.t_last[rows], steps)
-        p = np.where(near, weight, 1.0)
-        return self.task_rows(self.rng.choice(rows, size=size, p=p / p.sum()))
+        key = (failed_approaches, steps, weight)
+        if key not in self._draw_p:  # the same for every update of a run: computed once
+            near = pre_grasp_rows(self.task.index.store, self.task.t[rows], self.task.index.t_last[rows], steps)
+            p = np.where(near, weight, 1.0)
+            self._draw_p[key] = p / p.sum()
+        return self.task_rows(self.rng.choice(rows, size=size, p=self._draw_p[key]))
 
     def cloned_rows(self, failed_approaches: bool = False) -> np.ndarray:
         task = self.task
@@ -474,8 +479,8 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     else:
         algo, step_fn = build(config, train_config, checkpoint, device), update
         algo.generator.manual_seed(config.seed + 1)
-    batches = TaskBatches(task, goal, shared, seed=config.seed)
-    batches.shared_hue = base.augment_hue  # co-training keeps the pretraining's hue turns (run_train_config)
+    # co-training keeps the pretraining's hue turns (run_train_config)
+    batches = TaskBatches(task, goal, shared, seed=config.seed, shared_hue=base.augment_hue)
     aug = torch.Generator()
     aug.manual_seed(config.seed + 2)
 
