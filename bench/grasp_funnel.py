@@ -105,13 +105,6 @@ def trace_episode(world, task, act_fn, scaling: ActionScaling) -> dict:
             "grip_low_open_max": max(grip_low_open, default=None), "steps_low_open": len(grip_low_open)}
 
 
-def miss_mean(traces: list[dict]) -> list[float] | None:
-    """Mean (x, y) miss of the failures at the target object, cm; None when there are none."""
-    misses = [t["miss_to_target_cm"] for t in traces
-              if t["aimed_at"] == t["target"] and not t["reached"]["success"] and "miss_to_target_cm" in t]
-    return [round(float(v), 1) for v in np.mean(misses, axis=0)] if misses else None
-
-
 def nearest_object(ee: np.ndarray, objects: dict) -> tuple[str, float]:
     """(the object nearest the hand in the table plane, that distance in cm): which object a grasp went for."""
     name = min(objects, key=lambda n: np.linalg.norm(ee[:2] - objects[n][:2]))
@@ -134,14 +127,16 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
     heights = [t["first_close_height"] for t in traces if t["first_close_height"] is not None]
     stuck = [t["grip_low_open_max"] for t in traces if t["grip_low_open_max"] is not None and not t["reached"]["closed"]]
     wrong = [t for t in traces if t["aimed_at"] != t["target"]]
-    right = [t["aimed_at_xy_cm"] for t in traces if t["aimed_at"] == t["target"] and not t["reached"]["success"]]
+    missed = [t for t in traces if t["aimed_at"] == t["target"] and not t["reached"]["success"]]  # failed at the target
+    right = [t["aimed_at_xy_cm"] for t in missed]
     return {
         "n": len(traces),
         # the object the hand was nearest where it first closed (or, never closing, where it got lowest)
         "aimed_at_another_object": len(wrong),
         "failed_at_the_target_xy_cm_median": round(float(np.median(right)), 1) if right else None,
         # of those failures: the mean miss vector (x, y) in cm, a shared bias shows here, scatter averages out
-        "failed_at_the_target_mean_miss_cm": miss_mean(traces),
+        "failed_at_the_target_mean_miss_cm": ([round(float(v), 1) for v in np.mean([t["miss_to_target_cm"] for t in missed], axis=0)]
+                                              if missed else None),
         "stages": {s: sum(t["reached"][s] for t in traces) for s in STAGES},
         "never_closed": len(traces) - len(heights),
         "first_close_height_cm_median": round(100 * float(np.median(heights)), 1) if heights else None,

@@ -411,6 +411,8 @@ def test_cloning_can_draw_the_steps_before_a_grasp_more_often(stores):
     assert np.array_equal(unweighted.t, same.t)  # weight 1 draws exactly what the uniform draw did
     with pytest.raises(Exception, match="pre_grasp_weight"):
         resolve_config(mode="bc-scratch", data=str(stores["task"]), overrides=["pre_grasp_weight=0"])
+    with pytest.raises(Exception, match="pre_grasp_weight is for the cloning modes"):
+        resolve_config(mode="scratch", data=str(stores["task"]), overrides=["pre_grasp_weight=3"])
 
 
 def test_bc_mode_starts_from_a_gcivl_policy_too(stores, tmp_path):

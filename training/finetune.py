@@ -149,8 +149,10 @@ def check_config(config: FinetuneConfig) -> None:
     if config.pre_grasp_steps < 0 or config.pre_grasp_weight <= 0:
         raise ConfigError(f"pre_grasp_steps={config.pre_grasp_steps}, pre_grasp_weight={config.pre_grasp_weight}: "
                           "steps must be >= 0 and the weight > 0")
-    for name in ("clone_failed_approaches", "ema_decay"):
-        if getattr(config, name) and config.mode not in BC_MODES:
+    cloning_only = {"clone_failed_approaches": config.clone_failed_approaches, "ema_decay": config.ema_decay,
+                    "pre_grasp_weight": config.pre_grasp_weight != 1.0}
+    for name, used in cloning_only.items():
+        if used and config.mode not in BC_MODES:
             raise ConfigError(f"{name} is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
     if not 0.0 <= config.ema_decay < 1.0:
         raise ConfigError(f"ema_decay={config.ema_decay}: must be in [0, 1) (0 = off)")
