@@ -453,6 +453,23 @@ def test_finetuning_turns_no_hues_unless_told_whatever_its_pretraining_did():
         check_config(replace(ft, augment_hue=-1.0))
 
 
+def test_each_mode_trains_for_its_own_default_number_of_updates_unless_told():
+    """Cloning needs more updates than the Q modes' 2000 (session 19); an explicit count always wins."""
+    from training.config import ConfigError
+    from training.finetune import DEFAULT_STEPS, FinetuneConfig, default_steps, resolve_config
+
+    common = {"pretrained": "runs/x", "data": "data/task"}
+    assert resolve_config(mode="bc", **common).steps == DEFAULT_STEPS["bc"] == 9000
+    assert resolve_config(mode="bc-scratch", data="data/task").steps == 9000
+    assert resolve_config(mode="pretrained", **common).steps == 2000
+    assert resolve_config(mode="bc", steps=300, **common).steps == 300
+    assert resolve_config(mode="bc", overrides=["steps=400"], **common).steps == 400
+    assert resolve_config(mode="bc", debug=True, **common).steps == 12
+    assert default_steps(FinetuneConfig(mode="cds", **common)).steps == 2000  # what finetune() runs when built directly
+    with pytest.raises(ConfigError, match="steps=-1"):
+        resolve_config(mode="bc", steps=-1, **common)
+
+
 def test_an_ensemble_trains_each_member_as_alone_and_acts_with_their_mean():
     """gcbc.members: members start apart, each gets its own loss's gradient (scaled 1/M), the action is their mean."""
     from training.gcbc import GCBCConfig, MeanPolicy, make_policy

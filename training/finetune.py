@@ -98,7 +98,7 @@ class FinetuneConfig:
     pretrained: str = ""  # goal-conditioned run or exported cloned model (--from); the scratch modes take only its network and hyperparameters
     data: str = ""  # labelled task store (`robot-app dataset build` of `collect --task ...` bags)
     share_data: str = ""  # unlabelled store: cds shares from it; the bc modes co-train on it (module docstring)
-    steps: int = 2000  # gradient updates
+    steps: int = 0  # gradient updates; 0 = the mode's default (DEFAULT_STEPS, see default_steps)
     batch_size: int = 64  # labelled task transitions per update
     share_batch_size: int = 64  # unlabelled transitions per update: cds's candidates, or the bc modes' co-training samples
     share_percentile: float = 90.0  # share a candidate whose task Q >= this percentile of the task batch's Q
@@ -122,6 +122,21 @@ class FinetuneConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept
 
 
+DEFAULT_STEPS = {"scratch": 2000, "pretrained": 2000, "cds": 2000, "bc": 9000, "bc-scratch": 9000}
+
+
+def default_steps(config: FinetuneConfig) -> FinetuneConfig:
+    """The config with `steps` 0 replaced by its mode's default.
+
+    Why the cloning modes train 4.5x longer: at 3000 updates (the recipe through session 18)
+    fresh policies cloned from 50 attempts were still far apart, 8 to 30 held-out grasps in
+    100. Measured in session 19 (BENCHMARKS.md) on the same seeds, 6000-9000 updates grasp
+    about a third more, and the weak seeds catch up; beyond that it levels off. On one CPU
+    thread 9000 updates take about 6 minutes.
+    """
+    return config if config.steps else replace(config, steps=DEFAULT_STEPS[config.mode])
+
+
 # --debug: seconds instead of minutes, every code path still taken.
 DEBUG = {"steps": 12, "batch_size": 8, "share_batch_size": 8, "log_every": 4, "checkpoint_every": 6, "num_threads": 1}
 
@@ -132,7 +147,9 @@ def check_config(config: FinetuneConfig) -> None:
         raise ConfigError(f"mode={config.mode!r}: expected one of {', '.join(MODES)}")
     if not 0.0 <= config.share_percentile <= 100.0:
         raise ConfigError(f"share_percentile={config.share_percentile}: must be in [0, 100]")
-    for name in ("steps", "batch_size", "share_batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+    if config.steps < 0:
+        raise ConfigError(f"steps={config.steps}: must be a positive integer (or 0 for the mode's default)")
+    for name in ("batch_size", "share_batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name}={getattr(config, name)}: must be a positive integer")
     if config.lr < 0:
@@ -172,7 +189,7 @@ def resolve_config(
     merged.update({k: v for k, v in values.items() if v is not None})
     config = from_dict(FinetuneConfig, merged, where="finetune config")
     check_config(config)
-    return config
+    return default_steps(config)
 
 
 # ---------------------------------------------------------------------------- task data
@@ -463,6 +480,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     run_dir = Path(run_dir)
     if runner.list_checkpoints(run_dir):
         raise FileExistsError(f"{run_dir}: already holds a run's checkpoints; choose another --out")
+    config = default_steps(config)
     base, checkpoint = base_train_config(config, debug)
     train_config = run_train_config(config, base)
     device = runner.pick_device(train_config)

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the bc modes co-train on it")
     parser.add_argument("--share-percentile", type=float, help="share a transition whose task Q is at least this percentile "
                         "of the task data's Q (default 90)")
-    parser.add_argument("--steps", type=int, help="gradient updates (default 2000)")
+    parser.add_argument("--steps", type=int, help="gradient updates (default: 9000 for bc and bc-scratch, 2000 for the Q-function modes)")
     parser.add_argument("--seed", type=int, help="seed (default 0)")
     parser.add_argument("--config", help="YAML of finetune settings (see config/finetune.yaml); unknown keys are errors")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
