@@ -1,0 +1,109 @@
+"""Held-out grasp success against fine-tuning updates: one line per trained model, the mean per recipe.
+
+Reads `robot-app eval --json` results named LABEL-atSTEP_nSIZE_sSEED.json (one checkpoint of
+one fine-tuning run, evaluated on 100 `grasp-heldout` tasks at suite seed SEED), as session
+19 wrote them: every run checkpointed every 3000 updates, each checkpoint exported and
+evaluated. Prints a markdown table (pooled successes and the 95% t interval over models per
+step) and draws the picture.
+
+    .venv/bin/python bench/finetune_steps.py \
+        --recipe "fresh policy=bench/results/finetune_s19/long-at*_n50_s*.json" \
+        --recipe "from hue-turned pretraining=bench/results/finetune_s19/hue-p*-at*_n50_s0.json" \
+        --png docs/img/finetune_s19_steps.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from common import ROOT  # noqa: F401  (puts the repository on sys.path)
+
+from robot_app.evaluation import seed_interval
+
+NAME = re.compile(r"(?P<label>.+)-at(?P<step>\d+)_n(?P<size>\d+)_s(?P<seed>\d+)\.json$")
+
+
+def read_recipe(pattern: str) -> dict[str, dict[int, int]]:
+    """{model: {step: successes}}, a model being the file's label and seed (one fine-tuning run)."""
+    models: dict[str, dict[int, int]] = defaultdict(dict)
+    for path in sorted(glob.glob(pattern)):
+        m = NAME.search(Path(path).name)
+        if not m:
+            raise SystemExit(f"{path}: not a LABEL-atSTEP_nSIZE_sSEED.json result")
+        line = json.loads(Path(path).read_text())["families"]["grasp-heldout"]
+        if line["n"] != 100:
+            raise SystemExit(f"{path}: {line['n']} episodes; the table assumes 100 per checkpoint")
+        models[f"{m['label']} s{m['seed']}"][int(m["step"])] = int(line["successes"])
+    if not models:
+        raise SystemExit(f"no results match {pattern!r}")
+    return dict(models)
+
+
+def table_rows(recipe: str, models: dict[str, dict[int, int]]) -> list[str]:
+    steps = sorted({s for curve in models.values() for s in curve})
+    rows = []
+    for step in steps:
+        got = [models[name][step] for name in sorted(models) if step in models[name]]
+        pooled = f"{sum(got)}/{100 * len(got)} = {sum(got) / len(got):.1f}%"
+        interval = "-"
+        if len(got) >= 2:
+            _, lo, hi = seed_interval([float(g) for g in got])
+            interval = f"[{lo:.1f}%, {hi:.1f}%]"
+        rows.append(f"| {recipe} | {step} | {len(got)} | {pooled} | {interval} | {'/'.join(map(str, got))} |")
+    return rows
+
+
+def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for i, (recipe, models) in enumerate(recipes.items()):
+        colour = f"C{i}"
+        for curve in models.values():
+            steps = sorted(curve)
+            ax.plot(steps, [curve[s] for s in steps], color=colour, alpha=0.25, lw=1, marker=".")
+        steps = sorted({s for curve in models.values() for s in curve})
+        means = [sum(c[s] for c in models.values() if s in c) / sum(s in c for c in models.values()) for s in steps]
+        ax.plot(steps, means, color=colour, lw=2.5, marker="o", label=f"{recipe}: mean of the models run that far ({len(models)} at most)")
+    ax.set_xlabel("fine-tuning updates (batch 64)")
+    ax.set_ylabel("held-out grasps of 100")
+    ax.set_title("grasp-heldout, 50 labelled attempts: thin lines are single models")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    print(f"wrote {png}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", action="append", required=True, metavar="NAME=GLOB", help="a recipe's checkpoint results")
+    p.add_argument("--png", type=Path, help="write the picture here")
+    args = p.parse_args(argv)
+    recipes = {}
+    for spec in args.recipe:
+        name, _, pattern = spec.partition("=")
+        if not pattern:
+            raise SystemExit(f"--recipe {spec!r}: expected NAME=GLOB")
+        recipes[name] = read_recipe(pattern)
+    print("| recipe | updates | models | pooled | models' 95% t interval | per model |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, models in recipes.items():
+        print("\n".join(table_rows(name, models)))
+    if args.png:
+        draw(recipes, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
