@@ -130,9 +130,9 @@ def default_steps(config: FinetuneConfig) -> FinetuneConfig:
 
     Why the cloning modes train 4.5x longer: at 3000 updates (the recipe through session 18)
     fresh policies cloned from 50 attempts were still far apart, 8 to 30 held-out grasps in
-    100. Measured in session 19 (BENCHMARKS.md) on the same seeds, 6000-9000 updates grasp
-    about a third more, and the weak seeds catch up; beyond that it levels off. On one CPU
-    thread 9000 updates take about 6 minutes.
+    100. Measured in session 19 (BENCHMARKS.md), the same ten fresh models grasp 25.1% at 9000
+    updates against 19.8% at 3000, the weak seeds catching up most; 12000-15000 add nothing.
+    On one CPU thread 9000 updates take about 6 minutes.
     """
     return config if config.steps else replace(config, steps=DEFAULT_STEPS[config.mode])
 
