@@ -114,7 +114,7 @@ def hand_xy_feature(ee_position: np.ndarray) -> np.ndarray:
 MIRRORED_ACTION = np.array([1.0, -1.0, 1.0, -1.0, 1.0], dtype=np.float32)  # y -> -y: vy and the yaw rate change sign
 
 
-def mirror_half(batch, targets: np.ndarray, rng: np.random.Generator):
+def mirror_half(batch, targets: np.ndarray, rng: np.random.Generator) -> None:
     """Mirror a random half of the batch in place: images flipped left-right, vy and wz negated.
 
     The camera sits on the robot's x-z plane of symmetry (eye and target at y = 0, the base at
@@ -129,7 +129,6 @@ def mirror_half(batch, targets: np.ndarray, rng: np.random.Generator):
         images[flip] = images[flip, :, ::-1]
         setattr(batch, name, images)
     targets[flip] = targets[flip] * MIRRORED_ACTION
-    return flip
 
 
 def xyz_network(network):
@@ -188,15 +187,11 @@ def train(store: Store, base, checkpoint: dict | None, cfg: ChunkConfig, seed: i
     frames = np.arange(len(store.actions))
     success = episode_labels(store)[np.asarray(store.episode)]
     cloned_frame = success | (before_first_close(store, frames) & cfg.failed_approaches)
-    if cfg.proprio == "xyz" and checkpoint:
-        raise ValueError("--proprio xyz needs a fresh policy (--shape): the pretrained proprio layer is two columns narrower")
     network = xyz_network(base.network) if cfg.proprio == "xyz" else base.network
     policy = chunk_policy(network, cfg.chunk, acting_weights(checkpoint["algorithm"]) if checkpoint else None)
     optimizer = torch.optim.Adam(policy.parameters(), lr=base.gcbc.lr)
     rng, shift = np.random.default_rng(seed), torch.Generator().manual_seed(seed + 2)
     mirror_rng = np.random.default_rng(seed + 3)  # its own stream: the rows and shifts are drawn as without --mirror
-    if cfg.mirror and cfg.proprio == "xyz":
-        raise ValueError("--mirror with --proprio xyz would also have to mirror the hand's y; not supported")
     first_frame = store.episode_bounds()[np.asarray(store.episode), 0]
     for _ in range(cfg.steps):
         r = rows[rng.integers(0, len(rows), cfg.batch_size)]
@@ -225,7 +220,7 @@ def train(store: Store, base, checkpoint: dict | None, cfg: ChunkConfig, seed: i
 class TemporalEnsemble:
     """A chunk policy as an act function: each step, the weighted mean of every chunk's prediction for this step.
 
-    `reseed` (called by evaluate_suite at each episode's start) forgets the previous episode's chunks.
+    `reseed` (called by `evaluate` at each episode's start) forgets the previous episode's chunks.
     """
 
     def __init__(self, policy, goal: np.ndarray | None, k: int, m: float, scaling: ActionScaling, world=None):
@@ -290,6 +285,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.num_threads)
     cfg = ChunkConfig(chunk=args.chunk, ensemble_m=args.ensemble_m, steps=args.steps, goal=args.goal, proprio=args.proprio,
                       mirror=args.mirror)
+    if args.proprio == "xyz" and args.pretrained:
+        raise SystemExit("--proprio xyz needs a fresh policy (--shape): the pretrained proprio layer is two columns narrower")
+    if args.mirror and args.proprio == "xyz":
+        raise SystemExit("--mirror with --proprio xyz would also have to mirror the hand's y; not supported")
     base, checkpoint = base_train_config(FinetuneConfig(pretrained=args.pretrained or args.shape, data="-"))
     checkpoint = checkpoint if args.pretrained else None
     store = Store.open(args.data)
