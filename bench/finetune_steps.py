@@ -17,29 +17,27 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from common import ROOT  # noqa: F401  (puts the repository on sys.path)
+from finetune_table import eval_run
 
 from robot_app.evaluation import seed_interval
-
-NAME = re.compile(r"(?P<label>.+)-at(?P<step>\d+)_n(?P<size>\d+)_s(?P<seed>\d+)\.json$")
 
 
 def read_recipe(pattern: str) -> dict[str, dict[int, int]]:
     """{model: {step: successes}}, a model being the file's label and seed (one fine-tuning run)."""
     models: dict[str, dict[int, int]] = defaultdict(dict)
-    for path in sorted(glob.glob(pattern)):
-        m = NAME.search(Path(path).name)
-        if not m:
+    for path in sorted(Path(p) for p in glob.glob(pattern)):
+        run = eval_run(path, json.loads(path.read_text()))  # its "mode" is LABEL-atSTEP
+        label, at, step = run["mode"].rpartition("-at")
+        if not at or not step.isdigit():
             raise SystemExit(f"{path}: not a LABEL-atSTEP_nSIZE_sSEED.json result")
-        line = json.loads(Path(path).read_text())["families"]["grasp-heldout"]
-        if line["n"] != 100:
-            raise SystemExit(f"{path}: {line['n']} episodes; the table assumes 100 per checkpoint")
-        models[f"{m['label']} s{m['seed']}"][int(m["step"])] = int(line["successes"])
+        if run["n"] != 100:
+            raise SystemExit(f"{path}: {run['n']} episodes; the table assumes 100 per checkpoint")
+        models[f"{label} s{run['seed']}"][int(step)] = int(run["successes"])
     if not models:
         raise SystemExit(f"no results match {pattern!r}")
     return dict(models)
