@@ -56,6 +56,12 @@ GPU_SETUPS = {
 }
 
 
+WHAT = {
+    "am": "full AM update (CEM targets 64x2 on target net, clipped double Q, 4 negatives of 16, random shift)",
+    "gcbc": "GCBC update (one policy network, action score loss, random shift)",
+}
+
+
 class Trainer:
     """One configuration's algorithm, sampler and augmentation generator."""
 
@@ -104,8 +110,11 @@ class Trainer:
 
 
 def speed(args, store: Store, device: torch.device) -> dict:
-    base = TrainConfig(batch_size=args.batch, seed=0)
+    base = TrainConfig(algo=args.algo, batch_size=args.batch, seed=0)
     setups = {**SETUPS, **(GPU_SETUPS if device.type == "cuda" else {})}
+    if args.hue:  # the fastest set-up again with hue turns, so their cost is measured side by side
+        fastest = list(setups)[-1]
+        setups[f"{fastest}_hue"] = {**setups[fastest], "augment_hue": args.hue}
     trainers = {name: Trainer(replace(base, **setup), store, device) for name, setup in setups.items()}
     for trainer in trainers.values():  # warm-up: allocator, oneDNN/cuDNN caches, graph capture
         for _ in range(args.warmup):
@@ -163,6 +172,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--data", default="", help="a real store to sample from (default: a synthetic one of --episodes x 50 steps)")
     parser.add_argument("--episodes", type=int, default=40, help="synthetic store size (a GPU gather from a store that fits in L2 would flatter it)")
+    parser.add_argument("--algo", default="am", choices=("am", "gcbc"), help="whose update to time")
+    parser.add_argument("--hue", type=float, default=0.0, help="also time the fastest set-up with augment_hue=F")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -170,7 +181,8 @@ def main() -> int:
     args.out = args.out or str(ROOT / "bench" / "results" / ("train_speed.json" if args.device == "cpu" else "train_speed_gpu.json"))
     report = {
         "benchmark": "train_speed",
-        "what": "full AM update (CEM targets 64x2 on target net, clipped double Q, 4 negatives of 16, random shift)",
+        "what": WHAT[args.algo],
+        "algo": args.algo,
         "batch": args.batch,
         "updates_per_window": args.updates,
         "windows": args.windows,
