@@ -10,6 +10,9 @@ step) and draws the picture.
         --recipe "fresh policy=bench/results/finetune_s19/long-at*_n50_s*.json" \
         --recipe "from hue-turned pretraining=bench/results/finetune_s19/hue-p*-at*_n50_s0.json" \
         --png docs/img/finetune_s19_steps.png
+
+STEP may count something else, e.g. the pretraining updates of the checkpoint a fine-tune
+started from (session 20, `--xlabel`): a model is then one pretraining run.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def table_rows(recipe: str, models: dict[str, dict[int, int]]) -> list[str]:
     return rows
 
 
-def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path) -> None:
+def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path, xlabel: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,9 +75,9 @@ def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path) -> None:
         steps = sorted({s for curve in models.values() for s in curve})
         means = [sum(c[s] for c in models.values() if s in c) / sum(s in c for c in models.values()) for s in steps]
         ax.plot(steps, means, color=colour, lw=2.5, marker="o", label=f"{recipe}: mean of the models run that far ({len(models)} at most)")
-    ax.set_xlabel("fine-tuning updates (batch 64)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("held-out grasps of 100")
-    ax.set_title("grasp-heldout, 50 labelled attempts: thin lines are single models")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -87,6 +90,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", action="append", required=True, metavar="NAME=GLOB", help="a recipe's checkpoint results")
     p.add_argument("--png", type=Path, help="write the picture here")
+    p.add_argument("--xlabel", default="fine-tuning updates (batch 64)",
+                   help="what STEP counts (session 20: the pretraining updates a fine-tune started from)")
+    p.add_argument("--title", default="grasp-heldout, 50 labelled attempts: thin lines are single models")
     args = p.parse_args(argv)
     recipes = {}
     for spec in args.recipe:
@@ -99,7 +105,7 @@ def main(argv=None) -> int:
     for name, models in recipes.items():
         print("\n".join(table_rows(name, models)))
     if args.png:
-        draw(recipes, args.png)
+        draw(recipes, args.png, args.xlabel, args.title)
     return 0
 
 

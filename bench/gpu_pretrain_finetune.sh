@@ -9,15 +9,17 @@
 #
 #   bench/gpu_pretrain_finetune.sh WORK PLAY_STORE TASK_STORE
 #   environment: PRE_SEEDS="0 1 2" PRE_STEPS=60000 PRE_EVERY=12000 FT_FROM="12000 36000 60000"
-#                FT_SEEDS="0" SCRATCH_SEEDS="0 1" FT_STEPS=0 (= finetune's default) PARALLEL=12
+#                FT_SEEDS="0" SCRATCH_SEEDS="0 1" (empty: none) FT_STEPS=0 (= finetune's default) PARALLEL=12
 #                PYTHON=python3 (the interpreter that runs `robot_app.cli`)
+#                EXTRA_TASK=DIR (a second labelled store, e.g. 100 episodes: one fine-tune per
+#                pretraining seed from its last FT_FROM checkpoint, named ftx_pS_atK_f0)
 # Writes WORK/pre_sS (pretraining runs), WORK/ft_pS_atK_fF and WORK/scratch_fF (fine-tunes),
 # WORK/onnx/*.onnx (+ cards) and WORK/log/*.log; prints a line as each stage ends.
 set -euo pipefail
 
 WORK=${1:?WORK directory}; PLAY=${2:?play store}; TASK=${3:?labelled task store}
 PRE_SEEDS=${PRE_SEEDS:-"0 1 2"}; PRE_STEPS=${PRE_STEPS:-60000}; PRE_EVERY=${PRE_EVERY:-12000}
-FT_FROM=${FT_FROM:-"12000 36000 60000"}; FT_SEEDS=${FT_SEEDS:-0}; SCRATCH_SEEDS=${SCRATCH_SEEDS:-"0 1"}
+FT_FROM=${FT_FROM:-"12000 36000 60000"}; FT_SEEDS=${FT_SEEDS:-0}; SCRATCH_SEEDS=${SCRATCH_SEEDS-"0 1"}
 FT_STEPS=${FT_STEPS:-0}; PARALLEL=${PARALLEL:-12}; PYTHON=${PYTHON:-python3}
 RA=("$PYTHON" -m robot_app.cli)
 # The README's pre-grasp GCBC recipe with hue turns (BENCHMARKS.md, session 15).
@@ -52,6 +54,15 @@ for s in $PRE_SEEDS; do
         done
     done
 done
+if [ -n "${EXTRA_TASK:-}" ]; then
+    last=$(echo "$FT_FROM" | awk '{print $NF}')
+    for s in $PRE_SEEDS; do
+        name="ftx_p${s}_at${last}_f0"
+        throttle
+        "${RA[@]}" finetune --mode bc --from "$WORK/pre_s${s}_at$last" --data "$EXTRA_TASK" --out "$WORK/$name" \
+            "${CLONE[@]}" --export "$WORK/onnx/$name.onnx" >"$WORK/log/$name.log" 2>&1 &
+    done
+fi
 for f in $SCRATCH_SEEDS; do
     throttle
     "${RA[@]}" finetune --mode bc-scratch --from "$WORK/pre_s$(echo "$PRE_SEEDS" | cut -d' ' -f1)" --data "$TASK" \
