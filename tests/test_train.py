@@ -391,3 +391,28 @@ def test_ctrl_c_checkpoints_the_step_it_finished(store_dir, tmp_path):
     ckpts = list((run / "checkpoints").glob("step_*.pt"))
     assert len(ckpts) == 1 and 5 <= int(ckpts[0].stem.split("_")[1]) < 100000
     assert "interrupted at step" in err and "--resume" in err
+
+
+def test_init_from_starts_a_run_on_new_data_from_another_runs_weights_at_its_own_rate(store_dir, tmp_path):
+    """Goal-conditioned fine-tuning: the source's network and weights, this run's data and learning rate."""
+    source = resolve_config(algo="gcbc", debug=True, steps=6, data=str(store_dir), overrides=FAST)
+    train(source, tmp_path / "source", progress=False)
+    other_store = make_synthetic_store(tmp_path / "other", episodes=4, steps=10, seed=7)
+    frozen = ["gcbc.lr=0", "network.feature_dim=16", *FAST]  # lr 0: the weights must stay the source's
+    tuned = resolve_config(algo="gcbc", debug=True, steps=2, data=str(other_store),
+                           overrides=[*frozen, f"init_from={tmp_path / 'source'}"])
+    train(tuned, tmp_path / "tuned", progress=False)
+    train(resolve_config(algo="gcbc", debug=True, steps=2, data=str(other_store), overrides=frozen), tmp_path / "fresh",
+          progress=False)
+
+    weights = {name: load_run(tmp_path / name).model.state_dict() for name in ("source", "tuned")}
+    assert weights["source"].keys() == weights["tuned"].keys()
+    assert all(torch.equal(weights["source"][k], weights["tuned"][k]) for k in weights["source"])
+    assert load_run(tmp_path / "fresh").network.feature_dim == 16  # without init_from the command line's shape
+    assert load_run(tmp_path / "tuned").network == load_run(tmp_path / "source").network
+    assert load_run(tmp_path / "tuned").data_manifest_hash == Store.open(other_store).manifest_hash()
+
+    wrong_algo = resolve_config(algo="gcivl", debug=True, steps=2, data=str(other_store),
+                                overrides=[*FAST, f"init_from={tmp_path / 'source'}"])
+    with pytest.raises(ConfigError, match="pass --algo gcbc"):
+        train(wrong_algo, tmp_path / "wrong", progress=False)

@@ -97,6 +97,7 @@ class TrainConfig:
     eval_families: tuple[str, ...] = ("reach",)  # goal families evaluated (sim_worlds.goals)
     eval_episodes: int = 10  # episodes a family per evaluation
     eval_seed: int = 0  # fixed seed of the evaluation episodes
+    init_from: str = ""  # a run (its latest checkpoint) or a .pt checkpoint to start from: goal-conditioned fine-tuning on new data
     sampler: SamplerConfig = SamplerConfig()  # hindsight and chained goals
     network: NetworkConfig = NetworkConfig()  # Q-network / BC trunk sizes
     cem: CEMSettings = CEMSettings()  # the policy's CEM: evaluation here and in the exported model card
@@ -557,6 +558,9 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
         _check_resume(checkpoint, store, dist, run_dir)
     elif list_checkpoints(run_dir):
         raise FileExistsError(f"{run_dir}: already holds a run's checkpoints; pass --resume to continue it or choose another --out")
+    source = None
+    if c.init_from and checkpoint is None:
+        source, c = _init_source(c)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(c, run_dir / "config.yaml")
@@ -573,6 +577,11 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
         algo.generator.manual_seed(rank_seed + 1)
     algo.grad_hook = dist.average_gradients
     step = 0
+    if source is not None:  # weights and Adam's moments; step, sampler and augmentation start afresh
+        rates = [group["lr"] for group in algo.optimizer.param_groups]
+        algo.load_state_dict(source["algorithm"])
+        for group, lr in zip(algo.optimizer.param_groups, rates, strict=True):
+            group["lr"] = lr  # this run's rate (a fine-tune may want a lower one), not the source's
     if checkpoint is not None:
         algo.load_state_dict(checkpoint["algorithm"])
         rng = checkpoint["rng"][dist.rank]
@@ -641,6 +650,26 @@ class GracefulStop:
     def __exit__(self, *exc) -> None:
         if self.enabled:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _init_source(c: TrainConfig) -> tuple[dict, TrainConfig]:
+    """The checkpoint `init_from` names, and the config with its network.
+
+    Continuing a pretrained goal-conditioned run on new episodes (a new object's attempts, a
+    real arm's first bags) keeps what it learned and its goal input: unlike `finetune`, whose
+    task model pursues one fixed image, the result still takes any goal image. The network
+    shape must be the source's, so it is taken from there rather than repeated on the command
+    line; the algorithm must match, since the weights are that algorithm's.
+    """
+    path = find_checkpoint(c.init_from, c.init_from if c.init_from.endswith(".pt") else "latest")
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    if source.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"init_from={c.init_from}: checkpoint format {source.get('format')}, expected {CHECKPOINT_FORMAT}")
+    algo = source["config"].get("algo")
+    if algo != c.algo:
+        raise ConfigError(f"init_from={c.init_from}: that run trained {algo!r}, this one {c.algo!r}; pass --algo {algo}")
+    network = from_dict(NetworkConfig, source["config"]["network"], where=f"{path}: config.network")
+    return source, replace(c, network=network)
 
 
 def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Path) -> None:
