@@ -161,7 +161,7 @@ def plot(cells: dict, sizes: list[int], path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="benchmark JSON files")
-    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "finetune.png")
+    parser.add_argument("--png", type=Path, help="draw success against labelled episodes here (docs/img/finetune.png is the README's)")
     parser.add_argument("--pool", action="append", default=[], metavar="NAME=MODE1,MODE2",
                         help="count several modes' runs as one mode's models (repeatable)")
     parser.add_argument("--models-png", type=Path, help="also draw every trained model of one size (--models-size)")
@@ -170,8 +170,9 @@ def main(argv=None) -> int:
     cells = summarise(pool_modes(load_runs(args.results), args.pool))  # mode -> str(episodes) -> pooled cell
     sizes = sorted({int(n) for modes in cells.values() for n in modes})
     print(markdown(cells, sizes), end="")
-    plot(cells, sizes, args.png)
-    print(f"picture: {args.png}")
+    if args.png:  # no default: a table-only call must not overwrite the tracked picture
+        plot(cells, sizes, args.png)
+        print(f"picture: {args.png}")
     if args.models_png:
         plot_models(cells, args.models_size, args.models_png)
         print(f"models: {args.models_png}")
