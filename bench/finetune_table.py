@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -136,22 +137,25 @@ def plot(cells: dict, sizes: list[int], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-    for i, mode in enumerate(m for m in LABELS if m in cells):
+    modes = [m for m in LABELS if m in cells] + sorted(m for m in cells if m not in LABELS)  # pooled names too
+    top = 0.0
+    for i, mode in enumerate(modes):
         xs = [n for n in sizes if str(n) in cells[mode]]
         rate = [100 * cells[mode][str(n)]["success_rate"] for n in xs]
         lo = [r - 100 * cells[mode][str(n)]["ci95"][0] for r, n in zip(rate, xs, strict=True)]
         hi = [100 * cells[mode][str(n)]["ci95"][1] - r for r, n in zip(rate, xs, strict=True)]
         offset = [x + 1.5 * (i - 2) for x in xs]  # keep the error bars apart
         style = "--" if mode.startswith("filtered-bc") else "-"
-        ax.errorbar(offset, rate, yerr=[lo, hi], fmt="o" + style, capsize=3, label=LABELS[mode])
+        ax.errorbar(offset, rate, yerr=[lo, hi], fmt="o" + style, capsize=3, label=LABELS.get(mode, mode))
+        top = max([top] + [r + h for r, h in zip(rate, hi, strict=True)])
     ax.axhline(60, color="grey", lw=0.8, ls=":")
     ax.text(sizes[0], 61, "issue goal: pretrained 60% at 50 episodes", fontsize=7, color="grey")
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.set_xlabel("labelled episodes")
     ax.set_ylabel("grasp-heldout success %")
-    ax.set_ylim(0, 70)
+    ax.set_ylim(0, max(70, 10 * math.ceil(top / 10)))
     ax.legend(fontsize=7)
-    ax.set_title("fine-tuning on the held-out grasp (3 seeds x 100 episodes, Wilson 95%)", fontsize=9)
+    ax.set_title("fine-tuning on the held-out grasp (models pooled, 100 episodes each, Wilson 95%)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
