@@ -154,6 +154,19 @@ def run_conditions(args) -> dict:
     return results
 
 
+def close_labels(store) -> tuple[np.ndarray, np.ndarray]:
+    """(frame rows, table xy) for every frame before an episode's first close command, labelled
+    with where the gripper was at that close: the object it went for, as far as the data say."""
+    actions, ee = np.asarray(store.actions), np.asarray(store.ee_position)
+    rows, labels = [], []
+    for start, end in store.episode_bounds():
+        closes = np.flatnonzero(actions[start:end, 4] > 0)
+        if closes.size:
+            rows += range(start, start + closes[0])
+            labels += [ee[start + closes[0], :2]] * int(closes[0])
+    return np.asarray(rows), np.asarray(labels, dtype=np.float32).reshape(-1, 2)
+
+
 def localiser_error(args) -> dict:
     """Median table-plane error (m) of the learned localiser on the suite's start frames."""
     import torch
@@ -167,19 +180,11 @@ def localiser_error(args) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     store = Store.open(args.data)
-    images, actions, ee = np.asarray(store.images), np.asarray(store.actions), np.asarray(store.ee_position)
-    rows, labels = [], []
-    for start, end in store.episode_bounds():
-        closes = np.flatnonzero(actions[start:end, 4] > 0)
-        if closes.size:
-            rows += range(start, start + closes[0])
-            labels += [ee[start + closes[0], :2]] * int(closes[0])
-    rows, labels = np.asarray(rows), np.asarray(labels, dtype=np.float32)
+    rows, labels = close_labels(store)
     mean, std = labels.mean(0), labels.std(0)
     net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
                         nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(), nn.Flatten(),
                         nn.Linear(64 * (store.image_size // 8) ** 2, 256), nn.ReLU(), nn.Linear(256, 2))
-    optimiser = torch.optim.Adam(net.parameters(), 3e-4)
     rng = np.random.default_rng(0)
 
     def batch(x, shift: int):
@@ -190,12 +195,20 @@ def localiser_error(args) -> dict:
             x = x[:, :, i:i + store.image_size, j:j + store.image_size]
         return x
 
-    for _ in range(args.localiser_steps):
-        k = rng.integers(0, len(rows), 64)
-        loss = F.mse_loss(net(batch(images[rows[k]], 1)), torch.as_tensor((labels[k] - mean) / std))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    def fit(source, rows, labels, steps: int) -> None:
+        images = np.asarray(source.images)
+        optimiser = torch.optim.Adam(net.parameters(), 3e-4)
+        for _ in range(steps):
+            k = rng.integers(0, len(rows), 64)
+            loss = F.mse_loss(net(batch(images[rows[k]], 1)), torch.as_tensor((labels[k] - mean) / std))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+    if args.localiser_play:  # where the play data's grasps close: any cube, thousands of labels
+        play = Store.open(args.localiser_play)
+        fit(play, *close_labels(play), args.localiser_steps)
+    fit(store, rows, labels, args.localiser_steps)
     tasks = goals.make_suite("grasp-heldout", args.episodes, args.seed, image_size=store.image_size)
     world = goals.world_for("grasp-heldout", store.image_size)
     try:
@@ -206,7 +219,8 @@ def localiser_error(args) -> dict:
     with torch.no_grad():
         guess = net(batch(starts, 0)).numpy() * std + mean
     error = np.linalg.norm(guess - truth, axis=1)
-    return {"data": args.data, "labelled_episodes": store.num_episodes, "frames": len(rows), "steps": args.localiser_steps,
+    return {"data": args.data, "play_pretraining": args.localiser_play, "labelled_episodes": store.num_episodes,
+            "frames": len(rows), "steps": args.localiser_steps,
             "median_error_m": round(float(np.median(error)), 4), "p90_error_m": round(float(np.percentile(error, 90)), 4),
             "median_error_of_the_mean_guess_m": round(float(np.median(np.linalg.norm(mean - truth, axis=1))), 4)}
 
@@ -220,12 +234,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--localiser", action="store_true", help="train and measure the learned localiser instead")
     parser.add_argument("--localiser-steps", type=int, default=3000)
+    parser.add_argument("--localiser-play", default="", help="first fit the localiser to this unlabelled play store's grasps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.localiser:
         results = localiser_error(args)
-        name = f"localiser_{args.data.rstrip('/').split('/')[-1]}_s{args.seed}.json"
+        play = "_play" if args.localiser_play else ""
+        name = f"localiser{play}_{args.data.rstrip('/').split('/')[-1]}_s{args.seed}.json"
     else:
         results = run_conditions(args)
         name = f"task_goal_proposal_s{args.seed}.json"
