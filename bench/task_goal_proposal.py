@@ -157,13 +157,14 @@ def run_conditions(args) -> dict:
 def close_labels(store) -> tuple[np.ndarray, np.ndarray]:
     """(frame rows, table xy) for every frame before an episode's first close command, labelled
     with where the gripper was at that close: the object it went for, as far as the data say."""
-    actions, ee = np.asarray(store.actions), np.asarray(store.ee_position)
+    from training.finetune import first_close_rows
+
+    ee = np.asarray(store.ee_position)
     rows, labels = [], []
-    for start, end in store.episode_bounds():
-        closes = np.flatnonzero(actions[start:end, 4] > 0)
-        if closes.size:
-            rows += range(start, start + closes[0])
-            labels += [ee[start + closes[0], :2]] * int(closes[0])
+    for (start, end), close in zip(store.episode_bounds(), first_close_rows(store), strict=True):
+        if close < end:  # episodes that never close say nothing about where an object is
+            rows += range(start, close)
+            labels += [ee[close, :2]] * int(close - start)
     return np.asarray(rows), np.asarray(labels, dtype=np.float32).reshape(-1, 2)
 
 

@@ -246,13 +246,16 @@ def task_transitions(store: Store, seed: int = 0, height_input: bool = False) ->
                            before_close=before_first_close(store, index.t_index))
 
 
+def first_close_rows(store: Store) -> np.ndarray:
+    """(episodes,) the store row of each episode's first close command (a4 > 0); its end row if it never closes."""
+    closing = np.asarray(store.actions[:, 4]) > 0
+    return np.array([start + (np.argmax(closing[start:end]) if closing[start:end].any() else end - start)
+                     for start, end in store.episode_bounds()])
+
+
 def before_first_close(store: Store, t: np.ndarray) -> np.ndarray:
     """(len(t),) bool: whether frame t comes before the first close command (a4 > 0) of its episode."""
-    closing = np.asarray(store.actions[:, 4]) > 0
-    bounds = store.episode_bounds()
-    first = np.array([start + (np.argmax(closing[start:end]) if closing[start:end].any() else end - start)
-                      for start, end in bounds])
-    return t < first[np.asarray(store.episode[t])]
+    return t < first_close_rows(store)[np.asarray(store.episode[t])]
 
 
 def task_goal_image(store: Store) -> tuple[np.ndarray, int]:
