@@ -120,6 +120,7 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
     try:
         for task in tasks:
             policy.reseed(episode_seed(seed, family, task.index))
+            act_fn.new_episode()
             traces.append(trace_episode(world, task, act_fn, scaling))
             print(f"  {family} #{task.index}: {traces[-1]}", file=sys.stderr, flush=True)
     finally:

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.commands.evaluate", "evaluate a run or an ONNX policy on the goal suites"),
     "export": ("training.commands.export", "export a trained run to ONNX with its model card"),
     "finetune": ("training.commands.finetune", "fine-tune on a new grasping task from a small labelled dataset"),
+    "task-goals": ("training.commands.task_goals", "make a goal-conditioned model a task model that finds its object and proposes its goal"),
     "launch": ("robot_app.commands.launch", "start the ROS 2 graph (sim or robot) without ros2 launch"),
     "gui": ("robot_app.commands.gui", "open the goal-image GUI"),
     "bench": ("robot_app.commands.bench", "run the benchmarks in bench/ (each writes its JSON into bench/results/)"),

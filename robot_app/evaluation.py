@@ -17,7 +17,6 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +95,41 @@ def episode_seed(seed: int, family: str, index: int) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(family.encode()), index]).generate_state(1)[0])
 
 
-def as_act_fn(policy) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
-    """act_fn(image, goal, gripper) -> action (5,) for sim_worlds.goals.run_goal_episode."""
-    act = getattr(policy, "act", policy)
-    if not callable(act):
-        raise TypeError(f"policy: expected an object with act() or a callable, got {type(policy).__name__}")
-    task_goal = getattr(policy, "task_goal", None)  # a task model pursues its own goal image, not the suite's
+class TaskActFn:
+    """act_fn(image, goal, state) -> action (5,) for sim_worlds.goals.run_goal_episode.
 
-    def act_fn(image, goal, gripper):
-        out = act(image, goal if task_goal is None else task_goal, gripper)
+    A goal-conditioned policy pursues the suite's goal; a task model its own: a fixed goal
+    image (card "goal_image") or one its goal proposer picks from each episode's first frame
+    (card "goal_proposer"). Call new_episode() before each episode so the next frame seen
+    is taken as the first.
+    """
+
+    def __init__(self, policy):
+        self._act = getattr(policy, "act", policy)
+        if not callable(self._act):
+            raise TypeError(f"policy: expected an object with act() or a callable, got {type(policy).__name__}")
+        self._fixed_goal = getattr(policy, "task_goal", None)
+        self._proposer = getattr(policy, "goal_proposer", None)
+        self._episode_goal: np.ndarray | None = None
+
+    def new_episode(self) -> None:
+        self._episode_goal = None
+
+    def goal_for(self, image: np.ndarray, suite_goal: np.ndarray) -> np.ndarray:
+        if self._proposer is not None:
+            if self._episode_goal is None:
+                self._episode_goal = self._proposer.propose(image).goal
+            return self._episode_goal
+        return suite_goal if self._fixed_goal is None else self._fixed_goal
+
+    def __call__(self, image, goal, state) -> np.ndarray:
+        out = self._act(image, self.goal_for(image, goal), state)
         return np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.float32)
 
-    return act_fn
+
+def as_act_fn(policy) -> TaskActFn:
+    """The act_fn form of a policy (an object with act(), or a callable)."""
+    return TaskActFn(policy)
 
 
 class RandomPolicy:
@@ -192,6 +214,7 @@ def evaluate_suite(
                 for task in tasks:
                     if reseed is not None:
                         reseed(episode_seed(seed, family, task.index))
+                    act_fn.new_episode()
                     record = record_strips and not strips.get(family)
                     result = goals.run_goal_episode(world, task, act_fn, max_steps=max_steps, record_frames=record)
                     successes.append(bool(result.success))

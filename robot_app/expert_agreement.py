@@ -64,6 +64,7 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
                 solved += trace.success
                 if reseed is not None:
                     reseed(episode_seed(seed, family, task.index))
+                act_fn.new_episode()
                 previous = CLOSED if task.start_state["grip"] > 0.5 else OPEN
                 policy_before = previous  # before the first step: only the switch step itself is judged
                 for obs, expert, phase in zip(trace.observations[:-1], trace.actions, trace.phases, strict=True):

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_app.cem import CEMSettings, cem_maximize, draw_noise
+from robot_app.goal_proposal import GoalProposer
 from robot_app.policy_graphs import FusedCEM, SplitRunner, cem_graph, mlp_layers
 from robot_app.spec import ACTION_DIM, ActionScaling, RobotState, check_image, proprio_vector, proprio_width
 
@@ -88,6 +89,10 @@ class ModelCard:
     evaluation: dict | None = None  # `robot-app eval --write-card` results
     task: str = ""  # a fine-tuned task model's task (e.g. "grasp-heldout"); "" for goal-conditioned models
     goal_image: str = ""  # a task model's goal image file beside the card, fed as `goal` (training/finetune.py)
+    # A task model that proposes its goal per scene (robot_app.goal_proposal.GoalProposer):
+    # localiser graph, goal bank, camera and grasp height. Its goal_image is then only a
+    # representative picture for a chooser; the goal fed is proposed from the first frame.
+    goal_proposer: dict = field(default_factory=dict)
     format_version: int = CARD_FORMAT_VERSION
 
     @property
@@ -144,6 +149,7 @@ class ModelCard:
                 evaluation=d.get("evaluation"),
                 task=_string(d.get("task", ""), "task", empty_ok=True),
                 goal_image=_string(d.get("goal_image", ""), "goal_image", empty_ok=True),
+                goal_proposer=_object(d["goal_proposer"], "goal_proposer", dict) if d.get("goal_proposer") else {},
             )
         except (TypeError, ValueError) as exc:
             raise PolicyLoadError(f"{where}: {exc}") from None
@@ -399,6 +405,9 @@ class Policy:
     # A fine-tuned task model's goal image (card "goal_image"), None for a goal-conditioned
     # model: evaluation feeds it in place of a suite's rendered goal.
     task_goal: np.ndarray | None = None
+    # A task model that finds its object and proposes the goal per scene (card "goal_proposer"):
+    # evaluation and the policy node ask it for the goal from an episode's first frame.
+    goal_proposer: GoalProposer | None = None
 
     def __init__(self, card: ModelCard, session, onnx_path: Path, card_path: Path, seed: int = 0,
                  trunk=None, head=None, boundary: list[str] | None = None):
@@ -440,6 +449,11 @@ class Policy:
         policy = cls(card, session, onnx_path, card_path, seed=seed)
         if card.goal_image:
             policy.task_goal = _read_goal_image(card_path.parent / card.goal_image, card, card_path)
+        if card.goal_proposer:
+            try:
+                policy.goal_proposer = GoalProposer.load(card.goal_proposer, card_path.parent, card.image_size, threads)
+            except ValueError as exc:
+                raise PolicyLoadError(f"{card_path}: {exc}") from None
         if split:
             policy._try_split(model_bytes, threads, allow_spinning)
         return policy

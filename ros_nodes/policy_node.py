@@ -103,9 +103,10 @@ class PolicyNode(Node):
 
         self._lock = threading.Lock()  # guards the run state below should a multi-threaded executor spin the node
         self.policy, why = load_policy(self._param("model_path"), self._param("threads"), self._param("seed"))
-        self.state, self.reason = (ERROR, why) if self.policy is None else (IDLE, "waiting for a goal image")
         self.goal: np.ndarray | None = None  # fitted to the model's image size
         self._goal_image: np.ndarray | None = None  # as received, to refit for a new model
+        self.state, self.reason = (ERROR, why) if self.policy is None else self._idle_or_ready()
+        self._propose = False  # a task model's goal is still to be proposed from the run's first frame
         self._switching = False  # a model is loading: start waits for it (lock held to change)
         self.step = 0
         self.q_value: float | None = None
@@ -196,11 +197,19 @@ class PolicyNode(Node):
                 self.goal, _ = fit_image(self._goal_image, policy.image_size, "goal image")
             except ImageConversionError as exc:
                 self.goal, self._goal_image, note = None, None, f"; goal dropped: {exc}"
-        self.state = READY if self.goal is not None else IDLE
-        waiting = "" if self.goal is not None else "; waiting for a goal image"
-        self.reason = f"model switched to {policy.onnx_path} ({policy.image_size}px){note}{waiting}"
+        self.state, waiting = self._idle_or_ready()
+        self.reason = f"model switched to {policy.onnx_path} ({policy.image_size}px){note}; {waiting}"
         self._publish_status()
         return self.reason
+
+    def _idle_or_ready(self) -> tuple[str, str]:
+        """(state, reason) of a loaded model before a run: ready once it has a goal, or
+        when it is a task model that proposes its own goal from the camera at start."""
+        if self.policy.goal_proposer is not None:
+            return READY, f"ready: task {self.policy.card.task!r} proposes its goal from the camera when started"
+        if self.goal is not None:
+            return READY, "ready"
+        return IDLE, "waiting for a goal image"
 
     # -- status -------------------------------------------------------------------------
     def _publish_status(self) -> None:
@@ -306,6 +315,10 @@ class PolicyNode(Node):
         state = self._robot_state(policy)
         if state is None:
             return
+        if self._propose:
+            goal = self._propose_goal(policy, image)
+            if goal is None:
+                return
         try:
             action, q = policy.act(image, goal, state)
         except Exception as exc:  # a runtime failure ends the run, not the node
@@ -335,6 +348,27 @@ class PolicyNode(Node):
             else:
                 self._publish_status()
 
+    def _propose_goal(self, policy, image: np.ndarray) -> np.ndarray | None:
+        """A task model's goal for this run, from its first frame: where the object lies, and
+        the bank picture of a grasp there (robot_app.goal_proposal). None if the run ended."""
+        try:
+            proposal = policy.goal_proposer.propose(image)
+        except Exception as exc:  # a broken localiser ends the run, not the node
+            with self._lock:
+                if self.state == RUNNING:
+                    self._stop(STOPPED, f"goal proposal failed: {type(exc).__name__}: {exc}")
+            return None
+        x, y = proposal.position
+        with self._lock:
+            if self.state != RUNNING or self.policy is not policy:
+                return None
+            self.goal, self._propose = proposal.goal, False
+            self.reason = (f"goal proposed: object found at ({x:.3f}, {y:.3f}) m, goal picture {proposal.bank_index} "
+                           f"of a grasp {100 * proposal.bank_distance_m:.1f} cm from it")
+            self._publish_status()
+        self.get_logger().info(self.reason)
+        return proposal.goal
+
     def _watchdog(self) -> None:
         with self._lock:
             if self.state != RUNNING:
@@ -356,10 +390,12 @@ class PolicyNode(Node):
                 return False, "cannot start: a new model is loading; try again when policy/status says it switched"
             if self.policy is None:
                 return False, f"cannot start: {self.reason}"
-            if self.goal is None:
+            proposes = self.policy.goal_proposer is not None  # a task model finds its own goal at the first frame
+            if self.goal is None and not proposes:
                 return False, "cannot start: no goal image yet (publish one on goal_image)"
             if self.state == RUNNING:
                 return True, "already running"
+            self._propose = proposes
             self.policy.reseed(self._param("seed"))
             self.state, self.reason, self.step, self.q_value = RUNNING, "started", 0, None
             self._started, self._tokens, self._last_taken = time.monotonic(), BURST, None

@@ -34,6 +34,7 @@ import pybullet
 import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
 
+from robot_app.camera import PinholeCamera
 from robot_app.spec import (
     CONTROL_HZ,
     DEFAULT_SCALING,
@@ -603,6 +604,11 @@ def tray_place(rng: np.random.Generator, spread: float) -> np.ndarray:
     return TRAY_CENTER + rng.uniform(-spread, spread, 2) * TRAY_INNER_HALF
 
 
+def sim_camera(image_size: int) -> PinholeCamera:
+    """The simulator camera's pinhole model (pixels <-> base frame) at an image size."""
+    return PinholeCamera(CAMERA_EYE, CAMERA_TARGET, CAMERA_UP, CAMERA_FOV_DEG, image_size)
+
+
 def in_tray(position) -> bool:
     """Whether a point lies over the tray's floor, inside its walls."""
     return bool(np.all(np.abs(np.asarray(position, dtype=np.float64)[:2] - TRAY_CENTER) < TRAY_INNER_HALF))
@@ -620,5 +626,6 @@ __all__ = [
     "in_tray",
     "is_free_table_place",
     "sample_object_places",
+    "sim_camera",
     "square_yaw",
 ]

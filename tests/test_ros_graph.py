@@ -400,6 +400,36 @@ def test_a_cloned_policy_is_not_stopped_by_its_score(bc_model, lone_policy, task
     assert not any(s["state"] == "reached" for s in statuses), statuses[-1]
 
 
+@pytest.fixture(scope="module")
+def proposing_task_model(workdir) -> Path:
+    from task_model_fixtures import make_tiny_task_model
+
+    out = workdir / "task_model"
+    out.mkdir()
+    make_tiny_task_model(out, base=make_tiny_bc_model(out))
+    return out / "task_model.onnx"
+
+
+@pytest.mark.parametrize("lone_policy", ["proposing_task_model"], indirect=True)
+def test_a_task_model_proposes_its_goal_from_the_first_frame_and_acts(proposing_task_model, lone_policy, task):
+    """A task model with a goal proposer needs no goal image: it is ready at once, and started,
+    it finds the object in the first camera frame, says where, and drives the arm."""
+    p, ns = lone_policy, lone_policy.ns
+    topic = f"/{ns}/policy/status"
+    ready = wait_for(lambda: p.statuses(topic), 20, "the lone policy node")[-1]
+    assert ready["state"] == "ready" and "proposes its goal" in ready["reason"], ready
+    result = p.call(Trigger, f"/{ns}/policy/start")
+    assert result.success, result.message
+    camera = p.node.create_publisher(Image, f"/{ns}/camera/image_raw", qos.SENSOR)
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + 1.5:
+        camera.publish(image_to_msg(task.goal_image, p.node.get_clock().now().to_msg()))
+        time.sleep(0.1)
+    reasons = [s["reason"] for s in p.statuses(topic, t0)]
+    assert any(r.startswith("goal proposed: object found at") for r in reasons), reasons
+    assert len(p.since(f"/{ns}/cmd/ee_delta", t0)) >= 5
+
+
 def set_model(probe, ns: str, path: str):
     """SetParameters on the lone policy's model_path over DDS, as the GUI sends it."""
     value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=path)

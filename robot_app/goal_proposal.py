@@ -1,0 +1,130 @@
+"""Propose a goal picture for a task from the scene: where is the object, and which logged
+grasp held an object there?
+
+A goal-conditioned model grasps the held-out object in ~83% of tasks when shown a picture of
+*any* cube held where that object lies (BENCHMARKS.md, "Session 21"), so a task model can
+keep the goal input: find the object (training/localiser.py), then show the play-data frame
+whose held object was lifted nearest that spot. The bank needs no labels: "holding" comes
+from the measured gripper (robot_app.spec.is_holding) and "where" from the logged grasp
+point, both in every play episode.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .camera import PinholeCamera
+from .spec import is_holding
+
+LOCALISER_INPUT, LOCALISER_OUTPUT = "image", "pixel"  # the localiser graph's contract (training/localiser.py)
+BANK_CELL_M = 0.01  # one bank picture per 1 cm table cell: finer than the localiser can tell apart
+LIFT_LOW_M, LIFT_HIGH_M = 0.12, 0.20  # the heights a grasp goal holds its object at (sim_worlds.goals)
+
+
+def held_lift_rows(gripper: np.ndarray, ee_position: np.ndarray, low: float = LIFT_LOW_M,
+                   high: float = LIFT_HIGH_M) -> np.ndarray:
+    """Rows where the fingers hold an object and the grasp point is lifted between low and high."""
+    z = np.asarray(ee_position)[:, 2]
+    return np.flatnonzero(is_holding(np.asarray(gripper)) & (z >= low) & (z <= high))
+
+
+@dataclass
+class GoalBank:
+    """Frames of a held, lifted object, each keyed by the table xy it was held over."""
+
+    images: np.ndarray  # (K, H, W, 3) uint8
+    positions: np.ndarray  # (K, 2) float32, grasp point xy in the robot's base frame
+
+    @classmethod
+    def from_store(cls, store, cell_m: float = BANK_CELL_M) -> GoalBank:
+        """One frame per `cell_m` table cell (the one held nearest the cell's centre), so the
+        bank covers the table evenly and stays small enough to ship (0 keeps every frame)."""
+        rows = held_lift_rows(store.gripper, store.ee_position)
+        if rows.size == 0:
+            raise ValueError(f"{store.root}: no frame holds a lifted object, so it offers no grasp goal pictures")
+        xy = np.asarray(store.ee_position[rows][:, :2], dtype=np.float64)
+        if cell_m > 0:
+            cell = np.floor(xy / cell_m)
+            off_centre = np.linalg.norm(xy - (cell + 0.5) * cell_m, axis=1)
+            order = np.lexsort((off_centre, cell[:, 1], cell[:, 0]))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = np.any(np.diff(cell[order], axis=0) != 0, axis=1)
+            rows = np.sort(rows[order[first]])
+        return cls(np.asarray(store.images[rows]), np.asarray(store.ee_position[rows][:, :2], dtype=np.float32))
+
+    def nearest(self, xy) -> int:
+        return int(np.argmin(np.linalg.norm(self.positions - np.asarray(xy, dtype=np.float32)[:2], axis=1)))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Compressed .npz, written to a temporary name and moved into place."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, images=self.images, positions=self.positions)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, image_size: int) -> GoalBank:
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                images, positions = f["images"], f["positions"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: not a goal bank (.npz with images and positions): {exc}") from exc
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):
+            raise ValueError(f"{path}: bank images are {images.dtype} {images.shape}, expected uint8 (K, {image_size}, {image_size}, 3)")
+        if positions.shape != (len(images), 2) or len(images) == 0:
+            raise ValueError(f"{path}: {len(images)} bank images but positions of shape {positions.shape}")
+        return cls(images, positions.astype(np.float32))
+
+
+@dataclass
+class Proposal:
+    goal: np.ndarray  # (H, W, 3) uint8: the bank picture shown to the goal-conditioned model
+    pixel: np.ndarray  # (2,) where the localiser found the object (column, row)
+    position: np.ndarray  # (2,) that pixel on the table plane, base frame xy (m)
+    bank_index: int
+    bank_distance_m: float  # how far the chosen picture's grasp lies from the found object
+
+
+class GoalProposer:
+    """A task's goal picture for a scene: localise the object (ONNX), look up the bank.
+
+    Card field `goal_proposer` (robot_app.policy.ModelCard): {"localiser": ONNX file,
+    "bank": .npz file, both beside the card; "camera": PinholeCamera.to_dict();
+    "grasp_height_m": the plane the found pixel is put on}.
+    """
+
+    def __init__(self, session, camera: PinholeCamera, grasp_height_m: float, bank: GoalBank):
+        self.session, self.camera, self.grasp_height_m, self.bank = session, camera, float(grasp_height_m), bank
+
+    @classmethod
+    def load(cls, spec: dict, folder: Path, image_size: int, threads: int = 1) -> GoalProposer:
+        import onnxruntime as ort
+
+        for key in ("localiser", "bank", "camera", "grasp_height_m"):
+            if key not in spec:
+                raise ValueError(f"goal_proposer: missing {key!r} (has {sorted(spec)})")
+        camera = PinholeCamera.from_dict(spec["camera"])
+        if camera.size != image_size:
+            raise ValueError(f"goal_proposer: its camera is {camera.size} px, the model takes {image_size}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        localiser = folder / spec["localiser"]
+        try:
+            session = ort.InferenceSession(str(localiser), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a missing or broken file
+            raise ValueError(f"{localiser}: cannot load the localiser graph: {exc}") from exc
+        names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+        if names != ([LOCALISER_INPUT], [LOCALISER_OUTPUT]):
+            raise ValueError(f"{localiser}: graph inputs/outputs are {names}, expected ([{LOCALISER_INPUT!r}], [{LOCALISER_OUTPUT!r}])")
+        return cls(session, camera, spec["grasp_height_m"], GoalBank.load(folder / spec["bank"], image_size))
+
+    def propose(self, image: np.ndarray) -> Proposal:
+        """The goal picture for the scene in `image` (H, W, 3) uint8."""
+        pixel = self.session.run(None, {LOCALISER_INPUT: np.ascontiguousarray(image, dtype=np.uint8)[None]})[0][0]
+        position = self.camera.to_plane(pixel, self.grasp_height_m)[:2]
+        k = self.bank.nearest(position)
+        return Proposal(self.bank.images[k], pixel, position, k, float(np.linalg.norm(self.bank.positions[k] - position)))

@@ -1,0 +1,160 @@
+"""A task model that proposes its own goal picture: camera model, localiser, goal bank, the command, the runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from task_model_fixtures import GRASP_Z, SIZE, blob_image, camera, make_tiny_task_model
+
+from robot_app.camera import PinholeCamera
+from robot_app.goal_proposal import GoalBank, held_lift_rows
+from robot_app.store import Store, write_store
+
+torch.set_num_threads(1)
+def test_camera_round_trip_and_it_matches_the_simulator_render():
+    cam = camera()
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(0.35, 0.7, 20), rng.uniform(-0.22, 0.22, 20), np.full(20, GRASP_Z)])
+    np.testing.assert_allclose(cam.to_plane(cam.project(points), GRASP_Z), points, atol=1e-9)
+    assert PinholeCamera.from_dict(json.loads(json.dumps(cam.to_dict()))) == cam
+
+    from sim_worlds import goals
+    from sim_worlds.panda_world import HELDOUT_OBJECT
+
+    world = goals.world_for("grasp-heldout", SIZE)
+    try:
+        for task in goals.make_suite("grasp-heldout", 3, 0, image_size=SIZE):
+            image = world.set_state(task.start_state).image.astype(int)
+            yellow = (image[..., 0] > 150) & (image[..., 1] > 130) & (image[..., 2] < 90)
+            rows, cols = np.nonzero(yellow)
+            assert len(rows) > 3, "the held-out object should show as yellow pixels"
+            seen = np.array([cols.mean() + 0.5, rows.mean() + 0.5])  # pixel j's centre is j + 0.5
+            where = cam.project(task.start_state["objects"][HELDOUT_OBJECT]["position"])
+            assert np.linalg.norm(seen - where) < 2.0, (seen, where)
+    finally:
+        world.close()
+
+
+def test_localiser_finds_a_blob_and_its_onnx_graph_agrees(tmp_path):
+    import onnxruntime as ort
+
+    from robot_app.goal_proposal import LOCALISER_INPUT
+    from training.localiser import LocaliserConfig, export_localiser, localise, train_localiser
+
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(10, 54, (64, 2)).round()
+    images = np.stack([blob_image(p, rng) for p in pixels])
+    net = train_localiser(images, pixels.astype(np.float32), LocaliserConfig(steps=150, channels=16, shift=3, seed=0))
+    test_pixels = rng.uniform(10, 54, (16, 2)).round()
+    test_images = np.stack([blob_image(p, rng) for p in test_pixels])
+    found = localise(net, test_images)
+    error = np.linalg.norm(found - test_pixels, axis=1)
+    assert np.median(error) < 1.5, error  # a guess at the image centre is ~15 px off
+
+    export_localiser(net, tmp_path / "loc.onnx", SIZE)
+    session = ort.InferenceSession(str(tmp_path / "loc.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {LOCALISER_INPUT: test_images})[0], found, atol=1e-3)
+
+
+def test_goal_bank_keeps_held_lifted_frames_one_per_cell(tmp_path):
+    gripper = np.array([0.0, 0.35, 0.35, 0.35, 0.95, 0.35, 0.35], dtype=np.float32)  # 0.95: closed on nothing
+    ee = np.array([[0.5, 0.0, 0.15], [0.5, 0.0, 0.15], [0.503, 0.002, 0.15], [0.6, 0.1, 0.05],
+                   [0.6, 0.1, 0.15], [0.6, 0.1, 0.16], [0.507, 0.0, 0.19]])
+    np.testing.assert_array_equal(held_lift_rows(gripper, ee), [1, 2, 5, 6])
+    store = Store.open(write_store(tmp_path / "play", [{
+        "images": np.arange(7, dtype=np.uint8)[:, None, None, None].repeat(SIZE, 1).repeat(SIZE, 2).repeat(3, 3),
+        "actions": np.zeros((7, 5), np.float32), "gripper": gripper, "timestamps": np.arange(7) * 0.1, "ee_position": ee,
+    }]))
+    bank = GoalBank.from_store(store, cell_m=0.01)
+    # rows 1 and 2 share the cell [0.50, 0.51) x [0.00, 0.01); row 2 lies nearer its centre
+    assert sorted(bank.images[:, 0, 0, 0].tolist()) == [2, 5]
+    assert bank.images[bank.nearest((0.6, 0.1))][0, 0, 0] == 5
+    assert len(GoalBank.from_store(store, cell_m=0).images) == 4
+
+    bank.save(tmp_path / "bank.npz")
+    again = GoalBank.load(tmp_path / "bank.npz", SIZE)
+    np.testing.assert_array_equal(again.images, bank.images)
+    with pytest.raises(ValueError, match="expected uint8"):
+        GoalBank.load(tmp_path / "bank.npz", 32)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="junk.npz: not a goal bank"):
+        GoalBank.load(tmp_path / "junk.npz", SIZE)
+
+
+@pytest.fixture(scope="module")
+def task_model(tmp_path_factory):
+    """A task model built by `robot-app task-goals` from a small goal-conditioned net and synthetic stores."""
+    out = tmp_path_factory.mktemp("task_model")
+    return out, make_tiny_task_model(out)
+
+
+def test_task_goals_writes_a_task_model_that_proposes_the_nearest_bank_picture(task_model):
+    from robot_app.policy import Policy
+
+    out, spots = task_model
+    for name in ("task_model.onnx", "task_model.json", "task_model_localiser.onnx", "task_model_bank.npz", "task_model_goal.png"):
+        assert (out / name).is_file(), name
+    policy = Policy.load(out / "task_model.onnx")
+    assert policy.card.task == "grasp-heldout" and policy.goal_proposer is not None
+    assert policy.goal_proposer.grasp_height_m == pytest.approx(GRASP_Z, abs=1e-4)
+    assert len(policy.goal_proposer.bank.images) == len(spots)
+    rng = np.random.default_rng(7)
+    hits = 0
+    for k in (1, 5, 9):  # the blob under play spot k: the proposal is that spot's picture
+        proposal = policy.goal_proposer.propose(blob_image(spots[k], rng))
+        hits += int(proposal.goal[0, 0, 0] == 10 * (k + 1))
+        assert proposal.goal.shape == (SIZE, SIZE, 3) and proposal.bank_distance_m < 0.05
+    assert hits >= 2, "the localiser should put the blob on its own spot's picture"
+
+
+def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_model):
+    from robot_app.evaluation import as_act_fn
+    from robot_app.policy import Policy
+
+    out, spots = task_model
+    policy = Policy.load(out / "task_model.onnx")
+    fed = []
+    act_fn = as_act_fn(type("P", (), {"goal_proposer": policy.goal_proposer,
+                                      "act": lambda self, i, g, s: fed.append(g[0, 0, 0]) or np.zeros(5)})())
+    rng = np.random.default_rng(3)
+    suite_goal = np.zeros((SIZE, SIZE, 3), np.uint8)
+    act_fn.new_episode()
+    for image in (blob_image(spots[1], rng), blob_image(spots[9], rng)):  # the object moves: the goal does not
+        act_fn(image, suite_goal, 0.0)
+    act_fn.new_episode()
+    act_fn(blob_image(spots[9], rng), suite_goal, 0.0)
+    assert fed[0] == fed[1] != fed[2] and 0 not in fed  # never the suite's goal
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("bank", "task_model_bank.npz: not a goal bank"),
+    ("localiser", "task_model_localiser.onnx: cannot load the localiser graph"),
+    ("camera", "its camera is 32 px"),
+])
+def test_a_broken_goal_proposer_is_refused_by_name(task_model, tmp_path, damage, message):
+    from robot_app.policy import Policy, PolicyLoadError
+
+    out, _ = task_model
+    for f in out.glob("task_model*"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    if damage == "camera":
+        card = json.loads((tmp_path / "task_model.json").read_text())
+        card["goal_proposer"]["camera"]["size"] = 32
+        (tmp_path / "task_model.json").write_text(json.dumps(card))
+    else:
+        (tmp_path / f"task_model_{damage}.{'npz' if damage == 'bank' else 'onnx'}").write_bytes(b"garbage")
+    with pytest.raises(PolicyLoadError, match=message):
+        Policy.load(tmp_path / "task_model.onnx")
+
+
+def test_task_goals_refuses_a_task_model_as_its_base(task_model, tmp_path, capsys):
+    from robot_app.cli import main
+
+    out, _ = task_model
+    code = main(["task-goals", "--model", str(out / "task_model.onnx"), "--data", str(out / "task"), "--play", str(out / "play"),
+                 "--out", str(tmp_path / "again.onnx"), "--steps", "1", "--no-progress"])
+    assert code == 2 and "a task model already" in capsys.readouterr().err
+    assert not (tmp_path / "again.onnx").exists()

@@ -1,0 +1,47 @@
+"""`robot-app task-goals`: make a goal-conditioned model a task model that proposes its own goal picture.
+
+    robot-app task-goals --model models/grasp_heldout_goal.onnx --data DIR --play STORE --out models/NAME.onnx
+                         [--steps N] [--seed S] [--task grasp-heldout]
+
+Fits the object localiser (training/localiser.py) to the labelled attempts in DIR, takes a
+bank of held-and-lifted pictures from the unlabelled play store, and writes NAME.onnx with
+its card (fields "task" and "goal_proposer"), NAME_localiser.onnx, NAME_bank.npz and
+NAME_goal.png. The policy node, `robot-app eval` and the GUI then run it as a task: the
+goal fed to the model is proposed from each episode's first camera frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="goal-conditioned model (.onnx with its card), e.g. models/grasp_heldout_goal.onnx")
+    parser.add_argument("--data", required=True, help="labelled task store (`robot-app dataset build` of `collect --task grasp-heldout` bags)")
+    parser.add_argument("--play", required=True, help="unlabelled play store the goal pictures come from (frames holding a lifted object)")
+    parser.add_argument("--out", required=True, help="the task model to write, e.g. models/grasp_heldout.onnx")
+    parser.add_argument("--task", default="grasp-heldout", help="the task's name in the card (default grasp-heldout)")
+    parser.add_argument("--steps", type=int, default=None, help="localiser updates (default 600, ~1 min on one CPU core)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the localiser")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from robot_app.policy import PolicyLoadError
+    from training.localiser import LocaliserConfig, build_task_model
+
+    config = replace(LocaliserConfig(seed=args.seed, num_threads=args.threads),
+                     **({"steps": args.steps} if args.steps is not None else {}))
+    try:
+        proposer = build_task_model(args.model, args.data, args.play, args.out, config, task=args.task,
+                                    progress=not args.no_progress)
+    except (PolicyLoadError, FileNotFoundError, ValueError) as exc:
+        print(f"robot-app task-goals: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"robot-app task-goals: {args.out} ({args.task}): localiser {proposer['localiser']}, "
+          f"{proposer['bank_pictures']} goal pictures in {proposer['bank']}, grasp plane z = {proposer['grasp_height_m']} m")
+    return 0

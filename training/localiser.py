@@ -1,0 +1,267 @@
+"""Find a task's object in a camera frame: a fully convolutional heatmap localiser.
+
+Why a task model needs one (BENCHMARKS.md, "Session 21"): the goal-conditioned model grasps
+the held-out object in ~83% of tasks when shown a picture of *any* cube held where that
+object lies, and in ~1% when shown one fixed picture. A task model can therefore keep the
+goal input and propose, per scene, the play-data picture of a grasp nearest the object, if
+it can find the object to about a centimetre. A CNN regressing table xy from the labelled
+attempts misses by 4.2 cm at 50 attempts: a dense regressor has to learn translation from
+few examples. A heatmap is translation-equivariant by construction, so a handful of scenes
+teach "this colour blob"; its labels are pixels (the gripper's position at each attempt's
+first close command, projected by the camera model), and a random shift moves image and
+label together exactly, which a table-xy label cannot follow.
+
+Predicted pixels go back to the table through the camera model (`robot_app.camera`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class LocaliserConfig:
+    steps: int = 600  # 2000 did no better at 50 attempts (median 2.1 cm against 2.0): few scenes, it overfits
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    channels: int = 32
+    shift: int = 6  # random shift in pixels, label moved along
+    sigma_px: float = 2.0  # target blob width on the input image (1.0: 2.0 cm median against 1.8)
+    successes_only: bool = True  # a failed attempt may close beside the object
+    seed: int = 0
+    num_threads: int = 1
+
+
+class HeatmapNet(nn.Module):
+    """Image (B, 3, H, W) uint8-range floats -> logits (B, H/2, W/2) over where the object is."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        c = channels
+        self.body = nn.Sequential(
+            nn.Conv2d(3, c // 2, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(c // 2, c, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, 1, 1, dilation=1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, 1, 2, dilation=2), nn.ReLU(),
+            nn.Conv2d(c, c, 3, 1, 4, dilation=4), nn.ReLU(),
+            nn.Conv2d(c, c, 3, 1, 8, dilation=8), nn.ReLU(),
+            nn.Conv2d(c, 1, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images / 255.0 - 0.5)[:, 0]
+
+
+def heatmap_pixels(logits: torch.Tensor, window: int = 2) -> torch.Tensor:
+    """(B, 2) continuous input-image (column, row), pixel j's centre at j + 0.5, of each heatmap's peak, refined by a soft-argmax in a
+    (2*window+1)^2 neighbourhood: sub-cell precision without a far-away second blob pulling
+    the mean (a full-map soft-argmax would)."""
+    b, h, w = logits.shape
+    flat = logits.reshape(b, -1)
+    peak = flat.argmax(1)
+    pr, pc = peak // w, peak % w
+    rows = torch.arange(h, device=logits.device).view(1, h, 1)
+    cols = torch.arange(w, device=logits.device).view(1, 1, w)
+    near = ((rows - pr.view(b, 1, 1)).abs() <= window) & ((cols - pc.view(b, 1, 1)).abs() <= window)
+    weight = torch.softmax(logits.masked_fill(~near, float("-inf")).reshape(b, -1), 1).reshape(b, h, w)
+    r = (weight * rows).sum((1, 2))
+    c = (weight * cols).sum((1, 2))
+    return torch.stack([c * 2 + 1, r * 2 + 1], 1)  # cell i covers input pixels 2i, 2i+1: centre at 2i + 1
+
+
+def target_maps(pixels: torch.Tensor, h: int, w: int, sigma_px: float) -> torch.Tensor:
+    """(B, h, w) normalised Gaussian targets on the heatmap grid for input-image pixels (B, 2)."""
+    rows = (torch.arange(h, dtype=torch.float32) * 2 + 1).view(1, h, 1)
+    cols = (torch.arange(w, dtype=torch.float32) * 2 + 1).view(1, 1, w)
+    d2 = (cols - pixels[:, 0].view(-1, 1, 1)) ** 2 + (rows - pixels[:, 1].view(-1, 1, 1)) ** 2
+    target = torch.exp(-d2 / (2 * max(sigma_px, 0.5) ** 2))
+    return target / target.sum((1, 2), keepdim=True)
+
+
+def shift_images(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each image moved by its whole-pixel (columns, rows) offset, edges repeated."""
+    size = images.shape[1]
+    out = np.empty_like(images)
+    grid = np.arange(size)
+    for i, (dc, dr) in enumerate(np.asarray(offsets, dtype=np.int64).reshape(-1, 2)):
+        out[i] = images[i][np.clip(grid - dr, 0, size - 1)][:, np.clip(grid - dc, 0, size - 1)]
+    return out
+
+
+def shift_batch(images: np.ndarray, pixels: np.ndarray, shift: int, rng: np.random.Generator):
+    """Each image moved by a random offset of up to `shift` pixels, its label moved along."""
+    offsets = rng.integers(-shift, shift + 1, size=(len(images), 2))
+    return shift_images(images, offsets), pixels + offsets
+
+
+def train_localiser(images: np.ndarray, pixels: np.ndarray, config: LocaliserConfig, log=None,
+                    net: HeatmapNet | None = None) -> HeatmapNet:
+    """Fit the heatmap net (a new one, or `net` further) to frames (N, H, W, 3) uint8 labelled with (N, 2) input pixels."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.num_threads)
+    rng = np.random.default_rng(config.seed)
+    net = HeatmapNet(config.channels) if net is None else net.train()
+    optimiser = torch.optim.Adam(net.parameters(), config.learning_rate)
+    size = images.shape[1]
+    for step in range(config.steps):
+        k = rng.integers(0, len(images), config.batch_size)
+        x, p = shift_batch(images[k], pixels[k].astype(np.float32), config.shift, rng)
+        logits = net(torch.as_tensor(x).permute(0, 3, 1, 2).float())
+        target = target_maps(torch.as_tensor(p, dtype=torch.float32), size // 2, size // 2, config.sigma_px)
+        loss = -(target * torch.log_softmax(logits.flatten(1), 1).view_as(logits)).sum((1, 2)).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if log and (step % 250 == 0 or step == config.steps - 1):
+            log(step, loss.item())
+    return net.eval()
+
+
+def close_pixel_labels(store, camera, successes_only: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """(frame rows, (N, 2) pixel labels, grasp height m) from a labelled task store.
+
+    Every frame before an episode's first close command shows the object where it lies
+    (the arm has not touched it yet); the grasp point at that close, projected, is where the
+    attempt thought the object was. Successes only by default: their close was on it.
+    """
+    from .finetune import episode_labels, first_close_rows
+
+    success = episode_labels(store) if successes_only else np.ones(store.num_episodes, dtype=bool)
+    ee = np.asarray(store.ee_position)
+    rows, pixels, heights = [], [], []
+    for episode, ((start, end), close) in enumerate(zip(store.episode_bounds(), first_close_rows(store), strict=True)):
+        if close < end and (success[episode] or not successes_only):
+            rows += range(start, close)
+            pixels += [camera.project(ee[close])] * int(close - start)
+            heights.append(ee[close, 2])
+    if not rows:
+        raise ValueError(f"{store.root}: no {'successful ' if successes_only else ''}episode closes the gripper, "
+                         "so nothing says where the object is")
+    return np.asarray(rows), np.asarray(pixels, dtype=np.float32), float(np.median(heights))
+
+
+def fit_localiser(store, camera, config: LocaliserConfig, log=None) -> tuple[HeatmapNet, float]:
+    """(net, grasp height): the localiser for a labelled task store and the plane its pixels map to."""
+    rows, pixels, height = close_pixel_labels(store, camera, config.successes_only)
+    return train_localiser(np.asarray(store.images)[rows], pixels, config, log), height
+
+
+class PixelLocaliser(nn.Module):
+    """Frames (B, H, W, 3) uint8 -> (B, 2) float32 (column, row): the exported graph, so the
+    runtime (robot_app/goal_proposal.py) needs onnxruntime only, not this file's peak search."""
+
+    def __init__(self, net: HeatmapNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return heatmap_pixels(self.net(images.permute(0, 3, 1, 2).float()))
+
+
+@torch.no_grad()
+def localise(net: HeatmapNet, images: np.ndarray) -> np.ndarray:
+    """(N, 2) input-image (column, row) of the object in frames (N, H, W, 3) uint8."""
+    return PixelLocaliser(net.eval())(torch.as_tensor(images)).numpy()
+
+
+def export_localiser(net: HeatmapNet, path, image_size: int) -> None:
+    """Write the localiser as one self-contained ONNX graph (input "image", output "pixel"), atomically."""
+    import os
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    from robot_app.goal_proposal import LOCALISER_INPUT, LOCALISER_OUTPUT
+    from robot_app.policy import OPSET
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        example = torch.zeros((1, image_size, image_size, 3), dtype=torch.uint8)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(PixelLocaliser(net.eval()), (example,), tmp, input_names=[LOCALISER_INPUT],
+                              output_names=[LOCALISER_OUTPUT], dynamic_axes={LOCALISER_INPUT: {0: "batch"}, LOCALISER_OUTPUT: {0: "batch"}},
+                              opset_version=OPSET, dynamo=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---------------------------------------------------------------------------- a task model
+
+
+def build_task_model(goal_model: str, data: str, play: str, out: str, config: LocaliserConfig,
+                     task: str = "grasp-heldout", camera=None, progress: bool = True) -> dict:
+    """A task model that keeps its goal input: the goal-conditioned model `goal_model`, plus a
+    localiser fitted to the labelled task store `data` and a goal bank from the play store
+    `play`. Writes OUT.onnx (the goal model's graph), OUT.json (its card with "task" and
+    "goal_proposer"), OUT_localiser.onnx, OUT_bank.npz and OUT_goal.png; returns the card's
+    goal_proposer entry. `camera`: the fixed camera's PinholeCamera (default the simulator's).
+    """
+    import json
+    import shutil
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from robot_app.goal_proposal import GoalBank
+    from robot_app.policy import Policy
+    from robot_app.store import Store
+
+    from .finetune import _write_png, task_goal_image
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ValueError(f"{out}: the task model's file name must end in .onnx")
+    base = Policy.load(goal_model, split=False)
+    if base.card.task or base.card.goal_proposer:
+        raise ValueError(f"{goal_model}: a task model already ({base.card.task!r}); give a goal-conditioned model")
+    store = Store.open(data)
+    size = base.image_size
+    if store.image_size != size:
+        raise ValueError(f"{data}: {store.image_size} px frames, {goal_model} takes {size}")
+    if camera is None:
+        from sim_worlds.panda_world import sim_camera
+
+        camera = sim_camera(size)
+    bank = GoalBank.from_store(Store.open(play))
+    if bank.images.shape[1] != size:
+        raise ValueError(f"{play}: {bank.images.shape[1]} px frames, {goal_model} takes {size}")
+    bar = tqdm(total=config.steps, desc="localiser", unit="step", disable=not progress, leave=False)
+    last = [0]
+
+    def log(step: int, loss: float) -> None:
+        bar.update(step + 1 - last[0])
+        last[0] = step + 1
+        bar.set_postfix_str(f"loss {loss:.3f}")
+
+    try:
+        net, height = fit_localiser(store, camera, config, log)
+    finally:
+        bar.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+    localiser_path, bank_path, goal_path = (Path(f"{stem}{s}") for s in ("_localiser.onnx", "_bank.npz", "_goal.png"))
+    export_localiser(net, localiser_path, size)
+    bank.save(bank_path)
+    _write_png(goal_path, task_goal_image(store)[0])  # what a chooser shows; the goal fed is proposed per scene
+    shutil.copyfile(base.onnx_path, out)
+    proposer = {"localiser": localiser_path.name, "bank": bank_path.name, "camera": camera.to_dict(),
+                "grasp_height_m": round(height, 4), "bank_pictures": len(bank.images), "play_data": str(play),
+                "localiser_config": asdict(config)}
+    card = json.loads(base.card_path.read_text())
+    card.update(onnx_file=out.name, task=task, goal_image=goal_path.name, goal_proposer=proposer, evaluation=None,
+                source=f"{base.card.source or goal_model} + localiser fitted to {data} ({store.num_episodes} labelled episodes)")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out.with_suffix(".json"))
+    return proposer
