@@ -174,7 +174,9 @@ def from_models(models_dir: str | os.PathLike) -> GalleryLoad:
         load.problems.extend(found.problems)
         for entry in found.entries:
             entry.name, entry.task, entry.model = f"task: {card['task']}", str(card["task"]), model_path
-            entry.detail = f"{model_path.name} with goal image {goal_path.name}"
+            entry.detail = (f"{model_path.name}: finds the object and proposes its goal from the camera when started "
+                            f"({goal_path.name} is one example)" if card.get("goal_proposer")
+                            else f"{model_path.name} with goal image {goal_path.name}")
             load.entries.append(entry)
     return load
 

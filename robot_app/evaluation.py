@@ -116,9 +116,13 @@ class TaskActFn:
         self._episode_goal = None
 
     def goal_for(self, image: np.ndarray, suite_goal: np.ndarray) -> np.ndarray:
-        if self._proposer is not None:
-            if self._episode_goal is None:
-                self._episode_goal = self._proposer.propose(image).goal
+        if self._proposer is not None and self._episode_goal is None:
+            self._episode_goal = self._proposer.propose(image).goal
+        return self.goal_pursued(suite_goal)
+
+    def goal_pursued(self, suite_goal: np.ndarray) -> np.ndarray:
+        """The goal of the episode just run (for its picture strip): proposed, fixed, or the suite's."""
+        if self._proposer is not None and self._episode_goal is not None:
             return self._episode_goal
         return suite_goal if self._fixed_goal is None else self._fixed_goal
 
@@ -162,12 +166,13 @@ def _world_for(goals, family: str, image_size: int):
     return PandaWorld(image_size=image_size, heldout=family == "grasp-heldout")
 
 
-def _strip(task, result) -> dict:
+def _strip(task, result, goal: np.ndarray | None = None) -> dict:
+    """The picture strip of one episode; `goal` the picture the policy pursued (default the suite's)."""
     frames = list(result.frames or [])
     picks = np.linspace(1, len(frames) - 2, num=min(STRIP_FRAMES, max(len(frames) - 2, 0)), dtype=int) if len(frames) > 2 else []
     return {
         "start": frames[0] if frames else None,
-        "goal": task.goal_image,
+        "goal": task.goal_image if goal is None else goal,
         "frames": [(int(i), frames[i]) for i in picks],
         "final": result.final_image,
         "success": bool(result.success),
@@ -221,7 +226,7 @@ def evaluate_suite(
                     steps.append(int(result.steps))
                     distances.append((result.start_distance, result.final_distance))
                     if record:
-                        strips[family] = _strip(task, result)
+                        strips[family] = _strip(task, result, act_fn.goal_pursued(task.goal_image))
                     bar.update(1)
                     bar.set_postfix_str(f"{family} {sum(successes)}/{len(successes)}")
             finally:

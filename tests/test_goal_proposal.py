@@ -127,6 +127,7 @@ def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_
     act_fn.new_episode()
     act_fn(blob_image(spots[9], rng), suite_goal, 0.0)
     assert fed[0] == fed[1] != fed[2] and 0 not in fed  # never the suite's goal
+    assert act_fn.goal_pursued(suite_goal)[0, 0, 0] == fed[2]  # what the episode's picture strip shows
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -158,3 +159,14 @@ def test_task_goals_refuses_a_task_model_as_its_base(task_model, tmp_path, capsy
                  "--out", str(tmp_path / "again.onnx"), "--steps", "1", "--no-progress"])
     assert code == 2 and "a task model already" in capsys.readouterr().err
     assert not (tmp_path / "again.onnx").exists()
+
+
+def test_the_gui_task_gallery_offers_it_as_a_task_that_proposes_its_goal(task_model):
+    from gui.gallery import from_models
+
+    out, _ = task_model
+    load = from_models(out)
+    assert load.problems == []
+    (entry,) = load.entries
+    assert entry.task == "grasp-heldout" and entry.model == out / "task_model.onnx"
+    assert "proposes its goal from the camera" in entry.detail

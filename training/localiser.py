@@ -32,6 +32,7 @@ class LocaliserConfig:
     shift: int = 6  # random shift in pixels, label moved along
     sigma_px: float = 2.0  # target blob width on the input image (1.0: 2.0 cm median against 1.8)
     successes_only: bool = True  # a failed attempt may close beside the object
+    mirror: bool = False  # also train on left-right mirrored frames: only for a camera on the robot's x axis
     seed: int = 0
     num_threads: int = 1
 
@@ -98,18 +99,21 @@ def shift_batch(images: np.ndarray, pixels: np.ndarray, shift: int, rng: np.rand
     return shift_images(images, offsets), pixels + offsets
 
 
-def train_localiser(images: np.ndarray, pixels: np.ndarray, config: LocaliserConfig, log=None,
-                    net: HeatmapNet | None = None) -> HeatmapNet:
-    """Fit the heatmap net (a new one, or `net` further) to frames (N, H, W, 3) uint8 labelled with (N, 2) input pixels."""
+def train_localiser(images: np.ndarray, pixels: np.ndarray, config: LocaliserConfig, log=None) -> HeatmapNet:
+    """Fit a heatmap net to frames (N, H, W, 3) uint8 labelled with (N, 2) input pixels."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.num_threads)
     rng = np.random.default_rng(config.seed)
-    net = HeatmapNet(config.channels) if net is None else net.train()
+    net = HeatmapNet(config.channels)
     optimiser = torch.optim.Adam(net.parameters(), config.learning_rate)
     size = images.shape[1]
     for step in range(config.steps):
         k = rng.integers(0, len(images), config.batch_size)
         x, p = shift_batch(images[k], pixels[k].astype(np.float32), config.shift, rng)
+        if config.mirror:
+            flip = rng.random(len(x)) < 0.5
+            x[flip] = x[flip][:, :, ::-1]
+            p[flip, 0] = size - p[flip, 0]
         logits = net(torch.as_tensor(x).permute(0, 3, 1, 2).float())
         target = target_maps(torch.as_tensor(p, dtype=torch.float32), size // 2, size // 2, config.sigma_px)
         loss = -(target * torch.log_softmax(logits.flatten(1), 1).view_as(logits)).sum((1, 2)).mean()
