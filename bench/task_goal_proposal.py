@@ -32,6 +32,7 @@ plain CNN regressing table xy missed by a median 4.2 cm at 50 attempts, commit 4
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -163,7 +164,14 @@ def trained_localiser(args, size: int):
     if store.image_size != size:
         raise ValueError(f"{args.data}: {store.image_size} px frames, the policy takes {size}")
     camera = sim_camera(size)
-    config = LocaliserConfig(steps=args.localiser_steps, seed=args.seed, num_threads=args.threads)
+    fields = {f.name: f.type for f in dataclasses.fields(LocaliserConfig)}
+    overrides = {}
+    for item in args.localiser_set:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--localiser-set {item!r}: LocaliserConfig has no {key!r} (has {sorted(fields)})")
+        overrides[key] = value.lower() in ("1", "true", "yes") if fields[key] in (bool, "bool") else type(getattr(LocaliserConfig, key))(value)
+    config = LocaliserConfig(**{"steps": args.localiser_steps, "seed": args.seed, "num_threads": args.threads, **overrides})
     net, height = fit_localiser(store, camera, config)
     return lambda images: camera.to_plane(localise(net, images), height)[..., :2]
 
@@ -205,14 +213,17 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--localiser", action="store_true", help="train and measure the learned localiser instead")
-    parser.add_argument("--localiser-steps", type=int, default=3000)
+    parser.add_argument("--localiser-steps", type=int, default=600)
+    parser.add_argument("--localiser-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="LocaliserConfig fields for the localiser, e.g. mirror=false sigma_px=1")
     parser.add_argument("--play", default="data/store_pose", help="the unlabelled play store the *-play banks come from")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.localiser:
         results = localiser_error(args)
-        name = f"localiser_heatmap_{args.data.rstrip('/').split('/')[-1]}_s{args.seed}.json"
+        tag = "".join(f"_{item.replace('=', '-')}" for item in args.localiser_set)
+        name = f"localiser_heatmap_{args.data.rstrip('/').split('/')[-1]}{tag}_s{args.seed}.json"
     else:
         results = run_conditions(args)
         name = f"task_goal_proposal_s{args.seed}.json"

@@ -30,6 +30,11 @@ class PinholeCamera:
         return {"eye": list(self.eye), "target": list(self.target), "up": list(self.up), "fov_deg": self.fov_deg,
                 "size": self.size}
 
+    def mirror_symmetric(self, tolerance: float = 1e-9) -> bool:
+        """Whether the view is symmetric under y -> -y (camera on the robot's x axis, upright):
+        then a frame mirrored left-right is the view of the mirrored scene, pixel for pixel."""
+        return all(abs(v[1]) <= tolerance for v in (self.eye, self.target, self.up))
+
     def _axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         eye, target, up = (np.asarray(v, dtype=np.float64) for v in (self.eye, self.target, self.up))
         forward = (target - eye) / np.linalg.norm(target - eye)

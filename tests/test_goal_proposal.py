@@ -19,6 +19,10 @@ def test_camera_round_trip_and_it_matches_the_simulator_render():
     rng = np.random.default_rng(0)
     points = np.column_stack([rng.uniform(0.35, 0.7, 20), rng.uniform(-0.22, 0.22, 20), np.full(20, GRASP_Z)])
     np.testing.assert_allclose(cam.to_plane(cam.project(points), GRASP_Z), points, atol=1e-9)
+    mirrored = points * (1, -1, 1)  # the sim camera sits on the robot's x axis: y -> -y mirrors the image
+    assert cam.mirror_symmetric()
+    np.testing.assert_allclose(cam.project(mirrored)[:, 0], SIZE - cam.project(points)[:, 0], atol=1e-9)
+    assert not PinholeCamera((0.9, 0.2, 1.0), cam.target, cam.up, cam.fov_deg, SIZE).mirror_symmetric()
     assert PinholeCamera.from_dict(json.loads(json.dumps(cam.to_dict()))) == cam
 
     from sim_worlds import goals
@@ -47,7 +51,7 @@ def test_localiser_finds_a_blob_and_its_onnx_graph_agrees(tmp_path):
     rng = np.random.default_rng(0)
     pixels = rng.uniform(10, 54, (64, 2)).round()
     images = np.stack([blob_image(p, rng) for p in pixels])
-    net = train_localiser(images, pixels.astype(np.float32), LocaliserConfig(steps=150, channels=16, shift=3, seed=0))
+    net = train_localiser(images, pixels.astype(np.float32), LocaliserConfig(steps=150, channels=16, shift=3, seed=0, mirror=True))
     test_pixels = rng.uniform(10, 54, (16, 2)).round()
     test_images = np.stack([blob_image(p, rng) for p in test_pixels])
     found = localise(net, test_images)
@@ -170,3 +174,14 @@ def test_the_gui_task_gallery_offers_it_as_a_task_that_proposes_its_goal(task_mo
     (entry,) = load.entries
     assert entry.task == "grasp-heldout" and entry.model == out / "task_model.onnx"
     assert "proposes its goal from the camera" in entry.detail
+
+
+def test_mirrored_training_is_refused_for_a_camera_off_the_robots_x_axis(task_model, tmp_path):
+    from training.localiser import LocaliserConfig, build_task_model
+
+    out, _ = task_model
+    off_axis = PinholeCamera((0.95, 0.3, 1.05), (0.4, 0.0, 0.05), (0.0, 0.0, 1.0), 36.0, SIZE)
+    with pytest.raises(ValueError, match="--no-mirror"):
+        build_task_model(str(out / "goal.onnx"), str(out / "task"), str(out / "play"), tmp_path / "m.onnx",
+                         LocaliserConfig(steps=1), camera=off_axis, progress=False)
+    assert not (tmp_path / "m.onnx").exists()

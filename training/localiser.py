@@ -32,7 +32,10 @@ class LocaliserConfig:
     shift: int = 6  # random shift in pixels, label moved along
     sigma_px: float = 2.0  # target blob width on the input image (1.0: 2.0 cm median against 1.8)
     successes_only: bool = True  # a failed attempt may close beside the object
-    mirror: bool = False  # also train on left-right mirrored frames: only for a camera on the robot's x axis
+    # Also train on left-right mirrored frames (label mirrored too): twice the scenes, valid
+    # only for a camera on the robot's x axis (PinholeCamera.mirror_symmetric). At 50
+    # attempts: median 1.4 cm against 1.8 without; at 25: 2.2 cm against 2.6.
+    mirror: bool = True
     seed: int = 0
     num_threads: int = 1
 
@@ -237,6 +240,9 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
         from sim_worlds.panda_world import sim_camera
 
         camera = sim_camera(size)
+    if config.mirror and not camera.mirror_symmetric():
+        raise ValueError("the camera is not on the robot's x axis, so mirrored frames would teach the localiser "
+                         "wrong places; turn mirroring off (--no-mirror)")
     bank = GoalBank.from_store(Store.open(play))
     if bank.images.shape[1] != size:
         raise ValueError(f"{play}: {bank.images.shape[1]} px frames, {goal_model} takes {size}")

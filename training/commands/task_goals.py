@@ -1,7 +1,7 @@
 """`robot-app task-goals`: make a goal-conditioned model a task model that proposes its own goal picture.
 
     robot-app task-goals --model models/grasp_heldout_goal.onnx --data DIR --play STORE --out models/NAME.onnx
-                         [--steps N] [--seed S] [--task grasp-heldout]
+                         [--steps N] [--seed S] [--task grasp-heldout] [--no-mirror]
 
 Fits the object localiser (training/localiser.py) to the labelled attempts in DIR, takes a
 bank of held-and-lifted pictures from the unlabelled play store, and writes NAME.onnx with
@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="localiser updates (default 600, ~1 min on one CPU core)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the localiser")
+    parser.add_argument("--no-mirror", action="store_true", help="do not train the localiser on mirrored frames "
+                        "(needed when the camera is not on the robot's x axis)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -34,7 +36,7 @@ def run(args) -> int:
     from robot_app.policy import PolicyLoadError
     from training.localiser import LocaliserConfig, build_task_model
 
-    config = replace(LocaliserConfig(seed=args.seed, num_threads=args.threads),
+    config = replace(LocaliserConfig(seed=args.seed, num_threads=args.threads, mirror=not args.no_mirror),
                      **({"steps": args.steps} if args.steps is not None else {}))
     try:
         proposer = build_task_model(args.model, args.data, args.play, args.out, config, task=args.task,
