@@ -86,7 +86,7 @@ class Proposer:
         elif condition.endswith("-play"):
             from robot_app.goal_proposal import GoalBank
 
-            self.bank = GoalBank.from_store(Store.open(args.play))
+            self.bank = GoalBank.from_store(Store.open(args.play), args.bank_cell)
             self.locate = trained_localiser(args, size) if condition == "localised-play" else None
         elif condition.startswith("oracle"):
             kind, count = condition.split("-")[1], int(condition.split("-")[2])
@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--localiser-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="LocaliserConfig fields for the localiser, e.g. mirror=false sigma_px=1")
     parser.add_argument("--play", default="data/store_pose", help="the unlabelled play store the *-play banks come from")
+    parser.add_argument("--bank-cell", type=float, default=0.0, help="one bank picture per this many metres of table (0: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
