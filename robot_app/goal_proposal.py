@@ -110,7 +110,10 @@ class GoalProposer:
         for key in ("localiser", "bank", "camera", "grasp_height_m"):
             if key not in spec:
                 raise ValueError(f"goal_proposer: missing {key!r} (has {sorted(spec)})")
-        camera = PinholeCamera.from_dict(spec["camera"])
+        try:
+            camera = PinholeCamera.from_dict(spec["camera"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"goal_proposer: camera {spec['camera']!r} is not eye/target/up/fov_deg/size ({exc!r})") from None
         if camera.size != image_size:
             raise ValueError(f"goal_proposer: its camera is {camera.size} px, the model takes {image_size}")
         options = ort.SessionOptions()

@@ -138,6 +138,7 @@ def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_
     ("bank", "task_model_bank.npz: not a goal bank"),
     ("localiser", "task_model_localiser.onnx: cannot load the localiser graph"),
     ("camera", "its camera is 32 px"),
+    ("camera-fields", "camera .* is not eye/target/up/fov_deg/size"),
 ])
 def test_a_broken_goal_proposer_is_refused_by_name(task_model, tmp_path, damage, message):
     from robot_app.policy import Policy, PolicyLoadError
@@ -145,9 +146,12 @@ def test_a_broken_goal_proposer_is_refused_by_name(task_model, tmp_path, damage,
     out, _ = task_model
     for f in out.glob("task_model*"):
         (tmp_path / f.name).write_bytes(f.read_bytes())
-    if damage == "camera":
+    if damage.startswith("camera"):
         card = json.loads((tmp_path / "task_model.json").read_text())
-        card["goal_proposer"]["camera"]["size"] = 32
+        if damage == "camera":
+            card["goal_proposer"]["camera"]["size"] = 32
+        else:
+            del card["goal_proposer"]["camera"]["eye"]
         (tmp_path / "task_model.json").write_text(json.dumps(card))
     else:
         (tmp_path / f"task_model_{damage}.{'npz' if damage == 'bank' else 'onnx'}").write_bytes(b"garbage")
