@@ -51,7 +51,10 @@ class DemoError(RuntimeError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", help=f"ONNX policy (default: {SHIPPED_MODEL.relative_to(ROOT)})")
-    parser.add_argument("--seed", type=int, default=0, help="goal-suite seed of the reach task (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="goal-suite seed of the task (default: 0)")
+    parser.add_argument("--family", default="reach", help="goal-suite family of the task (default: reach); e.g. "
+                        "--family grasp-heldout --model models/grasp_heldout.onnx runs the shipped task model, which "
+                        "proposes its own goal from the camera")
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="where rollout.png goes (default: out/demo)")
     parser.add_argument("--no-gui", action="store_true", help="never open the GUI, even with a display")
 
@@ -96,11 +99,15 @@ def run_demo(model=None, seed: int = 0, out_dir="out/demo", gui: bool = False, f
     from sim_worlds.goals import make_suite
 
     print(f"demo: model {policy.onnx_path} ({policy.card.algo}, {policy.image_size}px)", flush=True)
-    task = make_suite(family, 1, seed, policy.image_size)[0]
+    try:
+        task = make_suite(family, 1, seed, policy.image_size)[0]
+    except ValueError as exc:  # an unknown family, named with the known ones
+        raise DemoError(str(exc)) from None
     namespace = f"demo{os.getpid()}"
     specs = sim_graph(
         model=str(policy.onnx_path.resolve()), headless=not gui,
-        sim_overrides={"goal_family": family, "goal_seed": seed, "goal_index": 0, "image_size": policy.image_size},
+        sim_overrides={"goal_family": family, "goal_seed": seed, "goal_index": 0, "image_size": policy.image_size,
+                       "heldout": family == "grasp-heldout"},
         policy_overrides={"max_steps": task.max_steps},
     )
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -190,7 +197,7 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
 def run(args: argparse.Namespace) -> int:
     gui = not args.no_gui and bool(os.environ.get("DISPLAY"))
     try:
-        result = run_demo(args.model, args.seed, args.out, gui=gui)
+        result = run_demo(args.model, args.seed, args.out, gui=gui, family=args.family)
     except DemoError as exc:
         if exc.details:
             print(exc.details, file=sys.stderr)
