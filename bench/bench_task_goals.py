@@ -22,22 +22,15 @@ from pathlib import Path
 
 import numpy as np
 from common import RESULTS, machine, write_report
+from task_goal_proposal import heldout_starts
 
 DATA = {25: "data/task_25", 50: "data/task_50", 100: "data/task_store"}
 
 
 def localiser_error_m(policy, episodes: int, seed: int) -> dict:
     """Median / p90 distance (m) from the proposer's object to the simulator's, on the suite's start frames."""
-    from sim_worlds import goals
-    from sim_worlds.panda_world import HELDOUT_OBJECT
-
-    tasks = goals.make_suite("grasp-heldout", episodes, seed, image_size=policy.image_size)
-    world = goals.world_for("grasp-heldout", policy.image_size)
-    try:
-        found = np.stack([policy.goal_proposer.propose(world.set_state(t.start_state).image).position for t in tasks])
-    finally:
-        world.close()
-    truth = np.stack([t.start_state["objects"][HELDOUT_OBJECT]["position"][:2] for t in tasks])
+    starts, truth = heldout_starts(episodes, seed, policy.image_size)
+    found = np.stack([policy.goal_proposer.propose(image).position for image in starts])
     error = np.linalg.norm(found - truth, axis=1)
     return {"median": round(float(np.median(error)), 4), "p90": round(float(np.percentile(error, 90)), 4)}
 

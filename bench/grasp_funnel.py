@@ -119,8 +119,7 @@ def funnel(policy: Policy, scaling: ActionScaling, family: str, episodes: int, s
     traces = []
     try:
         for task in tasks:
-            policy.reseed(episode_seed(seed, family, task.index))
-            act_fn.new_episode()
+            act_fn.new_episode(episode_seed(seed, family, task.index))
             traces.append(trace_episode(world, task, act_fn, scaling))
             print(f"  {family} #{task.index}: {traces[-1]}", file=sys.stderr, flush=True)
     finally:

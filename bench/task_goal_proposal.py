@@ -55,12 +55,18 @@ def success_frames(store):
     return first, final
 
 
-def shifted(image: np.ndarray, columns: float, rows: float) -> np.ndarray:
-    """The image moved by whole pixels, edges repeated."""
-    h, w = image.shape[:2]
-    r = np.clip(np.arange(h) - int(round(rows)), 0, h - 1)
-    c = np.clip(np.arange(w) - int(round(columns)), 0, w - 1)
-    return image[r][:, c]
+def heldout_starts(episodes: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start frames (N, H, W, 3), the held-out object's true table xy (N, 2)) of a grasp-heldout suite."""
+    from sim_worlds import goals
+    from sim_worlds.panda_world import HELDOUT_OBJECT
+
+    tasks = goals.make_suite("grasp-heldout", episodes, seed, image_size=size)
+    world = goals.world_for("grasp-heldout", size)
+    try:
+        starts = np.stack([world.set_state(t.start_state).image for t in tasks])
+    finally:
+        world.close()
+    return starts, np.stack([object_position(t, HELDOUT_OBJECT)[:2] for t in tasks])
 
 
 def object_position(task, name: str) -> np.ndarray:
@@ -114,9 +120,11 @@ class Proposer:
         picture = self.bank[k].goal_image
         if self.condition.startswith("oracle-shift"):
             from sim_worlds.panda_world import sim_camera
+            from training.localiser import shift_images
 
             camera = sim_camera(self.size)
-            picture = shifted(picture, *(camera.project(here) - camera.project(self.bank_position[k])))
+            offset = np.round(camera.project(here) - camera.project(self.bank_position[k]))
+            picture = shift_images(picture[None], offset[None])[0]
         return picture
 
 
@@ -179,22 +187,14 @@ def trained_localiser(args, size: int):
 def localiser_error(args) -> dict:
     """Table-plane error (m) of the learned localiser on the suite's start frames."""
     from robot_app.store import Store
-    from sim_worlds import goals
-    from sim_worlds.panda_world import HELDOUT_OBJECT
+    from training.finetune import first_close_rows
 
     store = Store.open(args.data)
     t0 = time.perf_counter()
     locate = trained_localiser(args, store.image_size)
     seconds = time.perf_counter() - t0
-    tasks = goals.make_suite("grasp-heldout", args.episodes, args.seed, image_size=store.image_size)
-    world = goals.world_for("grasp-heldout", store.image_size)
-    try:
-        starts = np.stack([world.set_state(t.start_state).image for t in tasks])
-    finally:
-        world.close()
-    truth = np.stack([object_position(t, HELDOUT_OBJECT)[:2] for t in tasks])
+    starts, truth = heldout_starts(args.episodes, args.seed, store.image_size)
     error = np.linalg.norm(locate(starts) - truth, axis=1)
-    from training.finetune import first_close_rows
 
     closes = [c for c, (_, end) in zip(first_close_rows(store), store.episode_bounds(), strict=True) if c < end]
     mean_guess = np.asarray(store.ee_position)[closes, :2].mean(0)

@@ -100,20 +100,23 @@ class TaskActFn:
 
     A goal-conditioned policy pursues the suite's goal; a task model its own: a fixed goal
     image (card "goal_image") or one its goal proposer picks from each episode's first frame
-    (card "goal_proposer"). Call new_episode() before each episode so the next frame seen
-    is taken as the first.
+    (card "goal_proposer"). Call new_episode(seed) before each episode: the next frame seen
+    is taken as the first, and the policy's noise restarts from the seed.
     """
 
     def __init__(self, policy):
         self._act = getattr(policy, "act", policy)
         if not callable(self._act):
             raise TypeError(f"policy: expected an object with act() or a callable, got {type(policy).__name__}")
+        self._reseed = getattr(policy, "reseed", None)
         self._fixed_goal = getattr(policy, "task_goal", None)
         self._proposer = getattr(policy, "goal_proposer", None)
         self._episode_goal: np.ndarray | None = None
 
-    def new_episode(self) -> None:
+    def new_episode(self, seed: int | None = None) -> None:
         self._episode_goal = None
+        if seed is not None and self._reseed is not None:
+            self._reseed(seed)
 
     def goal_for(self, image: np.ndarray, suite_goal: np.ndarray) -> np.ndarray:
         if self._proposer is not None and self._episode_goal is None:
@@ -206,7 +209,6 @@ def evaluate_suite(
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     act_fn = as_act_fn(policy)
-    reseed = getattr(policy, "reseed", None)
     results: dict = {"families": {}, "policy": name or _describe(policy), "seed": seed, "episodes": episodes, "image_size": image_size}
     strips: dict = {}
     bar = tqdm(total=episodes * len(families), desc="eval", unit="ep", disable=not progress, leave=False)
@@ -217,9 +219,7 @@ def evaluate_suite(
             successes, steps, distances = [], [], []
             try:
                 for task in tasks:
-                    if reseed is not None:
-                        reseed(episode_seed(seed, family, task.index))
-                    act_fn.new_episode()
+                    act_fn.new_episode(episode_seed(seed, family, task.index))
                     record = record_strips and not strips.get(family)
                     result = goals.run_goal_episode(world, task, act_fn, max_steps=max_steps, record_frames=record)
                     successes.append(bool(result.success))

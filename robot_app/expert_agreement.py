@@ -51,7 +51,6 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     act_fn = as_act_fn(policy)
-    reseed = getattr(policy, "reseed", None)
     out: dict = {"families": {}, "seed": seed, "episodes": episodes}
     for family in families:
         world = goals.world_for(family, image_size)
@@ -62,9 +61,7 @@ def expert_agreement(policy, families: list[str], episodes: int, seed: int, imag
             for task in goals.make_suite(family, episodes, seed, image_size=image_size):
                 trace = solve(world, task)
                 solved += trace.success
-                if reseed is not None:
-                    reseed(episode_seed(seed, family, task.index))
-                act_fn.new_episode()
+                act_fn.new_episode(episode_seed(seed, family, task.index))
                 previous = CLOSED if task.start_state["grip"] > 0.5 else OPEN
                 policy_before = previous  # before the first step: only the switch step itself is judged
                 for obs, expert, phase in zip(trace.observations[:-1], trace.actions, trace.phases, strict=True):
