@@ -216,9 +216,8 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     "goal_proposer"), OUT_localiser.onnx, OUT_bank.npz and OUT_goal.png; returns the card's
     goal_proposer entry. `camera`: the fixed camera's PinholeCamera (default the simulator's).
     """
-    import json
     import shutil
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
     from pathlib import Path
 
     from tqdm import tqdm
@@ -271,10 +270,7 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     proposer = {"localiser": localiser_path.name, "bank": bank_path.name, "camera": camera.to_dict(),
                 "grasp_height_m": round(height, 4), "bank_pictures": len(bank.images), "play_data": str(play),
                 "localiser_config": asdict(config)}
-    card = json.loads(base.card_path.read_text())
-    card.update(onnx_file=out.name, task=task, goal_image=goal_path.name, goal_proposer=proposer, evaluation=None,
-                source=f"{base.card.source or goal_model} + localiser fitted to {data} ({store.num_episodes} labelled episodes)")
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out.with_suffix(".json"))
+    source = f"{base.card.source or goal_model} + localiser fitted to {data} ({store.num_episodes} labelled episodes)"
+    replace(base.card, onnx_file=out.name, task=task, goal_image=goal_path.name, goal_proposer=proposer,
+            evaluation=None, source=source).write(out.with_suffix(".json"))
     return proposer
