@@ -2,7 +2,8 @@
 
 Issue 8's table for the task model that keeps the goal input: each goal-conditioned model
 (fine-tuned from the pretraining, or trained fresh on the same labelled attempts) gets a
-localiser fitted to those attempts (seed = the row's seed) and the play store's goal bank,
+localiser fitted to those attempts (seed = the row's seed) and a goal bank: the play store's
+held frames, or with --bank labelled the labelled successes' own (no data beyond the attempts),
 then runs `grasp-heldout` through the same runtime as `robot-app eval`. Each row also
 reports how far the localiser's object lies from the simulator's (a diagnostic only: the
 policy never sees the simulator state).
@@ -45,13 +46,15 @@ def one_run(spec: str, args) -> dict:
     attempts, seed = int(attempts), int(seed)
     out = Path(args.out_dir) / f"{mode}_n{attempts}_s{seed}.onnx"
     t0 = time.perf_counter()
-    build_task_model(goal_model, DATA[attempts], args.play, out, LocaliserConfig(seed=seed, num_threads=args.threads),
+    bank_store = DATA[attempts] if args.bank == "labelled" else args.play
+    build_task_model(goal_model, DATA[attempts], bank_store, out, LocaliserConfig(seed=seed, num_threads=args.threads),
                      progress=False)
     build_seconds = time.perf_counter() - t0
     policy = Policy.load(out, seed=seed)
     result = evaluate_suite(policy, ["grasp-heldout"], args.episodes, args.suite_seed, progress=False)
     summary = result["families"]["grasp-heldout"]
     row = {"mode": mode, "episodes": attempts, "seed": seed, "goal_model": goal_model, "task_model": str(out),
+           "bank": args.bank, "bank_store": bank_store, "bank_pictures": policy.goal_proposer.bank.images.shape[0],
            "build_seconds": round(build_seconds, 1), **summary,
            "localiser_error_m": localiser_error_m(policy, args.episodes, args.suite_seed)}
     print(f"{name:22s} {summary['successes']}/{summary['n']}  localiser median "
@@ -63,6 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="append", required=True, metavar="MODE:ATTEMPTS:SEED=GOAL_MODEL")
     parser.add_argument("--play", default="data/store_pose", help="unlabelled play store for the goal bank")
+    parser.add_argument("--bank", choices=("play", "labelled"), default="play",
+                        help="goal pictures from the play store, or from the labelled attempts' own successes only "
+                             "(a task model that uses no data beyond its labelled attempts: the from-scratch row)")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--suite-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self._build()
         bridge.frame_ready.connect(self.on_frame)
         bridge.status.connect(self.on_status)
+        bridge.proposed_goal.connect(self.on_proposed_goal)
         bridge.health.connect(self.on_health)
         bridge.service_result.connect(self.on_service_result)
         bridge.problem.connect(lambda text: self.report("error", text))
@@ -261,6 +262,13 @@ class MainWindow(QMainWindow):
         if status.get("reason"):
             text += f"<br><i>{status['reason']}</i>"
         self.status_label.setText(text)
+
+    def on_proposed_goal(self, image: np.ndarray) -> None:
+        """A task model chose its own goal for this run: show it where a chosen goal would be,
+        so the user sees what the arm is after (policy/status says where the object was found)."""
+        topic = self.bridge.node.topic_names["proposed_goal"]
+        self.goal_view.set_image(image, f"proposed by the task model ← {topic}")
+        self.report("info", f"the task model proposed its goal picture ({topic})")
 
     def on_health(self, health: dict) -> None:
         self.last_health = health

@@ -41,6 +41,7 @@ PARAMETERS = {
     "camera_topic": Topics.IMAGE,
     "status_topic": Topics.POLICY_STATUS,
     "goal_topic": Topics.GOAL_IMAGE,
+    "proposed_goal_topic": Topics.PROPOSED_GOAL,
     "cmd_ee_delta_topic": Topics.CMD_EE_DELTA,
     "cmd_gripper_topic": Topics.CMD_GRIPPER,
     "reset_service": Topics.RESET,
@@ -116,6 +117,7 @@ class GuiNode(Node):
             "status": self.resolve_topic_name(p["status_topic"]),
             "commands": self.resolve_topic_name(p["cmd_ee_delta_topic"]),
             "goal": self.resolve_topic_name(p["goal_topic"]),
+            "proposed_goal": self.resolve_topic_name(p["proposed_goal_topic"]),
         }
         self.create_subscription(Image, p["camera_topic"], self._on_image, qos.SENSOR)
         self.create_subscription(
@@ -125,6 +127,8 @@ class GuiNode(Node):
         self.create_subscription(TwistStamped, p["cmd_ee_delta_topic"], self._on_command, qos.SENSOR)
         self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_command, qos.SENSOR)
         self.goal_pub = self.create_publisher(Image, p["goal_topic"], qos.LATCHED)
+        # Latched like the goal: a window opened mid-run still shows what a task model pursues.
+        self.create_subscription(Image, p["proposed_goal_topic"], self._on_proposed_goal, qos.LATCHED)
         self.clients_by_role = {
             "start": self.create_client(Trigger, p["start_service"]),
             "stop": self.create_client(Trigger, p["stop_service"]),
@@ -153,6 +157,14 @@ class GuiNode(Node):
             return
         self._last_image_problem = ""
         self.bridge.offer_frame(image)
+
+    def _on_proposed_goal(self, msg: Image) -> None:
+        try:
+            image = msg_to_image(msg)
+        except ValueError as exc:
+            self.bridge.problem.emit(f"proposed goal {self.topic_names['proposed_goal']}: {exc}")
+            return
+        self.bridge.proposed_goal.emit(image)
 
     def _on_status(self, msg: String) -> None:
         self.watches["status"].tick()
@@ -205,6 +217,7 @@ class RosBridge(QObject):
 
     frame_ready = pyqtSignal()  # take it with latest_frame()
     status = pyqtSignal(dict)  # policy/status JSON
+    proposed_goal = pyqtSignal(object)  # the goal picture a task model proposed (np.ndarray)
     health = pyqtSignal(dict)  # role -> TopicHealth, every HEALTH_PERIOD_S
     service_result = pyqtSignal(str, bool, str)  # what was called, success, message
     problem = pyqtSignal(str)  # something the user should read

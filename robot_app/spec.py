@@ -34,6 +34,7 @@ class Topics:
     CMD_GRIPPER = "cmd/gripper"
     GOAL_IMAGE = "goal_image"
     POLICY_STATUS = "policy/status"
+    PROPOSED_GOAL = "policy/proposed_goal"  # the goal picture a task model chose for this run (latched)
     TASK_SUCCESS = "task/success"
     RESET = "reset"
     POLICY_START = "policy/start"

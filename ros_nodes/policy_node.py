@@ -27,6 +27,11 @@ task): the new model is loaded and tried on one action beside the old one, and s
 only when that works and no run is going. A switch while running is refused rather than
 stopping the run on the user's behalf: changing the network under a moving arm is a
 decision for whoever pressed start, and policy/stop is one call away.
+
+A task model that proposes its own goal (robot-app task-goals) needs no goal image: at the
+run's first frame it finds the object, picks the grasp picture for that spot, says where on
+policy/status and publishes the picture on policy/proposed_goal (latched), so the GUI and
+anyone debugging a miss see what the arm is pursuing, not only a position.
 """
 
 from __future__ import annotations
@@ -53,7 +58,14 @@ from robot_app.spec import (
     gripper_state_from_fingers,
 )
 from ros_nodes import qos
-from ros_nodes.conversions import ImageConversionError, action_to_twist, fit_image, msg_to_image, stamp_to_ns
+from ros_nodes.conversions import (
+    ImageConversionError,
+    action_to_twist,
+    fit_image,
+    image_to_msg,
+    msg_to_image,
+    stamp_to_ns,
+)
 from ros_nodes.params import change_refused, declare_checked
 from ros_nodes.runner import run_node
 
@@ -121,6 +133,8 @@ class PolicyNode(Node):
         self.twist_pub = self.create_publisher(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
         self.grip_pub = self.create_publisher(Float64, Topics.CMD_GRIPPER, qos.COMMAND)
         self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, qos.STATUS)
+        # Latched, so a GUI opened mid-run still shows what the task model is pursuing.
+        self.proposed_goal_pub = self.create_publisher(Image, Topics.PROPOSED_GOAL, qos.LATCHED)
         self.create_subscription(Image, Topics.IMAGE, self._on_frame, qos.SENSOR_LATEST)
         self.create_subscription(Image, Topics.GOAL_IMAGE, self._on_goal, qos.LATCHED)
         self.create_subscription(JointState, Topics.JOINT_STATES, self._on_joints, qos.SENSOR)
@@ -366,6 +380,7 @@ class PolicyNode(Node):
             self.reason = (f"goal proposed: object found at ({x:.3f}, {y:.3f}) m, goal picture {proposal.bank_index} "
                            f"of a grasp {100 * proposal.bank_distance_m:.1f} cm from it")
             self._publish_status()
+            self.proposed_goal_pub.publish(image_to_msg(proposal.goal, self.get_clock().now().to_msg()))
         self.get_logger().info(self.reason)
         return proposal.goal
 

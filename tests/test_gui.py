@@ -66,6 +66,7 @@ class FakeRobot(Node):
         self.calls = {"start": 0, "stop": 0}
         self.camera_pub = self.create_publisher(Image, Topics.IMAGE, qos.SENSOR)
         self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, qos.STATUS)
+        self.proposed_goal_pub = self.create_publisher(Image, Topics.PROPOSED_GOAL, qos.LATCHED)
         self.create_subscription(
             Image, Topics.GOAL_IMAGE, lambda m: self.goals.append(msg_to_image(m)), qos.LATCHED
         )
@@ -297,6 +298,19 @@ def test_choosing_a_task_publishes_its_goal_and_sets_the_model(qtbot, window, ro
     model = str(models_dir / "grasp_heldout.onnx")
     qtbot.waitUntil(lambda: robot.get_parameter("model_path").value == model, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "set model: ok" in messages(window), timeout=WAIT_MS)
+
+
+def test_a_proposed_goal_is_shown_in_the_goal_pane(qtbot, window, robot):
+    """A task model publishes the goal it chose for the run; the window shows that picture
+    where a chosen goal would be, and publishes nothing back as a goal."""
+    proposed = frame(77)
+    before = len(robot.goals)
+    robot.proposed_goal_pub.publish(image_to_msg(proposed))
+    qtbot.waitUntil(lambda: window.goal_view.image is not None and np.array_equal(window.goal_view.image, proposed),
+                    timeout=WAIT_MS)
+    assert "proposed by the task model" in window.goal_view.caption
+    assert "proposed its goal picture" in messages(window)
+    assert len(robot.goals) == before
 
 
 def test_goal_models_are_offered_and_picking_one_sets_the_model(qtbot, window, robot, models_dir):

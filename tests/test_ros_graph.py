@@ -29,7 +29,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from robot_app.spec import FINGER_JOINT_NAMES, Topics  # noqa: E402
 from ros_nodes import qos  # noqa: E402
-from ros_nodes.conversions import image_to_msg, stamp_to_ns  # noqa: E402
+from ros_nodes.conversions import image_to_msg, msg_to_image, stamp_to_ns  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 GOAL_SEED = 0
@@ -416,6 +416,7 @@ def test_a_task_model_proposes_its_goal_from_the_first_frame_and_acts(proposing_
     it finds the object in the first camera frame, says where, and drives the arm."""
     p, ns = lone_policy, lone_policy.ns
     topic = f"/{ns}/policy/status"
+    p.listen(Image, f"/{ns}/policy/proposed_goal", qos.LATCHED)
     ready = wait_for(lambda: p.statuses(topic), 20, "the lone policy node")[-1]
     assert ready["state"] == "ready" and "proposes its goal" in ready["reason"], ready
     result = p.call(Trigger, f"/{ns}/policy/start")
@@ -428,6 +429,10 @@ def test_a_task_model_proposes_its_goal_from_the_first_frame_and_acts(proposing_
     reasons = [s["reason"] for s in p.statuses(topic, t0)]
     assert any(r.startswith("goal proposed: object found at") for r in reasons), reasons
     assert len(p.since(f"/{ns}/cmd/ee_delta", t0)) >= 5
+    proposed = msg_to_image(wait_for(lambda: p.latest(f"/{ns}/policy/proposed_goal"), 5, "the proposed goal"))
+    bank = np.load(proposing_task_model.with_name("task_model_bank.npz"))["images"]
+    index = int(next(r for r in reasons if r.startswith("goal proposed")).split("goal picture ")[1].split()[0])
+    assert np.array_equal(proposed, bank[index])  # the very bank picture the status names
 
 
 def set_model(probe, ns: str, path: str):
