@@ -26,6 +26,39 @@ class PinholeCamera:
     def from_dict(cls, d: dict) -> PinholeCamera:
         return cls(tuple(d["eye"]), tuple(d["target"]), tuple(d["up"]), float(d["fov_deg"]), int(d["size"]))
 
+    @classmethod
+    def from_file(cls, path, size: int) -> PinholeCamera:
+        """A calibrated camera from a JSON or YAML file: eye, target, up (metres, the robot's base
+        frame) and fov_deg (vertical). `size` is the model's image side: the field of view of a
+        square image does not change when it is resized, so a size in the file is not needed."""
+        import json
+        from pathlib import Path
+
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text()
+            d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read the camera file: {exc}") from None
+        try:
+            camera = cls(*(tuple(float(x) for x in d[k]) for k in ("eye", "target", "up")), float(d["fov_deg"]), int(size))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: a camera needs eye, target and up (3 numbers each) and fov_deg ({exc!r})") from None
+        camera.check()
+        return camera
+
+    def check(self) -> None:
+        """Refuse a camera the projection cannot use, naming why."""
+        if any(len(v) != 3 for v in (self.eye, self.target, self.up)):
+            raise ValueError(f"camera eye, target and up need 3 numbers each: {self.to_dict()}")
+        forward = np.subtract(self.target, self.eye)
+        if np.linalg.norm(forward) < 1e-9 or np.linalg.norm(np.cross(forward, self.up)) < 1e-9:
+            raise ValueError(f"camera target equals its eye or up lies along its view: {self.to_dict()}")
+        if not 0 < self.fov_deg < 180 or self.size < 1:
+            raise ValueError(f"camera fov_deg must lie in (0, 180) and size be positive: {self.to_dict()}")
+
     def to_dict(self) -> dict:
         return {"eye": list(self.eye), "target": list(self.target), "up": list(self.up), "fov_deg": self.fov_deg,
                 "size": self.size}

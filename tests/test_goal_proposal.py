@@ -10,6 +10,7 @@ import torch
 from task_model_fixtures import GRASP_Z, SIZE, blob_image, camera, make_tiny_task_model
 
 from robot_app.camera import PinholeCamera
+from robot_app.cli import main
 from robot_app.goal_proposal import GoalBank, held_lift_rows
 from robot_app.store import Store, write_store
 
@@ -160,8 +161,6 @@ def test_a_broken_goal_proposer_is_refused_by_name(task_model, tmp_path, damage,
 
 
 def test_task_goals_refuses_a_task_model_as_its_base(task_model, tmp_path, capsys):
-    from robot_app.cli import main
-
     out, _ = task_model
     code = main(["task-goals", "--model", str(out / "task_model.onnx"), "--data", str(out / "task"), "--play", str(out / "play"),
                  "--out", str(tmp_path / "again.onnx"), "--steps", "1", "--no-progress"])
@@ -180,12 +179,25 @@ def test_the_gui_task_gallery_offers_it_as_a_task_that_proposes_its_goal(task_mo
     assert "proposes its goal from the camera" in entry.detail
 
 
-def test_mirrored_training_is_refused_for_a_camera_off_the_robots_x_axis(task_model, tmp_path):
-    from training.localiser import LocaliserConfig, build_task_model
-
+def test_a_calibrated_camera_file_is_used_and_an_off_axis_one_refuses_the_mirror(task_model, tmp_path):
+    """`task-goals --camera FILE` takes a real arm's calibrated camera: an off-axis camera with
+    the mirror on is refused before anything is written, without it the card records that
+    camera, and a file that is no camera is named with what it lacks."""
     out, _ = task_model
-    off_axis = PinholeCamera((0.95, 0.3, 1.05), (0.4, 0.0, 0.05), (0.0, 0.0, 1.0), 36.0, SIZE)
-    with pytest.raises(ValueError, match="--no-mirror"):
-        build_task_model(str(out / "goal.onnx"), str(out / "task"), str(out / "play"), tmp_path / "m.onnx",
-                         LocaliserConfig(steps=1), camera=off_axis, progress=False)
+    off_axis = tmp_path / "camera.yaml"
+    off_axis.write_text("eye: [0.95, 0.3, 1.05]\ntarget: [0.4, 0.0, 0.05]\nup: [0, 0, 1]\nfov_deg: 36\n")
+    command = ["task-goals", "--model", str(out / "goal.onnx"), "--data", str(out / "task"), "--play", str(out / "play"),
+               "--out", str(tmp_path / "m.onnx"), "--steps", "1", "--no-progress", "--camera", str(off_axis)]
+    assert main(command) == 2
     assert not (tmp_path / "m.onnx").exists()
+    assert main([*command, "--no-mirror"]) == 0
+    card_camera = json.loads((tmp_path / "m.json").read_text())["goal_proposer"]["camera"]
+    assert card_camera == {"eye": [0.95, 0.3, 1.05], "target": [0.4, 0.0, 0.05], "up": [0.0, 0.0, 1.0], "fov_deg": 36.0,
+                           "size": SIZE}
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"eye": [1, 0, 1], "target": [1, 0, 1], "up": [0, 0, 1], "fov_deg": 40}))
+    with pytest.raises(ValueError, match="target equals its eye"):
+        PinholeCamera.from_file(broken, SIZE)
+    broken.write_text(json.dumps({"eye": [1, 0, 1], "up": [0, 0, 1], "fov_deg": 40}))
+    with pytest.raises(ValueError, match="broken.json: a camera needs eye, target and up"):
+        PinholeCamera.from_file(broken, SIZE)

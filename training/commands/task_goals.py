@@ -1,13 +1,18 @@
 """`robot-app task-goals`: make a goal-conditioned model a task model that proposes its own goal picture.
 
     robot-app task-goals --model models/grasp_heldout_goal.onnx --data DIR --play STORE --out models/NAME.onnx
-                         [--steps N] [--seed S] [--task grasp-heldout] [--no-mirror]
+                         [--steps N] [--seed S] [--task grasp-heldout] [--no-mirror] [--camera FILE]
 
 Fits the object localiser (training/localiser.py) to the labelled attempts in DIR, takes a
 bank of held-and-lifted pictures from the unlabelled play store, and writes NAME.onnx with
 its card (fields "task" and "goal_proposer"), NAME_localiser.onnx, NAME_bank.npz and
 NAME_goal.png. The policy node, `robot-app eval` and the GUI then run it as a task: the
 goal fed to the model is proposed from each episode's first camera frame.
+
+The localiser's pixel becomes a table position through the fixed camera: the simulator's by
+default, or a calibrated one (--camera: eye, target, up in the robot's base frame and the
+vertical fov_deg, as JSON or YAML) for a real arm. The play store can be any store whose
+frames hold a lifted object; the labelled store itself works when there is no play data.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the localiser")
     parser.add_argument("--no-mirror", action="store_true", help="do not train the localiser on mirrored frames "
                         "(needed when the camera is not on the robot's x axis)")
+    parser.add_argument("--camera", default=None, metavar="FILE",
+                        help="the fixed camera as JSON or YAML (eye, target, up in metres in the robot's base frame; "
+                             "fov_deg vertical); default the simulator's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -39,8 +47,14 @@ def run(args) -> int:
     config = replace(LocaliserConfig(seed=args.seed, num_threads=args.threads, mirror=not args.no_mirror),
                      **({"steps": args.steps} if args.steps is not None else {}))
     try:
+        camera = None
+        if args.camera:
+            from robot_app.camera import PinholeCamera
+            from robot_app.policy import Policy
+
+            camera = PinholeCamera.from_file(args.camera, Policy.load(args.model, split=False).image_size)
         proposer = build_task_model(args.model, args.data, args.play, args.out, config, task=args.task,
-                                    progress=not args.no_progress)
+                                    camera=camera, progress=not args.no_progress)
     except (PolicyLoadError, FileNotFoundError, ValueError) as exc:
         print(f"robot-app task-goals: error: {exc}", file=sys.stderr)
         return 2
