@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,6 +195,8 @@ def test_a_calibrated_camera_file_is_used_and_an_off_axis_one_refuses_the_mirror
     card_camera = json.loads((tmp_path / "m.json").read_text())["goal_proposer"]["camera"]
     assert card_camera == {"eye": [0.95, 0.3, 1.05], "target": [0.4, 0.0, 0.05], "up": [0.0, 0.0, 1.0], "fov_deg": 36.0,
                            "size": SIZE}
+    shipped = PinholeCamera.from_file(Path(__file__).resolve().parents[1] / "config" / "sim_camera.yaml", SIZE)
+    assert shipped == camera()  # the example file is the simulator's camera
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"eye": [1, 0, 1], "target": [1, 0, 1], "up": [0, 0, 1], "fov_deg": 40}))
     with pytest.raises(ValueError, match="target equals its eye"):
