@@ -47,6 +47,8 @@ LABELS = {
     "bc-plain-pretrained-p2_failed-approaches": "the same from plain pretraining seed 2",
     "bc-scratch-hue_failed-approaches": "bc-scratch + failed approaches, with hue turns",
     "bc-scratch-single_failed-approaches": "bc-scratch + failed approaches, one fresh policy (no ensemble)",
+    "located-labelled-scratch": "task model from the labelled attempts alone (goal model fresh, bank of their own successes)",
+    "located-labelled-pretrained": "the same with the goal model from the pretraining (no play-data bank)",
     "located-scratch": "task model proposing its goal (task-goals), goal model fresh",
     "located-pretrained": "task model proposing its goal (task-goals), goal model from the pretraining",
     "located-mean3": "the same, the three pretrained goal models as one",

@@ -115,7 +115,7 @@ class Proposer:
         here = object_position(task, self.target)
         if self.condition.endswith("-play"):
             xy = here[:2] if self.locate is None else self.locate(start_image[None])[0]
-            return self.bank.images[self.bank.nearest(xy)]
+            return self.bank.images[self.bank.nearest(xy)[0]]
         k = int(np.argmin(np.linalg.norm(self.bank_position[:, :2] - here[:2], axis=1)))
         picture = self.bank[k].goal_image
         if self.condition.startswith("oracle-shift"):

@@ -99,7 +99,7 @@ class TaskActFn:
     """act_fn(image, goal, state) -> action (5,) for sim_worlds.goals.run_goal_episode.
 
     A goal-conditioned policy pursues the suite's goal; a task model its own: a fixed goal
-    image (card "goal_image") or one its goal proposer picks from each episode's first frame
+    image (card "goal_image") or the pictures its goal proposer picks from each episode's first frame
     (card "goal_proposer"). Call new_episode(seed) before each episode: the next frame seen
     is taken as the first, and the policy's noise restarts from the seed.
     """
@@ -111,22 +111,25 @@ class TaskActFn:
         self._reseed = getattr(policy, "reseed", None)
         self._fixed_goal = getattr(policy, "task_goal", None)
         self._proposer = getattr(policy, "goal_proposer", None)
-        self._episode_goal: np.ndarray | None = None
+        self._episode_goals: np.ndarray | None = None
 
     def new_episode(self, seed: int | None = None) -> None:
-        self._episode_goal = None
+        self._episode_goals = None
         if seed is not None and self._reseed is not None:
             self._reseed(seed)
 
     def goal_for(self, image: np.ndarray, suite_goal: np.ndarray) -> np.ndarray:
-        if self._proposer is not None and self._episode_goal is None:
-            self._episode_goal = self._proposer.propose(image).goal
-        return self.goal_pursued(suite_goal)
+        """What to act toward: the proposed pictures (K, H, W, 3), the fixed goal, or the suite's."""
+        if self._proposer is not None:
+            if self._episode_goals is None:
+                self._episode_goals = self._proposer.propose(image).goals
+            return self._episode_goals
+        return suite_goal if self._fixed_goal is None else self._fixed_goal
 
     def goal_pursued(self, suite_goal: np.ndarray) -> np.ndarray:
-        """The goal of the episode just run (for its picture strip): proposed, fixed, or the suite's."""
-        if self._proposer is not None and self._episode_goal is not None:
-            return self._episode_goal
+        """The goal picture of the episode just run (for its strip): the nearest proposed, fixed, or the suite's."""
+        if self._proposer is not None and self._episode_goals is not None:
+            return self._episode_goals[0]
         return suite_goal if self._fixed_goal is None else self._fixed_goal
 
     def __call__(self, image, goal, state) -> np.ndarray:

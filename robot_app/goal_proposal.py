@@ -25,6 +25,10 @@ LOCALISER_INPUT, LOCALISER_OUTPUT = "image", "pixel"  # the localiser graph's co
 # one per 1 cm cell (1282, 0.9 MB) cost the shipped goal model 15 of 100 tasks with the same
 # localiser (62 against 77; the oracle position 76 against 82): BENCHMARKS.md, session 22.
 BANK_CELL_M = 0.0
+# What `robot-app task-goals` writes in a new card: act toward the 5 pictures held nearest the
+# found object, none more than 1 cm beyond the nearest. Chosen on the 50-attempt models and
+# suite seed 0, checked on the other sizes and suite seeds (BENCHMARKS.md, "Session 23").
+GOALS_PER_RUN, GOAL_SPREAD_M = 5, 0.01
 LIFT_LOW_M, LIFT_HIGH_M = 0.12, 0.20  # the heights a grasp goal holds its object at (sim_worlds.goals)
 
 
@@ -59,8 +63,12 @@ class GoalBank:
             rows = np.sort(rows[order[first]])
         return cls(np.asarray(store.images[rows]), np.asarray(store.ee_position[rows][:, :2], dtype=np.float32))
 
-    def nearest(self, xy) -> int:
-        return int(np.argmin(np.linalg.norm(self.positions - np.asarray(xy, dtype=np.float32)[:2], axis=1)))
+    def nearest(self, xy, count: int = 1, spread_m: float = 0.0) -> np.ndarray:
+        """Indices of up to `count` pictures held nearest xy, nearest first, keeping only those
+        within `spread_m` of the nearest one's distance (so a sparse bank never adds far ones)."""
+        distance = np.linalg.norm(self.positions - np.asarray(xy, dtype=np.float32)[:2], axis=1)
+        order = np.argsort(distance, kind="stable")[:max(int(count), 1)]
+        return order[distance[order] <= distance[order[0]] + spread_m]
 
     def save(self, path: str | os.PathLike) -> None:
         """Compressed .npz, written to a temporary name and moved into place."""
@@ -85,11 +93,20 @@ class GoalBank:
 
 @dataclass
 class Proposal:
-    goal: np.ndarray  # (H, W, 3) uint8: the bank picture shown to the goal-conditioned model
+    goals: np.ndarray  # (K, H, W, 3) uint8: the bank pictures the goal-conditioned model acts toward
     pixel: np.ndarray  # (2,) where the localiser found the object (column, row)
     position: np.ndarray  # (2,) that pixel on the table plane, base frame xy (m)
-    bank_index: int
-    bank_distance_m: float  # how far the chosen picture's grasp lies from the found object
+    bank_indices: np.ndarray  # (K,) nearest first
+    bank_distance_m: float  # how far the nearest picture's grasp lies from the found object
+
+    @property
+    def goal(self) -> np.ndarray:
+        """The nearest picture: the one shown to people (GUI, picture strips)."""
+        return self.goals[0]
+
+    @property
+    def bank_index(self) -> int:
+        return int(self.bank_indices[0])
 
 
 class GoalProposer:
@@ -97,11 +114,19 @@ class GoalProposer:
 
     Card field `goal_proposer` (robot_app.policy.ModelCard): {"localiser": ONNX file,
     "bank": .npz file, both beside the card; "camera": PinholeCamera.to_dict();
-    "grasp_height_m": the plane the found pixel is put on}.
+    "grasp_height_m": the plane the found pixel is put on; optional "goals_per_run" K and
+    "goal_spread_m": act toward the K pictures held nearest the object, within that much of
+    the nearest (default 1: the nearest alone, as cards written before these fields had it)}.
+
+    Several pictures, because one picture is one arm pose and one cube: acting toward the
+    mean of K neighbours' actions averages out what is peculiar to each picture (measured in
+    BENCHMARKS.md, "Session 23").
     """
 
-    def __init__(self, session, camera: PinholeCamera, grasp_height_m: float, bank: GoalBank):
+    def __init__(self, session, camera: PinholeCamera, grasp_height_m: float, bank: GoalBank,
+                 goals_per_run: int = 1, goal_spread_m: float = GOAL_SPREAD_M):
         self.session, self.camera, self.grasp_height_m, self.bank = session, camera, float(grasp_height_m), bank
+        self.goals_per_run, self.goal_spread_m = int(goals_per_run), float(goal_spread_m)
 
     @classmethod
     def load(cls, spec: dict, folder: Path, image_size: int, threads: int = 1) -> GoalProposer:
@@ -126,11 +151,16 @@ class GoalProposer:
         names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
         if names != ([LOCALISER_INPUT], [LOCALISER_OUTPUT]):
             raise ValueError(f"{localiser}: graph inputs/outputs are {names}, expected ([{LOCALISER_INPUT!r}], [{LOCALISER_OUTPUT!r}])")
-        return cls(session, camera, spec["grasp_height_m"], GoalBank.load(folder / spec["bank"], image_size))
+        goals_per_run, spread = spec.get("goals_per_run", 1), spec.get("goal_spread_m", GOAL_SPREAD_M)
+        if not isinstance(goals_per_run, int) or goals_per_run < 1 or not isinstance(spread, int | float) or spread < 0:
+            raise ValueError(f"goal_proposer: goals_per_run {goals_per_run!r} must be a positive integer and "
+                             f"goal_spread_m {spread!r} a distance >= 0")
+        return cls(session, camera, spec["grasp_height_m"], GoalBank.load(folder / spec["bank"], image_size),
+                   goals_per_run, spread)
 
     def propose(self, image: np.ndarray) -> Proposal:
         """The goal picture for the scene in `image` (H, W, 3) uint8."""
         pixel = self.session.run(None, {LOCALISER_INPUT: np.ascontiguousarray(image, dtype=np.uint8)[None]})[0][0]
         position = self.camera.to_plane(pixel, self.grasp_height_m)[:2]
-        k = self.bank.nearest(position)
-        return Proposal(self.bank.images[k], pixel, position, k, float(np.linalg.norm(self.bank.positions[k] - position)))
+        ks = self.bank.nearest(position, self.goals_per_run, self.goal_spread_m)
+        return Proposal(self.bank.images[ks], pixel, position, ks, float(np.linalg.norm(self.bank.positions[ks[0]] - position)))

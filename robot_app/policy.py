@@ -561,12 +561,17 @@ class Policy:
     def act(self, image: np.ndarray, goal: np.ndarray, state: RobotState | float) -> tuple[np.ndarray, float]:
         """The CEM action in [-1, 1]^5 for this observation and goal, and its Q.
 
+        `goal`: one picture (H, W, 3), or K pictures (K, H, W, 3) that each show the task done
+        (a task model's proposals, robot_app.goal_proposal): the action is then the mean of
+        the K goals' actions, settled (a binary gripper by majority), and the Q their mean.
         `state`: a RobotState (gripper, end effector height), or a bare gripper state for a
         model whose card does not take the height (`card.height_input`).
 
         The action is settled by the card's scaling (a binary gripper gives a4 = +-1); the Q
         is the score of the searched action before that.
         """
+        if isinstance(goal, np.ndarray) and goal.ndim == 4:
+            return self._act_toward_all(image, goal, state)
         with self._lock:  # the split graph's buffers and the generator are shared
             runner = self._runner
             if runner is not None:
@@ -586,6 +591,13 @@ class Policy:
 
             best, best_q = cem_maximize(score, self.card.cem, uniform, normal)
         return self.card.action_scaling.settle(best[0]), float(best_q[0])
+
+    def _act_toward_all(self, image: np.ndarray, goals: np.ndarray, state: RobotState | float) -> tuple[np.ndarray, float]:
+        if len(goals) == 0:
+            raise ValueError("goal: an empty stack of goal pictures")
+        picked = [self.act(image, goal, state) for goal in goals]
+        action = np.mean([a for a, _ in picked], axis=0)
+        return self.card.action_scaling.settle(action), float(np.mean([q for _, q in picked]))
 
     def __call__(self, image: np.ndarray, goal: np.ndarray, state: RobotState | float) -> np.ndarray:
         """act_fn form (sim_worlds.goals.run_goal_episode): the action only."""

@@ -118,7 +118,9 @@ class PolicyNode(Node):
         self.goal: np.ndarray | None = None  # fitted to the model's image size
         self._goal_image: np.ndarray | None = None  # as received, to refit for a new model
         self.state, self.reason = (ERROR, why) if self.policy is None else self._idle_or_ready()
-        self._propose = False  # a task model's goal is still to be proposed from the run's first frame
+        # A task model's goal pictures for the run in progress, proposed from its first frame
+        # (None until then). Kept apart from `goal`, the goal image received, which they never replace.
+        self._proposed: np.ndarray | None = None
         self._switching = False  # a model is loading: start waits for it (lock held to change)
         self.step = 0
         self.q_value: float | None = None
@@ -318,7 +320,8 @@ class PolicyNode(Node):
         with self._lock:
             if self.state != RUNNING or not self._allowed(taken):
                 return
-            goal, policy = self.goal, self.policy
+            policy = self.policy
+            goal = self.goal if policy.goal_proposer is None else self._proposed
         try:
             image, _ = fit_image(msg_to_image(msg, colour_only=True, what="camera frame"), policy.image_size, "camera frame")
         except ImageConversionError as exc:
@@ -329,7 +332,7 @@ class PolicyNode(Node):
         state = self._robot_state(policy)
         if state is None:
             return
-        if self._propose:
+        if goal is None and policy.goal_proposer is not None:  # a task model at its run's first frame
             goal = self._propose_goal(policy, image)
             if goal is None:
                 return
@@ -363,8 +366,8 @@ class PolicyNode(Node):
                 self._publish_status()
 
     def _propose_goal(self, policy, image: np.ndarray) -> np.ndarray | None:
-        """A task model's goal for this run, from its first frame: where the object lies, and
-        the bank picture of a grasp there (robot_app.goal_proposal). None if the run ended."""
+        """A task model's goal pictures for this run, from its first frame: where the object
+        lies, and the bank pictures of grasps there (robot_app.goal_proposal). None if the run ended."""
         try:
             proposal = policy.goal_proposer.propose(image)
         except Exception as exc:  # a broken localiser ends the run, not the node
@@ -376,13 +379,14 @@ class PolicyNode(Node):
         with self._lock:
             if self.state != RUNNING or self.policy is not policy:
                 return None
-            self.goal, self._propose = proposal.goal, False
+            self._proposed = proposal.goals
             self.reason = (f"goal proposed: object found at ({x:.3f}, {y:.3f}) m, goal picture {proposal.bank_index} "
-                           f"of a grasp {100 * proposal.bank_distance_m:.1f} cm from it")
+                           f"of a grasp {100 * proposal.bank_distance_m:.1f} cm from it"
+                           + (f", with the {len(proposal.goals) - 1} next nearest" if len(proposal.goals) > 1 else ""))
             self._publish_status()
             self.proposed_goal_pub.publish(image_to_msg(proposal.goal, self.get_clock().now().to_msg()))
         self.get_logger().info(self.reason)
-        return proposal.goal
+        return proposal.goals
 
     def _watchdog(self) -> None:
         with self._lock:
@@ -410,7 +414,7 @@ class PolicyNode(Node):
                 return False, "cannot start: no goal image yet (publish one on goal_image)"
             if self.state == RUNNING:
                 return True, "already running"
-            self._propose = proposes
+            self._proposed = None
             self.policy.reseed(self._param("seed"))
             self.state, self.reason, self.step, self.q_value = RUNNING, "started", 0, None
             self._started, self._tokens, self._last_taken = time.monotonic(), BURST, None

@@ -77,8 +77,13 @@ def test_goal_bank_keeps_held_lifted_frames_one_per_cell(tmp_path):
     bank = GoalBank.from_store(store, cell_m=0.01)
     # rows 1 and 2 share the cell [0.50, 0.51) x [0.00, 0.01); row 2 lies nearer its centre
     assert sorted(bank.images[:, 0, 0, 0].tolist()) == [2, 5]
-    assert bank.images[bank.nearest((0.6, 0.1))][0, 0, 0] == 5
-    assert len(GoalBank.from_store(store, cell_m=0).images) == 4
+    assert bank.images[bank.nearest((0.6, 0.1))[0]][0, 0, 0] == 5
+    full = GoalBank.from_store(store, cell_m=0)
+    assert len(full.images) == 4
+    # K nearest, nearest first, but none farther than the spread beyond the nearest
+    assert full.images[full.nearest((0.5, 0.0), 3, 0.01), 0, 0, 0].tolist() == [1, 2, 6]
+    assert full.images[full.nearest((0.5, 0.0), 3, 0.005), 0, 0, 0].tolist() == [1, 2]
+    assert full.images[full.nearest((0.5, 0.0), 9, 1.0), 0, 0, 0].tolist() == [1, 2, 6, 5]
 
     bank.save(tmp_path / "bank.npz")
     again = GoalBank.load(tmp_path / "bank.npz", SIZE)
@@ -124,7 +129,7 @@ def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_
     policy = Policy.load(out / "task_model.onnx")
     fed = []
     act_fn = as_act_fn(type("P", (), {"goal_proposer": policy.goal_proposer,
-                                      "act": lambda self, i, g, s: fed.append(g[0, 0, 0]) or np.zeros(5)})())
+                                      "act": lambda self, i, g, s: fed.append(g[0, 0, 0, 0]) or np.zeros(5)})())
     rng = np.random.default_rng(3)
     suite_goal = np.zeros((SIZE, SIZE, 3), np.uint8)
     act_fn.new_episode()
@@ -134,6 +139,27 @@ def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_
     act_fn(blob_image(spots[9], rng), suite_goal, 0.0)
     assert fed[0] == fed[1] != fed[2] and 0 not in fed  # never the suite's goal
     assert act_fn.goal_pursued(suite_goal)[0, 0, 0] == fed[2]  # what the episode's picture strip shows
+
+
+def test_acting_toward_several_goal_pictures_is_the_settled_mean_of_acting_toward_each(task_model):
+    """A task model acts toward its K proposed pictures at once: the same CEM noise, each goal's
+    action, their mean, the gripper by majority."""
+    from robot_app.policy import Policy
+
+    out, spots = task_model
+    policy = Policy.load(out / "task_model.onnx")
+    rng = np.random.default_rng(5)
+    image, goals = blob_image(spots[4], rng), policy.goal_proposer.bank.images[[3, 4, 5]]
+    policy.reseed(0)
+    action, q = policy.act(image, goals, 0.0)
+    policy.reseed(0)
+    each = [policy.act(image, goal, 0.0) for goal in goals]
+    mean = np.mean([a for a, _ in each], axis=0)
+    np.testing.assert_allclose(action, policy.card.action_scaling.settle(mean), atol=1e-6)  # binary gripper: majority
+    assert q == pytest.approx(np.mean([q for _, q in each]))
+    assert len({tuple(np.round(a, 4)) for a, _ in each}) > 1, "the pictures should ask for different actions"
+    with pytest.raises(ValueError, match="empty stack"):
+        policy.act(image, goals[:0], 0.0)
 
 
 @pytest.mark.parametrize("damage, message", [

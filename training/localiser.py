@@ -209,12 +209,15 @@ def export_localiser(net: HeatmapNet, path, image_size: int) -> None:
 
 
 def build_task_model(goal_model: str, data: str, play: str, out: str, config: LocaliserConfig,
-                     task: str = "grasp-heldout", camera=None, progress: bool = True) -> dict:
+                     task: str = "grasp-heldout", camera=None, progress: bool = True,
+                     goals_per_run: int | None = None, goal_spread_m: float | None = None) -> dict:
     """A task model that keeps its goal input: the goal-conditioned model `goal_model`, plus a
     localiser fitted to the labelled task store `data` and a goal bank from the play store
     `play`. Writes OUT.onnx (the goal model's graph), OUT.json (its card with "task" and
     "goal_proposer"), OUT_localiser.onnx, OUT_bank.npz and OUT_goal.png; returns the card's
     goal_proposer entry. `camera`: the fixed camera's PinholeCamera (default the simulator's).
+    `goals_per_run`, `goal_spread_m`: how many bank pictures near the object the model acts
+    toward at once (default robot_app.goal_proposal.GOALS_PER_RUN, GOAL_SPREAD_M).
     """
     import shutil
     from dataclasses import asdict, replace
@@ -222,13 +225,17 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
 
     from tqdm import tqdm
 
-    from robot_app.goal_proposal import GoalBank
+    from robot_app.goal_proposal import GOAL_SPREAD_M, GOALS_PER_RUN, GoalBank
     from robot_app.policy import Policy
     from robot_app.store import Store
 
     from .finetune import _write_png, task_goal_image
 
     out = Path(out)
+    goals_per_run = GOALS_PER_RUN if goals_per_run is None else goals_per_run
+    goal_spread_m = GOAL_SPREAD_M if goal_spread_m is None else goal_spread_m
+    if goals_per_run < 1 or goal_spread_m < 0:
+        raise ValueError(f"goals per run ({goals_per_run}) must be at least 1 and the goal spread ({goal_spread_m} m) >= 0")
     if out.suffix != ".onnx":
         raise ValueError(f"{out}: the task model's file name must end in .onnx")
     base = Policy.load(goal_model, split=False)
@@ -268,7 +275,8 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     _write_png(goal_path, task_goal_image(store)[0])  # what a chooser shows; the goal fed is proposed per scene
     shutil.copyfile(base.onnx_path, out)
     proposer = {"localiser": localiser_path.name, "bank": bank_path.name, "camera": camera.to_dict(),
-                "grasp_height_m": round(height, 4), "bank_pictures": len(bank.images), "play_data": str(play),
+                "grasp_height_m": round(height, 4), "goals_per_run": int(goals_per_run), "goal_spread_m": float(goal_spread_m),
+                "bank_pictures": len(bank.images), "play_data": str(play),
                 "localiser_config": asdict(config)}
     source = f"{base.card.source or goal_model} + localiser fitted to {data} ({store.num_episodes} labelled episodes)"
     replace(base.card, onnx_file=out.name, task=task, goal_image=goal_path.name, goal_proposer=proposer,

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", default=None, metavar="FILE",
                         help="the fixed camera as JSON or YAML (eye, target, up in metres in the robot's base frame; "
                              "fov_deg vertical); default the simulator's")
+    parser.add_argument("--goals", type=int, default=None, metavar="K",
+                        help="act toward the K bank pictures held nearest the found object at once (default 5; 1: the nearest alone)")
+    parser.add_argument("--goal-spread", type=float, default=None, metavar="M",
+                        help="...none held more than M metres beyond the nearest (default 0.01)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,10 +58,12 @@ def run(args) -> int:
 
             camera = PinholeCamera.from_file(args.camera, Policy.load(args.model, split=False).image_size)
         proposer = build_task_model(args.model, args.data, args.play, args.out, config, task=args.task,
-                                    camera=camera, progress=not args.no_progress)
+                                    camera=camera, progress=not args.no_progress, goals_per_run=args.goals,
+                                    goal_spread_m=args.goal_spread)
     except (PolicyLoadError, FileNotFoundError, ValueError) as exc:
         print(f"robot-app task-goals: error: {exc}", file=sys.stderr)
         return 2
     print(f"robot-app task-goals: {args.out} ({args.task}): localiser {proposer['localiser']}, "
-          f"{proposer['bank_pictures']} goal pictures in {proposer['bank']}, grasp plane z = {proposer['grasp_height_m']} m")
+          f"{proposer['bank_pictures']} goal pictures in {proposer['bank']} ({proposer['goals_per_run']} acted toward per run), "
+          f"grasp plane z = {proposer['grasp_height_m']} m")
     return 0
