@@ -52,6 +52,11 @@ LABELS = {
     "located-scratch": "task model proposing its goal (task-goals), goal model fresh",
     "located-pretrained": "task model proposing its goal (task-goals), goal model from the pretraining",
     "located-mean3": "the same, the three pretrained goal models as one",
+    "located-labelled-scratch-k5": "labelled attempts alone, acting toward 5 goal pictures (scratch)",
+    "located-labelled-pretrained-k5": "goal model from the pretraining, labelled bank, 5 goal pictures",
+    "located-scratch-k5": "goal model fresh, play bank, 5 goal pictures",
+    "located-pretrained-k5": "goal model from the pretraining, play bank, 5 goal pictures (task-goals' default)",
+    "located-mean3-k5": "the three pretrained goal models as one, 5 goal pictures",
 }
 
 

@@ -12,7 +12,7 @@ from task_model_fixtures import GRASP_Z, SIZE, blob_image, camera, make_tiny_tas
 
 from robot_app.camera import PinholeCamera
 from robot_app.cli import main
-from robot_app.goal_proposal import GoalBank, held_lift_rows
+from robot_app.goal_proposal import GoalBank, default_goals_per_run, held_lift_rows
 from robot_app.store import Store, write_store
 
 torch.set_num_threads(1)
@@ -112,12 +112,16 @@ def test_task_goals_writes_a_task_model_that_proposes_the_nearest_bank_picture(t
     assert policy.card.task == "grasp-heldout" and policy.goal_proposer is not None
     assert policy.goal_proposer.grasp_height_m == pytest.approx(GRASP_Z, abs=1e-4)
     assert len(policy.goal_proposer.bank.images) == len(spots)
+    assert policy.goal_proposer.goals_per_run == 5  # a single goal model: act toward 5 pictures (1 for a -meanN one)
+    assert [default_goals_per_run(a) for a in ("gcbc", "am", "gcbc-mean3")] == [5, 5, 1]
     rng = np.random.default_rng(7)
     hits = 0
     for k in (1, 5, 9):  # the blob under play spot k: the proposal is that spot's picture
         proposal = policy.goal_proposer.propose(blob_image(spots[k], rng))
         hits += int(proposal.goal[0, 0, 0] == 10 * (k + 1))
         assert proposal.goal.shape == (SIZE, SIZE, 3) and proposal.bank_distance_m < 0.05
+        assert proposal.goals.shape[1:] == (SIZE, SIZE, 3) and 1 <= len(proposal.goals) <= 5
+        assert np.array_equal(proposal.goals[0], proposal.goal)
     assert hits >= 2, "the localiser should put the blob on its own spot's picture"
 
 

@@ -217,7 +217,7 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     "goal_proposer"), OUT_localiser.onnx, OUT_bank.npz and OUT_goal.png; returns the card's
     goal_proposer entry. `camera`: the fixed camera's PinholeCamera (default the simulator's).
     `goals_per_run`, `goal_spread_m`: how many bank pictures near the object the model acts
-    toward at once (default robot_app.goal_proposal.GOALS_PER_RUN, GOAL_SPREAD_M).
+    toward at once (default robot_app.goal_proposal.default_goals_per_run, GOAL_SPREAD_M).
     """
     import shutil
     from dataclasses import asdict, replace
@@ -225,20 +225,20 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
 
     from tqdm import tqdm
 
-    from robot_app.goal_proposal import GOAL_SPREAD_M, GOALS_PER_RUN, GoalBank
+    from robot_app.goal_proposal import GOAL_SPREAD_M, GoalBank, default_goals_per_run
     from robot_app.policy import Policy
     from robot_app.store import Store
 
     from .finetune import _write_png, task_goal_image
 
     out = Path(out)
-    goals_per_run = GOALS_PER_RUN if goals_per_run is None else goals_per_run
-    goal_spread_m = GOAL_SPREAD_M if goal_spread_m is None else goal_spread_m
-    if goals_per_run < 1 or goal_spread_m < 0:
-        raise ValueError(f"goals per run ({goals_per_run}) must be at least 1 and the goal spread ({goal_spread_m} m) >= 0")
     if out.suffix != ".onnx":
         raise ValueError(f"{out}: the task model's file name must end in .onnx")
     base = Policy.load(goal_model, split=False)
+    goals_per_run = default_goals_per_run(base.card.algo) if goals_per_run is None else goals_per_run
+    goal_spread_m = GOAL_SPREAD_M if goal_spread_m is None else goal_spread_m
+    if goals_per_run < 1 or goal_spread_m < 0:
+        raise ValueError(f"goals per run ({goals_per_run}) must be at least 1 and the goal spread ({goal_spread_m} m) >= 0")
     if base.card.task or base.card.goal_proposer:
         raise ValueError(f"{goal_model}: a task model already ({base.card.task!r}); give a goal-conditioned model")
     store = Store.open(data)

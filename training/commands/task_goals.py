@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the fixed camera as JSON or YAML (eye, target, up in metres in the robot's base frame; "
                              "fov_deg vertical); default the simulator's")
     parser.add_argument("--goals", type=int, default=None, metavar="K",
-                        help="act toward the K bank pictures held nearest the found object at once (default 5; 1: the nearest alone)")
+                        help="act toward the K bank pictures held nearest the found object at once (default 5, or 1 for a "
+                             "mean-of-N goal model, which already averages; 1: the nearest alone)")
     parser.add_argument("--goal-spread", type=float, default=None, metavar="M",
                         help="...none held more than M metres beyond the nearest (default 0.01)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
