@@ -146,8 +146,8 @@ def plot(cells: dict, sizes: list[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     modes = [m for m in LABELS if m in cells] + sorted(m for m in cells if m not in LABELS)  # pooled names too
+    fig, ax = plt.subplots(figsize=(6, 3.2 + 0.16 * len(modes)), dpi=110)
     top = 0.0
     for i, mode in enumerate(modes):
         xs = [n for n in sizes if str(n) in cells[mode]]
@@ -164,7 +164,7 @@ def plot(cells: dict, sizes: list[int], path: Path) -> None:
     ax.set_xlabel("labelled episodes")
     ax.set_ylabel("grasp-heldout success %")
     ax.set_ylim(0, max(70, 10 * math.ceil(top / 10)))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below: never over the curves
     ax.set_title("fine-tuning on the held-out grasp (models pooled, 100 episodes each, Wilson 95%)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
