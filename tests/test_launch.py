@@ -193,3 +193,26 @@ def test_demo_runs_the_sim_graph_and_draws_the_rollout(model, tmp_path):
     assert re.match(r"demo: (not )?reached \(sim check: (yes|no), policy: no\) in 30 steps, final Q 0\.\d+", last), last
     picture = cv2.imread(str(tmp_path / "demo" / "rollout.png"))
     assert picture is not None and picture.shape[1] > 8 * picture.shape[0]
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_demo_with_a_proposing_task_model_draws_the_goal_it_chose(tmp_path):
+    """`robot-app demo` on a task model that proposes its goal: the run says so, and the
+    strip's goal is the bank picture the model went for, not the suite's goal image."""
+    import cv2
+    import numpy as np
+    from ros_helpers import make_tiny_bc_model
+    from task_model_fixtures import make_tiny_task_model
+
+    make_tiny_task_model(tmp_path, base=make_tiny_bc_model(tmp_path))
+    result = subprocess.run([str(VENV_BIN / "robot-app"), "demo", "--model", str(tmp_path / "task_model.onnx"),
+                             "--family", "grasp-heldout", "--out", str(tmp_path / "demo"), "--no-gui"],
+                            capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert "goal picture proposed by the task model" in last, last
+    strip = cv2.imread(str(tmp_path / "demo" / "rollout.png"))[:, :, ::-1]
+    goal_tile = strip[::2, -128::2]  # the strip is drawn at twice the 64 px size, the goal last
+    bank = np.load(tmp_path / "task_model_bank.npz")["images"]
+    assert any(np.array_equal(goal_tile, picture) for picture in bank)

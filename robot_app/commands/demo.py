@@ -6,7 +6,8 @@ it cannot disturb another graph on the same DDS domain. It puts the sim in the s
 of a reach task from the goal suite, sends that task's goal image, starts the policy and
 waits for the outcome: reached by the simulator's success check on its state (not pixels)
 and by the policy's own view (Q over its threshold), with steps and the final Q. A strip
-of camera frames and the goal goes to out/demo/rollout.png. With a display, the GUI opens
+of camera frames and the goal (for a task model, the goal picture it proposed) goes to
+out/demo/rollout.png. With a display, the GUI opens
 on the same graph and the demo waits for it to be closed.
 """
 
@@ -32,13 +33,15 @@ class DemoResult:
     final_q: float | None
     reason: str  # the policy's last word on why it stopped
     picture: Path | None
+    goal_proposed: bool = False  # a task model chose its own goal picture (the strip shows that one)
 
     def line(self) -> str:
         yes = {True: "yes", False: "no"}
         verdict = "reached" if self.sim_success else "not reached"
         q = "n/a" if self.final_q is None else f"{self.final_q:.3f}"
+        goal = "; goal picture proposed by the task model" if self.goal_proposed else ""
         return (f"demo: {verdict} (sim check: {yes[self.sim_success]}, policy: {yes[self.policy_reached]}) "
-                f"in {self.steps} steps, final Q {q}; {self.reason}; picture {self.picture}")
+                f"in {self.steps} steps, final Q {q}; {self.reason}{goal}; picture {self.picture}")
 
 
 class DemoError(RuntimeError):
@@ -145,6 +148,7 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     client.listen(Image, Topics.IMAGE, qos.SENSOR)
     client.listen(Bool, Topics.TASK_SUCCESS, qos.COMMAND)
     client.listen(String, Topics.POLICY_STATUS, qos.STATUS)
+    client.listen(Image, Topics.PROPOSED_GOAL, qos.LATCHED)  # a task model's own goal, for the strip
     goal_pub = client.node.create_publisher(Image, Topics.GOAL_IMAGE, qos.LATCHED)
 
     def alive():
@@ -183,9 +187,11 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     frames = [msg_to_image(m) for m in client.since(Topics.IMAGE, t_run)]
     out_dir.mkdir(parents=True, exist_ok=True)
     picture = out_dir / "rollout.png"
-    cv2.imwrite(str(picture), cv2.cvtColor(rollout_strip(frames, task.goal_image), cv2.COLOR_RGB2BGR))
+    proposed = client.since(Topics.PROPOSED_GOAL, t_run)
+    pursued = msg_to_image(proposed[-1]) if proposed else task.goal_image  # the strip shows what the arm went for
+    cv2.imwrite(str(picture), cv2.cvtColor(rollout_strip(frames, pursued), cv2.COLOR_RGB2BGR))
     result = DemoResult(bool(success and success.data), final["state"] == "reached", final["step"],
-                        final["q_value"], final["reason"], picture)
+                        final["q_value"], final["reason"], picture, goal_proposed=bool(proposed))
     if gui:
         print(result.line(), flush=True)
         print("demo: the GUI stays open on this graph; close its window (or press Ctrl-C) to end", flush=True)
