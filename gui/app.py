@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
         """A task model chose its own goal for this run: show it where a chosen goal would be,
         so the user sees what the arm is after (policy/status says where the object was found)."""
         topic = self.bridge.node.topic_names["proposed_goal"]
-        self.goal_view.set_image(image, f"proposed by the task model ← {topic}")
+        self.goal_view.set_image(image, "proposed by the task model")
         self.report("info", f"the task model proposed its goal picture ({topic})")
 
     def on_health(self, health: dict) -> None:
