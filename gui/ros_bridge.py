@@ -26,7 +26,7 @@ from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float64, String
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from robot_app.spec import IMAGE_SIZE, Topics
@@ -43,7 +43,6 @@ PARAMETERS = {
     "goal_topic": Topics.GOAL_IMAGE,
     "proposed_goal_topic": Topics.PROPOSED_GOAL,
     "cmd_ee_delta_topic": Topics.CMD_EE_DELTA,
-    "cmd_gripper_topic": Topics.CMD_GRIPPER,
     "reset_service": Topics.RESET,
     "start_service": Topics.POLICY_START,
     "stop_service": Topics.POLICY_STOP,
@@ -124,8 +123,9 @@ class GuiNode(Node):
             String, p["status_topic"], self._on_status, qos.COMMAND
         )  # reliable, volatile: matches latched too
         # Commands are only watched: best effort matches reliable and best-effort publishers alike.
+        # The twist alone: each action also sends a gripper target, and counting both showed
+        # twice the control rate.
         self.create_subscription(TwistStamped, p["cmd_ee_delta_topic"], self._on_command, qos.SENSOR)
-        self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_command, qos.SENSOR)
         self.goal_pub = self.create_publisher(Image, p["goal_topic"], qos.LATCHED)
         # Latched like the goal: a window opened mid-run still shows what a task model pursues.
         self.create_subscription(Image, p["proposed_goal_topic"], self._on_proposed_goal, qos.LATCHED)

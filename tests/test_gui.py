@@ -24,12 +24,13 @@ pytest.importorskip("PyQt6")
 pytest.importorskip("rclpy")
 
 import rclpy  # noqa: E402
+from geometry_msgs.msg import TwistStamped  # noqa: E402
 from PyQt6.QtCore import QSettings, Qt  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
+from std_msgs.msg import Float64, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from gui import gallery  # noqa: E402
@@ -67,6 +68,8 @@ class FakeRobot(Node):
         self.camera_pub = self.create_publisher(Image, Topics.IMAGE, qos.SENSOR)
         self.status_pub = self.create_publisher(String, Topics.POLICY_STATUS, qos.STATUS)
         self.proposed_goal_pub = self.create_publisher(Image, Topics.PROPOSED_GOAL, qos.LATCHED)
+        self.twist_pub = self.create_publisher(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
+        self.grip_pub = self.create_publisher(Float64, Topics.CMD_GRIPPER, qos.COMMAND)
         self.create_subscription(
             Image, Topics.GOAL_IMAGE, lambda m: self.goals.append(msg_to_image(m)), qos.LATCHED
         )
@@ -85,6 +88,8 @@ class FakeRobot(Node):
     def _tick(self):
         self.step += 1
         self.camera_pub.publish(image_to_msg(frame(self.step, self.camera_size)))
+        self.twist_pub.publish(TwistStamped())  # one action per frame: a twist and a gripper target
+        self.grip_pub.publish(Float64(data=0.0))
         q = 0.5 + 0.4 * np.sin(self.step / 10)
         status = {"state": "running", "step": self.step, "q_value": q, "reason": ""}
         self.status_pub.publish(String(data=json.dumps(status)))
@@ -234,6 +239,19 @@ def test_camera_view_updates_and_graph_shows_alive(qtbot, window, robot):
     text, ok = window.health_panel.lines["camera"]
     assert "/camera/image_raw" in text and "Hz" in text
     assert window.health_panel.lines["start"][1] and not window.health_panel.lines["reset"][1]
+
+
+def test_command_rate_counts_actions_not_messages(qtbot, window):
+    """Each action is a twist and a gripper target; the panel's command rate is the action
+    rate (here the camera's, one action per frame), not twice it."""
+    def rates():
+        health = window.last_health
+        return (health["commands"].rate_hz, health["camera"].rate_hz) if "commands" in health else (0.0, 0.0)
+
+    qtbot.waitUntil(lambda: min(rates()) > 5, timeout=WAIT_MS)
+    qtbot.wait(2500)  # a full rate window of both
+    commands, camera = rates()
+    assert 0.7 * camera <= commands <= 1.3 * camera, (commands, camera)
 
 
 def test_status_shown_as_text_and_q_plot(qtbot, window):
