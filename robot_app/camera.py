@@ -24,7 +24,9 @@ class PinholeCamera:
 
     @classmethod
     def from_dict(cls, d: dict) -> PinholeCamera:
-        return cls(tuple(d["eye"]), tuple(d["target"]), tuple(d["up"]), float(d["fov_deg"]), int(d["size"]))
+        """KeyError, TypeError or ValueError when a field is missing or not numbers; see check()."""
+        eye, target, up = (tuple(float(x) for x in d[k]) for k in ("eye", "target", "up"))
+        return cls(eye, target, up, float(d["fov_deg"]), int(d["size"]))
 
     @classmethod
     def from_file(cls, path, size: int) -> PinholeCamera:
@@ -43,7 +45,7 @@ class PinholeCamera:
         except (OSError, ValueError, yaml.YAMLError) as exc:
             raise ValueError(f"{path}: cannot read the camera file: {exc}") from None
         try:
-            camera = cls(*(tuple(float(x) for x in d[k]) for k in ("eye", "target", "up")), float(d["fov_deg"]), int(size))
+            camera = cls.from_dict({**d, "size": size})
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: a camera needs eye, target and up (3 numbers each) and fov_deg ({exc!r})") from None
         camera.check()

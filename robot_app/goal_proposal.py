@@ -147,6 +147,7 @@ class GoalProposer:
                 raise ValueError(f"goal_proposer: missing {key!r} (has {sorted(spec)})")
         try:
             camera = PinholeCamera.from_dict(spec["camera"])
+            camera.check()
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"goal_proposer: camera {spec['camera']!r} is not eye/target/up/fov_deg/size ({exc!r})") from None
         if camera.size != image_size:

@@ -16,6 +16,8 @@ from robot_app.goal_proposal import GoalBank, default_goals_per_run, held_lift_r
 from robot_app.store import Store, write_store
 
 torch.set_num_threads(1)
+
+
 def test_camera_round_trip_and_it_matches_the_simulator_render():
     cam = camera()
     rng = np.random.default_rng(0)
