@@ -411,9 +411,10 @@ def proposing_task_model(workdir) -> Path:
 
 
 @pytest.mark.parametrize("lone_policy", ["proposing_task_model"], indirect=True)
-def test_a_task_model_proposes_its_goal_from_the_first_frame_and_acts(proposing_task_model, lone_policy, task):
+def test_a_task_model_proposes_its_goal_from_the_first_frame_and_acts(proposing_task_model, lone_policy, task, model):
     """A task model with a goal proposer needs no goal image: it is ready at once, and started,
-    it finds the object in the first camera frame, says where, and drives the arm."""
+    it finds the object in the first camera frame, says where, and drives the arm. Its proposal
+    is the run's alone: a goal-image model switched in afterwards still waits for a goal image."""
     p, ns = lone_policy, lone_policy.ns
     topic = f"/{ns}/policy/status"
     p.listen(Image, f"/{ns}/policy/proposed_goal", qos.LATCHED)
@@ -433,6 +434,12 @@ def test_a_task_model_proposes_its_goal_from_the_first_frame_and_acts(proposing_
     bank = np.load(proposing_task_model.with_name("task_model_bank.npz"))["images"]
     index = int(next(r for r in reasons if r.startswith("goal proposed")).split("goal picture ")[1].split()[0])
     assert np.array_equal(proposed, bank[index])  # the very bank picture the status names
+
+    assert p.call(Trigger, f"/{ns}/policy/stop").success
+    assert set_model(p, ns, str(model)).successful
+    switched = wait_for(lambda: [s for s in p.statuses(topic) if s["reason"].startswith("model switched")], 20,
+                        "the model switch")[-1]
+    assert switched["state"] == "idle" and "waiting for a goal image" in switched["reason"], switched
 
 
 def set_model(probe, ns: str, path: str):
