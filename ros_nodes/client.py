@@ -26,6 +26,14 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+# A service client that has just found its server waits this long before its first request.
+# Finding the server means the request can go out, not that the server has found the client's
+# response reader yet. Fast DDS waits 100 ms for that match, then drops the response ("failed
+# to send response (timeout): client will not receive response"; ros2/rmw_fastrtps#842). The
+# request still runs, but the caller never hears back: CI saw policy/start do this under load.
+FIRST_CALL_GRACE_S = 0.5
+
+
 class GraphClient:
     """An rclpy node in its own context, spun on a thread; records what it hears."""
 
@@ -36,6 +44,7 @@ class GraphClient:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.messages: dict[str, list] = {}
+        self._clients: dict[tuple, object] = {}  # (type, name) -> client, kept so only a first call waits
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
@@ -66,21 +75,30 @@ class GraphClient:
         """policy/status messages received since t0, decoded."""
         return [json.loads(m.data) for m in self.since(topic, t0)]
 
+    def connect(self, srv_type, name: str, timeout: float = 15.0):
+        """The client of a service, found and given time to be found (FIRST_CALL_GRACE_S) on the
+        first use; connect ahead of a call that must be answered at once. TimeoutError when absent."""
+        with self._lock:
+            client = self._clients.get((srv_type, name))
+            first = client is None
+            if first:
+                client = self._clients[(srv_type, name)] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available after {timeout:g} s")
+        if first:
+            time.sleep(FIRST_CALL_GRACE_S)
+        return client
+
     def call(self, srv_type, name: str, timeout: float = 15.0, request=None):
         """Call a service (an empty request unless given) and return its response;
         TimeoutError when it is absent or silent."""
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available after {timeout:g} s")
-            future = client.call_async(srv_type.Request() if request is None else request)
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout):
-                raise TimeoutError(f"service {name} did not answer within {timeout:g} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        client = self.connect(srv_type, name, timeout)
+        future = client.call_async(srv_type.Request() if request is None else request)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f"service {name} did not answer within {timeout:g} s")
+        return future.result()
 
     def topics(self) -> dict[str, list[str]]:
         return dict(self.node.get_topic_names_and_types())

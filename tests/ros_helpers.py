@@ -90,6 +90,12 @@ class Probe(client.GraphClient):
         except TimeoutError as exc:
             raise AssertionError(str(exc)) from None
 
+    def connect(self, srv_type, name: str, timeout: float = 15.0):
+        try:
+            return super().connect(srv_type, name, timeout)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
+
 
 def pose_xyz(msg) -> np.ndarray:
     p = msg.pose.position

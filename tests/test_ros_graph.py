@@ -75,6 +75,8 @@ def probe(graph):
     p.goal_pub = p.node.create_publisher(Image, Topics.GOAL_IMAGE, qos.LATCHED)
     p.twist_pub = p.node.create_publisher(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
     wait_for(lambda: p.latest(Topics.EE_POSE) and p.latest(Topics.POLICY_STATUS), 30, "the sim and the policy node")
+    for service in (Topics.RESET, Topics.POLICY_START, Topics.POLICY_STOP):  # tests time what follows a call
+        p.connect(Trigger, service)
     yield p
     p.close()
 
@@ -167,8 +169,8 @@ def test_sim_obeys_twists_clamps_them_and_halts_when_they_stop(probe):
 
 
 def test_reset_restores_the_task_start_state(probe):
-    t0 = time.monotonic()
     result = probe.call(Trigger, Topics.RESET)
+    t0 = time.monotonic()  # after the answer: the reset is done (a first call may wait for discovery)
     assert result.success and "reach task 0" in result.message, result.message
     first = wait_for(lambda: probe.since(Topics.EE_POSE, t0 + 0.2), 5, "a pose after reset")[0]
     send_twist(probe, vy=0.1, seconds=0.5)
@@ -307,6 +309,8 @@ def lone_policy(workdir, model, request):
     p.listen(String, f"/{ns}/policy/status", qos.STATUS)
     p.listen(TwistStamped, f"/{ns}/cmd/ee_delta", qos.COMMAND)
     p.ns = ns
+    for service in (Topics.POLICY_START, Topics.POLICY_STOP):  # tests time what follows a call
+        p.connect(Trigger, f"/{ns}/{service}")
     yield p
     p.close()
     stop_node(proc)

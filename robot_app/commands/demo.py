@@ -158,6 +158,7 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     wait_for(lambda: alive() or (client.latest(Topics.IMAGE) and client.statuses()), 90, "the sim and the policy node")
     if client.statuses()[-1]["state"] == "error":
         raise DemoError(f"the policy node cannot run: {client.statuses()[-1]['reason']}")
+    client.connect(Trigger, Topics.POLICY_START)  # so the start below is answered at once
     client.call(Trigger, Topics.RESET)
     t0 = time.monotonic()
     goal_pub.publish(image_to_msg(task.goal_image))
