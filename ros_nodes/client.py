@@ -45,6 +45,7 @@ class GraphClient:
         self.executor.add_node(self.node)
         self.messages: dict[str, list] = {}
         self._clients: dict[tuple, object] = {}  # (type, name) -> client, kept so only a first call waits
+        self._found: set[tuple] = set()  # clients that found their server and waited the grace
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
@@ -78,13 +79,16 @@ class GraphClient:
     def connect(self, srv_type, name: str, timeout: float = 15.0):
         """The client of a service, found and given time to be found (FIRST_CALL_GRACE_S) on the
         first use; connect ahead of a call that must be answered at once. TimeoutError when absent."""
+        key = (srv_type, name)
         with self._lock:
-            client = self._clients.get((srv_type, name))
-            first = client is None
-            if first:
-                client = self._clients[(srv_type, name)] = self.node.create_client(srv_type, name)
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} not available after {timeout:g} s")
+        with self._lock:
+            first = key not in self._found
+            self._found.add(key)
         if first:
             time.sleep(FIRST_CALL_GRACE_S)
         return client
