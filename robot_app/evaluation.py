@@ -124,7 +124,7 @@ class TaskActFn:
             if self._episode_goals is None:
                 self._episode_goals = self._proposer.propose(image).goals
             return self._episode_goals
-        return suite_goal if self._fixed_goal is None else self._fixed_goal
+        return self.goal_pursued(suite_goal)
 
     def goal_pursued(self, suite_goal: np.ndarray) -> np.ndarray:
         """The goal picture of the episode just run (for its strip): the nearest proposed, fixed, or the suite's."""
