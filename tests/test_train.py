@@ -323,9 +323,11 @@ def test_gcbc_weight_average_acts_follows_the_recurrence_and_resumes_exactly():
         algo.update(batch)
     for key, value in bc.average.module.state_dict().items():
         assert torch.equal(value, resumed.average.module.state_dict()[key]), key
-    plain = GCBC(GCBCConfig(), TINY, torch.device("cpu"), seed=0, precision="fp32").state_dict()
-    with pytest.raises(ValueError, match="no weight average"):
-        resumed.load_state_dict(plain)
+    plain = GCBC(GCBCConfig(), TINY, torch.device("cpu"), seed=0, precision="fp32")  # a run that kept no average
+    resumed.load_state_dict(plain.state_dict())  # e.g. init_from a pretraining: the average starts at its weights
+    for key, value in plain.policy.state_dict().items():
+        assert torch.equal(resumed.average.module.state_dict()[key], value), key
+    assert int(resumed.average.updates) == 0
     with pytest.raises(ValueError, match="ema_decay"):
         GCBC(GCBCConfig(ema_decay=1.0), TINY, torch.device("cpu"))
 
@@ -405,9 +407,15 @@ def test_init_from_starts_a_run_on_new_data_from_another_runs_weights_at_its_own
     train(resolve_config(algo="gcbc", debug=True, steps=2, data=str(other_store), overrides=frozen), tmp_path / "fresh",
           progress=False)
 
-    weights = {name: load_run(tmp_path / name).model.state_dict() for name in ("source", "tuned")}
-    assert weights["source"].keys() == weights["tuned"].keys()
+    averaged = resolve_config(algo="gcbc", debug=True, steps=2, data=str(other_store),  # the source kept no average
+                              overrides=[*frozen, "gcbc.ema_decay=0.9", f"init_from={tmp_path / 'source'}"])
+    train(averaged, tmp_path / "averaged", progress=False)
+
+    weights = {name: load_run(tmp_path / name).model.state_dict() for name in ("source", "tuned", "averaged")}
+    assert weights["source"].keys() == weights["tuned"].keys() == weights["averaged"].keys()
     assert all(torch.equal(weights["source"][k], weights["tuned"][k]) for k in weights["source"])
+    for k in weights["source"]:  # the acting weights: the average, started at the source's (k w + (1 - k) w rounds)
+        torch.testing.assert_close(weights["averaged"][k], weights["source"][k], rtol=1e-6, atol=1e-7)
     assert load_run(tmp_path / "fresh").network.feature_dim == 16  # without init_from the command line's shape
     assert load_run(tmp_path / "tuned").network == load_run(tmp_path / "source").network
     assert load_run(tmp_path / "tuned").data_manifest_hash == Store.open(other_store).manifest_hash()

@@ -231,12 +231,15 @@ class GCBC:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """A resume, or a new run's start (`init_from`). A checkpoint that kept no average (a
+        pretraining run) starts this run's average at its weights, as `start_from` does."""
         self.policy.load_state_dict(state["policy"])
         load_optimizer_state(self.optimizer, state["optimizer"])
         if self.average is not None:
-            if "average" not in state:
-                raise ValueError("gcbc.ema_decay > 0 but the checkpoint has no weight average to resume from")
-            self.average.load_state_dict(state["average"])
+            if "average" in state:
+                self.average.load_state_dict(state["average"])
+            else:
+                self.average = WeightAverage(self.policy, self.config.ema_decay)
 
 
 class WeightAverage:
