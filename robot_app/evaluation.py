@@ -183,6 +183,7 @@ def _strip(task, result, goal: np.ndarray | None = None) -> dict:
         "final": result.final_image,
         "success": bool(result.success),
         "steps": int(result.steps),
+        "all_frames": frames,  # every observed frame, start first (save_videos)
     }
 
 
@@ -304,6 +305,23 @@ def save_strips(results: dict, out_dir: str | os.PathLike) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def save_videos(results: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """DIR/rollout_<family>.mp4: the strip's episode frame by frame beside its goal (robot_app.video)."""
+    from robot_app.video import write_rollout_video
+
+    written = []
+    for family, s in results.get("strips", {}).items():
+        if s["all_frames"]:
+            outcome = f"{'success' if s['success'] else 'fail'}, {s['steps']} steps"
+            written.append(write_rollout_video(Path(out_dir) / f"rollout_{family}.mp4", s["all_frames"], s["goal"], outcome=outcome))
+    return written
+
+
+def save_rollouts(results: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """Each family's first episode as a picture strip and as a video (save_strips, save_videos)."""
+    return save_strips(results, out_dir) + save_videos(results, out_dir)
 
 
 def plot_success_vs_step(points: list[tuple[int, dict]], path: str | os.PathLike) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,10 +17,12 @@ from robot_app.evaluation import (
     markdown_table,
     plot_success_vs_step,
     save_strips,
+    save_videos,
     wilson_interval,
     write_json,
 )
 from robot_app.policy import ModelCard, Policy
+from robot_app.video import HOLD_LAST_S, VIDEO_SCALE, rollout_frames
 from training.export import export_onnx
 from training.networks import QNetwork
 
@@ -88,6 +91,21 @@ def test_evaluate_suite_shape_and_determinism(onnx_model, tmp_path):
     assert "strips" not in json.loads(path.read_text())
     (png,) = save_strips(a, tmp_path)
     assert png.name == "strip_reach.png" and png.stat().st_size > 1000
+    (video,) = save_videos(a, tmp_path)
+    assert video.name == "rollout_reach.mp4"
+    frames = strip["all_frames"]
+    assert len(frames) == strip["steps"] + 1 and np.array_equal(frames[-1], strip["final"])
+    read = cv2.VideoCapture(str(video))
+    shown = []
+    while True:
+        ok, frame = read.read()
+        if not ok:
+            break
+        shown.append(frame)
+    assert len(shown) == len(frames) + round(HOLD_LAST_S * 10)  # every step, then the outcome held a second
+    tile = cv2.resize(frames[0], None, fx=VIDEO_SCALE, fy=VIDEO_SCALE, interpolation=cv2.INTER_NEAREST)
+    seen = cv2.cvtColor(shown[0], cv2.COLOR_BGR2RGB)[: tile.shape[0], : tile.shape[1]].astype(int)
+    assert np.abs(seen - tile).mean() < 12  # the start frame, through a lossy codec
     curve = plot_success_vs_step([(100, a), (50, b)], tmp_path / "curve.png")
     assert curve.stat().st_size > 1000
 
@@ -147,3 +165,11 @@ def test_seed_interval_widens_with_the_spread_between_trained_models():
     assert hi9 - lo9 < hi - lo
     with pytest.raises(ValueError, match="at least two"):
         seed_interval([0.5])
+
+
+def test_a_rollout_video_refuses_frames_unlike_its_goal():
+    goal = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="at least one frame"):
+        rollout_frames([], goal)
+    with pytest.raises(ValueError, match=r"goal's shape \(64, 64, 3\)"):
+        rollout_frames([goal, np.zeros((128, 128, 3), np.uint8)], goal)

@@ -34,6 +34,7 @@ class DemoResult:
     reason: str  # the policy's last word on why it stopped
     picture: Path | None
     goal_proposed: bool = False  # a task model chose its own goal picture (the strip shows that one)
+    video: Path | None = None  # the camera's frames beside the goal, as an MP4
 
     def line(self) -> str:
         yes = {True: "yes", False: "no"}
@@ -41,7 +42,8 @@ class DemoResult:
         q = "n/a" if self.final_q is None else f"{self.final_q:.3f}"
         goal = "; goal picture proposed by the task model" if self.goal_proposed else ""
         return (f"demo: {verdict} (sim check: {yes[self.sim_success]}, policy: {yes[self.policy_reached]}) "
-                f"in {self.steps} steps, final Q {q}; {self.reason}{goal}; picture {self.picture}")
+                f"in {self.steps} steps, final Q {q}; {self.reason}{goal}; picture {self.picture}"
+                + (f", video {self.video}" if self.video else ""))
 
 
 class DemoError(RuntimeError):
@@ -140,7 +142,8 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     from std_srvs.srv import Trigger
     from tqdm import tqdm
 
-    from robot_app.spec import Topics
+    from robot_app.spec import CONTROL_HZ, Topics
+    from robot_app.video import write_rollout_video
     from ros_nodes import qos
     from ros_nodes.client import wait_for
     from ros_nodes.conversions import image_to_msg, msg_to_image
@@ -191,8 +194,11 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     proposed = client.since(Topics.PROPOSED_GOAL, t_run)
     pursued = msg_to_image(proposed[-1]) if proposed else task.goal_image  # the strip shows what the arm went for
     cv2.imwrite(str(picture), cv2.cvtColor(rollout_strip(frames, pursued), cv2.COLOR_RGB2BGR))
-    result = DemoResult(bool(success and success.data), final["state"] == "reached", final["step"],
-                        final["q_value"], final["reason"], picture, goal_proposed=bool(proposed))
+    sim_success = bool(success and success.data)
+    video = write_rollout_video(out_dir / "rollout.mp4", frames, pursued, fps=CONTROL_HZ,
+                                outcome=f"{'reached' if sim_success else 'not reached'}, {final['step']} steps")
+    result = DemoResult(sim_success, final["state"] == "reached", final["step"],
+                        final["q_value"], final["reason"], picture, goal_proposed=bool(proposed), video=video)
     if gui:
         print(result.line(), flush=True)
         print("demo: the GUI stays open on this graph; close its window (or press Ctrl-C) to end", flush=True)

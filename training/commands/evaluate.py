@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per family (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="suite and policy-noise seed (default: 0)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here (default: DIR/eval.json with --out)")
-    parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, success_vs_step.png")
+    parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, rollout_<family>.mp4, success_vs_step.png")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint of a run to evaluate (default: latest)")
     parser.add_argument("--all-checkpoints", action="store_true", help="evaluate every checkpoint of a run; plot success against step")
     parser.add_argument("--write-card", action="store_true", help="store the results in the ONNX model's card")
@@ -107,7 +107,7 @@ def run(args) -> int:
         RandomPolicy,
         markdown_table,
         plot_success_vs_step,
-        save_strips,
+        save_rollouts,
         write_json,
     )
     from robot_app.policy import Policy, PolicyLoadError
@@ -164,7 +164,7 @@ def run(args) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         header = f"# Evaluation of {results['policy']}\n\nseed {args.seed}, {args.episodes} episodes per family\n\n"
         (args.out / "eval.md").write_text(header + table)
-        save_strips(results, args.out)
+        save_rollouts(results, args.out)
         if len(curve) > 1:
             plot_success_vs_step(curve, args.out / "success_vs_step.png")
         print(f"report: {args.out / 'eval.md'}")
