@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -375,6 +376,42 @@ def test_success_is_evaluated_against_step_on_the_sim_suite(store_dir, tmp_path)
     assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in evals)
     assert all(float(r["distance_closed"]) <= 1.0 for r in evals)  # how close the episode came, not only whether
     assert (tmp_path / "run" / "success_vs_step.png").stat().st_size > 1000
+
+
+def test_the_best_evaluation_keeps_its_weights_and_rollouts_and_a_resume_redoes_a_later_best(store_dir, tmp_path):
+    run = tmp_path / "run"
+    over = ["num_threads=1", "eval_every=2", "eval_episodes=2", "checkpoint_every=2", "keep_checkpoints=10"]
+    train(resolve_config(algo="gcbc", debug=True, steps=6, data=str(store_dir), overrides=over), run, progress=False)
+    means = {}
+    for r in rows(run / "eval.csv"):
+        means.setdefault(int(r["step"]), []).append(float(r["success_rate"]))
+    top = max(sum(v) / len(v) for v in means.values())
+    first_top = min(step for step, v in means.items() if sum(v) / len(v) == top)
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert best["step"] == first_top and best["mean_success"] == pytest.approx(top)
+    assert load_run(run, "best").step == first_top
+
+    def weights(path):
+        return torch.load(path, map_location="cpu", weights_only=True)["algorithm"]["policy"]
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    assert same(weights(run / "checkpoints" / "best.pt"), weights(run / "checkpoints" / f"step_{first_top:08d}.pt"))
+    assert not same(weights(run / "checkpoints" / "step_00000002.pt"), weights(run / "checkpoints" / "step_00000006.pt"))
+    for step in (2, 4, 6):  # each evaluation's first episode, as a strip and a video
+        assert {p.name for p in (run / "eval" / f"step_{step:08d}").iterdir()} == {"strip_reach.png", "rollout_reach.mp4"}
+
+    # Killed after a best at step 4 with the last checkpoint at step 2: the resume redoes step
+    # 4's evaluation, so the best it claimed goes, and the redone evaluation sets it again.
+    (run / "checkpoints" / "step_00000004.pt").unlink()
+    (run / "checkpoints" / "step_00000006.pt").unlink()
+    (run / "checkpoints" / "best.json").write_text(json.dumps({**best, "step": 4, "mean_success": 2.0}))
+    train(resolve_config(algo="gcbc", debug=True, steps=4, data=str(store_dir), overrides=over), run, resume=True,
+          progress=False)
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert best["step"] == 4 and best["mean_success"] <= 1.0  # not the dropped claim of 2.0
+    assert same(weights(run / "checkpoints" / "best.pt"), weights(run / "checkpoints" / f"step_{best['step']:08d}.pt"))
 
 
 def test_ctrl_c_checkpoints_the_step_it_finished(store_dir, tmp_path):

@@ -4,7 +4,9 @@ A run directory holds everything about one run:
     config.yaml               the resolved, locked TrainConfig
     metrics.csv, curve.png    losses, Q means, positives and updates/s against the step
     checkpoints/step_*.pt     written atomically (tmp + os.replace), the last few kept
-    eval.csv, success_vs_step.png   when eval_every > 0
+    eval.csv, success_vs_step.png   when eval_every > 0, with each evaluation's picture
+    eval/step_*/              strips and rollout videos, and
+    checkpoints/best.pt, best.json   the weights of the evaluation with the highest mean success
 A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
 torch.load(weights_only=True); it includes the optimiser, the target networks, the step
 and every random state (numpy sampler, torch generators, per DDP process), so `--resume`
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import os
 import signal
@@ -461,6 +464,15 @@ class Evaluator:
     """Success against training step on the sim goal suites (robot_app.evaluation.evaluate_suite).
 
     eval.csv keeps one row per (step, family); on resume rows past the checkpoint go, like metrics.
+    Each evaluation's first episode per family is kept as a strip and a video (eval/step_*/), and
+    the weights of the evaluation with the highest mean success over the families as
+    checkpoints/best.pt (the first to reach it; best.json says which step and what it scored).
+    Why keep it: offline-RL success is not monotone in updates (BENCHMARKS.md: the held-out
+    grasp peaked at 6000 of 9000 fine-tuning updates, pretraining at 60000 of 180000), and the
+    rolling step checkpoints would have deleted the peak by the end. Export it with
+    `robot-app export RUN --checkpoint best`. On resume, a best.pt from an evaluation after the
+    checkpoint resumed from is dropped and the best starts over: the resume is exact, so the
+    redone evaluations set it again.
     """
 
     COLUMNS = ("step", "family", "success_rate", "ci95_low", "ci95_high", "n", "mean_steps", "distance_closed")
@@ -482,6 +494,14 @@ class Evaluator:
             with self.csv.open(newline="") as f:
                 self.rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
             self._write()
+        self.best_path, self.best_json = checkpoint_dir(run_dir) / "best.pt", checkpoint_dir(run_dir) / "best.json"
+        self.best_step, self.best_rate, self._pending = None, -math.inf, None
+        kept = json.loads(self.best_json.read_text()) if resume_step is not None and self.best_json.is_file() else None
+        if kept is not None and kept["step"] <= resume_step and self.best_path.is_file():
+            self.best_step, self.best_rate = int(kept["step"]), float(kept["mean_success"])
+        else:
+            self.best_path.unlink(missing_ok=True)
+            self.best_json.unlink(missing_ok=True)
 
     def due(self, step: int) -> bool:
         return self.evaluation is not None and step % self.config.eval_every == 0
@@ -491,14 +511,33 @@ class Evaluator:
         was_training = model.training
         act = make_act_fn(model, c.cem, seed=c.eval_seed, scaling=self.scaling)
         result = self.evaluation.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size,
-                                                progress=False, name=f"{c.algo}@{step}")
+                                                progress=False, record_strips=True, name=f"{c.algo}@{step}")
         model.train(was_training)
+        rollouts = self.run_dir / "eval" / f"step_{step:08d}"
+        self.evaluation.save_rollouts(result, rollouts)
+        rates = {family: r["success_rate"] for family, r in result["families"].items()}
+        mean = sum(rates.values()) / len(rates)
+        if mean > self.best_rate:
+            self.best_step, self.best_rate = step, mean
+            self._pending = {"step": step, "mean_success": mean, "families": rates, "episodes": c.eval_episodes,
+                             "seed": c.eval_seed, "rollouts": str(rollouts.relative_to(self.run_dir))}
         for family, r in result.get("families", {}).items():
             lo, hi = r.get("ci95", (math.nan, math.nan))
             self.rows.append(dict(zip(self.COLUMNS, (step, family, r["success_rate"], lo, hi, r.get("n"), r.get("mean_steps"),
                                                      r.get("distance_closed")), strict=True)))
         self._write()
         return result
+
+    def save_best(self, payload: dict) -> Path:
+        """The best evaluation's weights (a checkpoint without random states: for export, not --resume)."""
+        self.best_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.best_path.with_name(".best.pt.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, self.best_path)
+        tmp = self.best_json.with_name(".best.json.tmp")
+        tmp.write_text(json.dumps(self._pending, indent=2) + "\n")
+        os.replace(tmp, self.best_json)
+        return self.best_path
 
     def _write(self) -> None:
         tmp = self.csv.with_suffix(".csv.tmp")
@@ -615,7 +654,11 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
                     bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_neg", "loss_bc", "loss_value", "progress", "updates_per_s")})
             if evaluator is not None and evaluator.due(step):  # before the checkpoint, so a resume never skips one
                 result = evaluator(step, algo.policy_module())
-                bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items()))
+                best = evaluator.best_step == step
+                if best:
+                    evaluator.save_best(_weights_payload(c, step, algo, store, dist.world_size))
+                bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items())
+                          + (" (best so far: checkpoints/best.pt)" if best else ""))
             if step % c.checkpoint_every == 0 or step == c.steps or stop.requested:
                 last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist)
             if stop.requested:
@@ -681,6 +724,20 @@ def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Pa
                          f"{dist.world_size}; an exact resume needs the same number")
 
 
+def _weights_payload(c, step, algo, store, world_size: int) -> dict:
+    """What a checkpoint holds to be loaded, exported or continued from (init_from)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "algo": c.algo,
+        "step": step,
+        "config": to_dict(c),
+        "data_manifest_hash": store.manifest_hash(),
+        "action_scaling": store.action_scaling(),
+        "world_size": world_size,
+        "algorithm": algo.state_dict(),
+    }
+
+
 def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | None:
     rngs = dist.gather(_rng_state(sampler, aug))
     digests = dist.gather(parameter_digest(algo.modules().values()))
@@ -688,18 +745,7 @@ def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | Non
         raise RuntimeError(f"DDP replicas diverged at step {step}: parameter digests {digests}")
     if not dist.main:
         return None
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "algo": c.algo,
-        "step": step,
-        "config": to_dict(c),
-        "data_manifest_hash": store.manifest_hash(),
-        "action_scaling": store.action_scaling(),
-        "world_size": dist.world_size,
-        "replica_digests": digests,
-        "algorithm": algo.state_dict(),
-        "rng": rngs,
-    }
+    payload = {**_weights_payload(c, step, algo, store, dist.world_size), "replica_digests": digests, "rng": rngs}
     path = save_checkpoint(run_dir, step, payload, c.keep_checkpoints)
     plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", CURVE_GROUPS, f"{c.algo} on {Path(c.data).name}")
     return path

@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="suite and policy-noise seed (default: 0)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here (default: DIR/eval.json with --out)")
     parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, rollout_<family>.mp4, success_vs_step.png")
-    parser.add_argument("--checkpoint", default="latest", help="checkpoint of a run to evaluate (default: latest)")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint of a run to evaluate: latest (default), best (the best periodic evaluation), a step or a .pt file")
     parser.add_argument("--all-checkpoints", action="store_true", help="evaluate every checkpoint of a run; plot success against step")
     parser.add_argument("--write-card", action="store_true", help="store the results in the ONNX model's card")
     parser.add_argument("--max-steps", type=int, help="step budget per episode (default: each task's own)")

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("run", nargs="+", help="training run directory (RUN/checkpoints/...); several cloned-policy runs "
                         "export as one model acting with their mean action")
     parser.add_argument("-o", "--out", required=True, help="output .onnx path, e.g. models/NAME.onnx (the card goes beside it as NAME.json)")
-    parser.add_argument("--checkpoint", default="latest", help="checkpoint of the run(s) to export (default: latest)")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint of the run(s) to export: latest (default), best (the best periodic evaluation, eval_every), a step or a .pt file")
 
 
 def run(args) -> int:
