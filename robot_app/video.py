@@ -1,11 +1,12 @@
-"""Rollout videos: what the camera saw beside the goal picture the policy pursued.
+"""Videos of what the camera saw: a policy's rollout beside its goal, a logged episode beside its last frame.
 
 Why a video beside the picture strip: a strip shows eight moments, and what people look for
 in a failed grasp (the hand hovering, closing a step early, the object slipping) happens
 between them. robomimic and LeRobot save a rollout video next to each evaluation for the
-same reason. The frames are the policy's own 64x64 view, enlarged without smoothing so the
-pixels it decided on stay visible; MP4 (OpenCV's mp4v, no ffmpeg install needed) plays in
-browsers and every player.
+same reason, and LeRobot's dataset viewer is how its users check what they recorded before
+training on it. The frames are the learner's own 64x64 view, enlarged without smoothing so
+the pixels it decides on stay visible; MP4 (OpenCV's mp4v, no ffmpeg install needed) plays
+in browsers and every player.
 """
 
 from __future__ import annotations
@@ -16,42 +17,51 @@ from pathlib import Path
 import numpy as np
 
 VIDEO_SCALE = 4  # 64x64 frames -> 256x256 tiles
-CAPTION_PX = 22  # the text band under the tiles
+CAPTION_LINE_PX = 18  # one caption line under the tiles
 HOLD_LAST_S = 1.0  # the final frame stays this long, so the outcome can be read
 
 
-def rollout_frames(frames: list[np.ndarray], goal: np.ndarray, outcome: str = "", scale: int = VIDEO_SCALE) -> list[np.ndarray]:
-    """Video frames (RGB uint8): each camera frame beside the goal, captioned with its step and,
-    on the last one, `outcome` (e.g. "success, 23 steps")."""
+def captioned_frames(frames: list[np.ndarray], captions: list[str], side: np.ndarray | None = None,
+                     side_label: str = "goal", scale: int = VIDEO_SCALE) -> list[np.ndarray]:
+    """Video frames (RGB uint8): each frame, `side` beside it when given (a goal picture), and
+    its caption under them ("\\n" starts a second line)."""
     import cv2
 
     if not frames:
-        raise ValueError("a rollout video needs at least one frame")
-    height, width = goal.shape[:2]
-    if any(f.shape != goal.shape for f in frames):
-        raise ValueError(f"every frame must have the goal's shape {goal.shape}, got {sorted({f.shape for f in frames})}")
-    gap = np.full((height, max(2, width // 16), 3), 255, np.uint8)
-    goal_tile = goal.astype(np.uint8)
+        raise ValueError("a video needs at least one frame")
+    if len(captions) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(captions)} captions")
+    shape = frames[0].shape
+    if any(f.shape != shape for f in frames) or (side is not None and side.shape != shape):
+        shapes = sorted({f.shape for f in frames} | ({side.shape} if side is not None else set()))
+        raise ValueError(f"every frame must have the {'goal' if side is not None else 'first frame'}'s shape, got {shapes}")
+    lines = max(c.count("\n") + 1 for c in captions) + (side is not None)  # the side's label has a line of its own
+    gap = np.full((shape[0], max(2, shape[1] // 16), 3), 255, np.uint8)
     out = []
-    for t, frame in enumerate(frames):
-        tile = np.concatenate([frame.astype(np.uint8), gap, goal_tile], axis=1)
-        tile = cv2.resize(tile, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        band = np.full((CAPTION_PX, tile.shape[1], 3), 255, np.uint8)
-        text = f"t={t}" + (f"  {outcome}" if outcome and t == len(frames) - 1 else "")
-        cv2.putText(band, text, (4, CAPTION_PX - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        goal_x = (width + gap.shape[1]) * scale
-        cv2.putText(band, "goal", (goal_x + 4, CAPTION_PX - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for frame, caption in zip(frames, captions, strict=True):
+        tiles = [frame.astype(np.uint8)] + ([gap, side.astype(np.uint8)] if side is not None else [])
+        tile = cv2.resize(np.concatenate(tiles, axis=1), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        band = np.full((CAPTION_LINE_PX * lines + 4, tile.shape[1], 3), 255, np.uint8)
+        text = caption.split("\n")
+        for i, line in enumerate(text):
+            _put(band, line, 4, i)
+        if side is not None:
+            _put(band, side_label, (shape[1] + gap.shape[1]) * scale + 4, 0)
         out.append(np.concatenate([tile, band], axis=0))
     return out
 
 
-def write_rollout_video(path: str | os.PathLike, frames: list[np.ndarray], goal: np.ndarray, fps: float = 10.0,
-                        outcome: str = "") -> Path:
-    """An MP4 of the rollout beside its goal (see rollout_frames), written atomically."""
+def _put(band: np.ndarray, text: str, x: int, line: int) -> None:
     import cv2
 
-    video = rollout_frames(frames, goal, outcome)
-    video += [video[-1]] * round(HOLD_LAST_S * fps)
+    cv2.putText(band, text, (x, CAPTION_LINE_PX * (line + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def write_video(path: str | os.PathLike, video: list[np.ndarray], fps: float = 10.0) -> Path:
+    """An MP4 of these RGB frames, the last held HOLD_LAST_S; written atomically."""
+    import cv2
+
+    video = video + [video[-1]] * round(HOLD_LAST_S * fps)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # OpenCV picks the container by the suffix
@@ -66,3 +76,39 @@ def write_rollout_video(path: str | os.PathLike, frames: list[np.ndarray], goal:
         writer.release()
     os.replace(tmp, path)
     return path
+
+
+def rollout_frames(frames: list[np.ndarray], goal: np.ndarray, outcome: str = "") -> list[np.ndarray]:
+    """A rollout's frames beside the goal it pursued, captioned with the step and, on the
+    last one, `outcome` (e.g. "success, 23 steps")."""
+    captions = [f"t={t}" for t in range(len(frames))]
+    if captions and outcome:
+        captions[-1] += f"  {outcome}"
+    return captioned_frames(frames, captions, goal)
+
+
+def write_rollout_video(path: str | os.PathLike, frames: list[np.ndarray], goal: np.ndarray, fps: float = 10.0,
+                        outcome: str = "") -> Path:
+    """An MP4 of a rollout beside its goal (rollout_frames)."""
+    return write_video(path, rollout_frames(frames, goal, outcome), fps)
+
+
+def episode_frames(store, episode: int) -> list[np.ndarray]:
+    """A store's episode as the learner sees it: each frame with the action logged after it,
+    the gripper state and height, beside the episode's last frame (the goal hindsight
+    relabeling gives it); the last caption says the task label, when the episode has one."""
+    if not 0 <= episode < store.num_episodes:
+        raise ValueError(f"{store.root}: no episode {episode}; it holds episodes 0..{store.num_episodes - 1}")
+    start, end = (int(i) for i in store.episode_bounds()[episode])
+    record = store.manifest["episodes"][episode]
+    captions = []
+    for t, row in enumerate(range(start, end)):
+        vx, vy, vz, wz, grip = (float(a) for a in store.actions[row])
+        height = "" if store.ee_position is None else f"  height {100 * float(store.ee_position[row, 2]):.1f} cm"
+        captions.append(f"episode {episode}  t={t}/{end - start - 1}  gripper {float(store.gripper[row]):.2f}{height}\n"
+                        f"action v ({vx:+.2f} {vy:+.2f} {vz:+.2f}) wz {wz:+.2f} grip {'close' if grip > 0 else 'open'}")
+    label = {True: "task: success", False: "task: failure"}.get(record.get("success"), "")
+    if label:
+        captions[-1] += f"\n{label}"
+    frames = [np.asarray(store.images[row]) for row in range(start, end)]
+    return captioned_frames(frames, captions, frames[-1], side_label="last frame")

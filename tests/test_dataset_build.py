@@ -203,3 +203,35 @@ def test_the_store_keeps_each_frames_end_effector_position_and_a_height_input_ne
     assert GoalSampler(bare, SamplerConfig(p_chain=0.0), seed=0).sample(2).gripper.shape == (2, 1)
     with pytest.raises(ValueError, match="no ee_position.*dataset build"):
         GoalSampler(bare, SamplerConfig(p_chain=0.0), seed=0, height_input=True)
+
+
+def test_dataset_view_writes_episodes_as_videos_and_refuses_a_missing_one(tmp_path, capsys):
+    import cv2
+
+    episodes = [synthetic_episode(steps=5, seed=0), synthetic_episode(steps=7, seed=1, success=True),
+                synthetic_episode(steps=4, seed=2, success=False), synthetic_episode(steps=6, seed=3, success=True)]
+    for i, episode in enumerate(episodes):
+        bags.write_episode(tmp_path / "bags" / f"e{i}", episode)
+    build_dataset([tmp_path / "bags"], tmp_path / "store", progress=False)
+    store = Store.open(tmp_path / "store")
+    out = tmp_path / "videos"
+    assert main(["dataset", "view", str(tmp_path / "store"), "-o", str(out)]) == 0  # the first, a success, a failure
+    assert sorted(p.name for p in out.iterdir()) == ["episode_00000.mp4", "episode_00001.mp4", "episode_00002.mp4"]
+
+    frames = []
+    video = cv2.VideoCapture(str(out / "episode_00001.mp4"))
+    while (read := video.read())[0]:
+        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    start, end = store.episode_bounds()[1]
+    assert len(frames) == end - start + 10  # every logged frame, then the last held a second
+    size = 4 * store.image_size  # a frame, enlarged, beside the episode's last frame
+    for t in (0, end - start - 1):
+        shown = frames[t][:size, :size].astype(int)
+        expected = cv2.resize(np.asarray(store.images[start + t]), (size, size), interpolation=cv2.INTER_NEAREST)
+        assert np.abs(shown - expected).mean() < 12  # through a lossy codec
+    assert not np.array_equal(store.images[start], store.images[end - 1])
+
+    capsys.readouterr()
+    assert main(["dataset", "view", str(tmp_path / "store"), "--episode", "4", "-o", str(out)]) == 1
+    assert "no episode 4; it holds episodes 0..3" in capsys.readouterr().err
+    assert main(["dataset", "view", str(tmp_path / "nowhere"), "-o", str(out)]) == 1

@@ -171,5 +171,5 @@ def test_a_rollout_video_refuses_frames_unlike_its_goal():
     goal = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="at least one frame"):
         rollout_frames([], goal)
-    with pytest.raises(ValueError, match=r"goal's shape \(64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"goal's shape, got \[\(64, 64, 3\), \(128, 128, 3\)\]"):
         rollout_frames([goal, np.zeros((128, 128, 3), np.uint8)], goal)

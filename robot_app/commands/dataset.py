@@ -1,4 +1,4 @@
-"""`robot-app dataset build|info|recover`: bags to a training store, and a look at one.
+"""`robot-app dataset build|info|view|recover`: bags to a training store, and a look at one.
 
 `build` never stops at a bad bag: it names it with the problem, builds the others, and
 exits non-zero only when nothing could be built.
@@ -10,7 +10,9 @@ import argparse
 import json
 import sys
 
-from robot_app.spec import IMAGE_SIZE
+import numpy as np
+
+from robot_app.spec import CONTROL_HZ, IMAGE_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--workers", type=int, default=1, help="processes reading bags in parallel")
     info = sub.add_parser("info", help="summarise a training store")
     info.add_argument("store", help="store directory")
+    view = sub.add_parser("view", help="write episodes of a training store as videos, to check what you recorded")
+    view.add_argument("store", help="store directory")
+    view.add_argument("--episode", type=int, action="append", metavar="I",
+                      help="episode index (repeat for several; default: the first, a success and a failure when labelled)")
+    view.add_argument("-o", "--out", default="out/episodes", help="directory for episode_<I>.mp4 (default: out/episodes)")
+    view.add_argument("--fps", type=float, default=CONTROL_HZ, help=f"frames a second (default: the control rate, {CONTROL_HZ:g})")
     recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
     recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": _build, "info": _info, "recover": _recover}[args.dataset_command](args)
+    return {"build": _build, "info": _info, "view": _view, "recover": _recover}[args.dataset_command](args)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -86,6 +94,31 @@ def _info(args: argparse.Namespace) -> int:
     }
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robot_app.store import Store
+    from robot_app.video import episode_frames, write_video
+
+    try:
+        store = Store.open(args.store)
+        episodes = args.episode if args.episode else _worth_viewing(store)
+        for episode in episodes:
+            path = write_video(Path(args.out) / f"episode_{episode:05d}.mp4", episode_frames(store, episode), args.fps)
+            print(f"wrote {path}")
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        print(f"robot-app dataset view: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _worth_viewing(store) -> list[int]:
+    """The first episode, and the first success and failure of a labelled store."""
+    success = store.episode_success()
+    picks = [0] + [int(i[0]) for i in (np.flatnonzero(success == 1), np.flatnonzero(success == 0)) if len(i)]
+    return sorted(set(picks))
 
 
 def _recover(args: argparse.Namespace) -> int:
