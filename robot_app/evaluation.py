@@ -183,8 +183,13 @@ def _strip(task, result, goal: np.ndarray | None = None) -> dict:
         "final": result.final_image,
         "success": bool(result.success),
         "steps": int(result.steps),
-        "all_frames": frames,  # every observed frame, start first (save_videos)
     }
+
+
+def _rollout(index: int, result, goal: np.ndarray) -> dict:
+    """One episode frame by frame (save_videos): every observed frame, start first, and the goal pursued."""
+    return {"index": index, "frames": list(result.frames), "goal": goal, "success": bool(result.success),
+            "steps": int(result.steps)}
 
 
 def evaluate_suite(
@@ -197,11 +202,13 @@ def evaluate_suite(
     record_strips: bool = False,
     max_steps: int | None = None,
     name: str | None = None,
+    videos: int = 0,
 ) -> dict:
     """Run `episodes` goal episodes per family; results in the JSON shape of issue 4 item 7.
 
     With record_strips, results["strips"][family] holds the first episode's pictures
-    (numpy arrays, for save_strips; write_json leaves them out).
+    (numpy arrays, for save_strips); with videos=N, results["videos"][family] the first N
+    episodes' frames (save_videos). write_json leaves both out.
     """
     from tqdm import tqdm
 
@@ -215,6 +222,7 @@ def evaluate_suite(
     act_fn = as_act_fn(policy)
     results: dict = {"families": {}, "policy": name or _describe(policy), "seed": seed, "episodes": episodes, "image_size": image_size}
     strips: dict = {}
+    rollouts: dict = {family: [] for family in families} if videos > 0 else {}
     bar = tqdm(total=episodes * len(families), desc="eval", unit="ep", disable=not progress, leave=False)
     try:
         for family in families:
@@ -224,13 +232,16 @@ def evaluate_suite(
             try:
                 for task in tasks:
                     act_fn.new_episode(episode_seed(seed, family, task.index))
-                    record = record_strips and not strips.get(family)
-                    result = goals.run_goal_episode(world, task, act_fn, max_steps=max_steps, record_frames=record)
+                    strip = record_strips and not strips.get(family)
+                    video = len(rollouts.get(family, ())) < videos
+                    result = goals.run_goal_episode(world, task, act_fn, max_steps=max_steps, record_frames=strip or video)
                     successes.append(bool(result.success))
                     steps.append(int(result.steps))
                     distances.append((result.start_distance, result.final_distance))
-                    if record:
+                    if strip:
                         strips[family] = _strip(task, result, act_fn.goal_pursued(task.goal_image))
+                    if video:
+                        rollouts[family].append(_rollout(task.index, result, act_fn.goal_pursued(task.goal_image)))
                     bar.update(1)
                     bar.set_postfix_str(f"{family} {sum(successes)}/{len(successes)}")
             finally:
@@ -240,6 +251,8 @@ def evaluate_suite(
         bar.close()
     if record_strips:
         results["strips"] = strips
+    if videos > 0:
+        results["videos"] = rollouts
     return results
 
 
@@ -250,7 +263,7 @@ def _describe(policy) -> str:
 
 def json_ready(results: dict) -> dict:
     """The results without the picture arrays."""
-    return {k: v for k, v in results.items() if k != "strips"}
+    return {k: v for k, v in results.items() if k not in ("strips", "videos")}
 
 
 def write_json(results: dict, path: str | os.PathLike) -> Path:
@@ -308,19 +321,21 @@ def save_strips(results: dict, out_dir: str | os.PathLike) -> list[Path]:
 
 
 def save_videos(results: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """DIR/rollout_<family>.mp4: the strip's episode frame by frame beside its goal (robot_app.video)."""
+    """DIR/rollout_<family>_<task>_<success|fail>.mp4: each recorded episode frame by frame
+    beside the goal it pursued (robot_app.video); the outcome in the name, to find the failures."""
     from robot_app.video import write_rollout_video
 
     written = []
-    for family, s in results.get("strips", {}).items():
-        if s["all_frames"]:
-            outcome = f"{'success' if s['success'] else 'fail'}, {s['steps']} steps"
-            written.append(write_rollout_video(Path(out_dir) / f"rollout_{family}.mp4", s["all_frames"], s["goal"], outcome=outcome))
+    for family, episodes in results.get("videos", {}).items():
+        for e in episodes:
+            verdict = "success" if e["success"] else "fail"
+            path = Path(out_dir) / f"rollout_{family}_{e['index']:03d}_{verdict}.mp4"
+            written.append(write_rollout_video(path, e["frames"], e["goal"], outcome=f"{verdict}, {e['steps']} steps"))
     return written
 
 
 def save_rollouts(results: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """Each family's first episode as a picture strip and as a video (save_strips, save_videos)."""
+    """The recorded episodes as picture strips and videos (save_strips, save_videos)."""
     return save_strips(results, out_dir) + save_videos(results, out_dir)
 
 

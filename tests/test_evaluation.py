@@ -78,7 +78,7 @@ def onnx_model(tmp_path_factory):
 
 def test_evaluate_suite_shape_and_determinism(onnx_model, tmp_path):
     policy = Policy.load(onnx_model)
-    a = evaluate_suite(policy, ["reach"], 2, seed=4, progress=False, record_strips=True)
+    a = evaluate_suite(policy, ["reach"], 2, seed=4, progress=False, record_strips=True, videos=2)
     b = evaluate_suite(policy, ["reach"], 2, seed=4, progress=False)  # generator not reset: reseeded per episode
     assert a["families"] == b["families"]
     r = a["families"]["reach"]
@@ -91,11 +91,14 @@ def test_evaluate_suite_shape_and_determinism(onnx_model, tmp_path):
     assert "strips" not in json.loads(path.read_text())
     (png,) = save_strips(a, tmp_path)
     assert png.name == "strip_reach.png" and png.stat().st_size > 1000
-    (video,) = save_videos(a, tmp_path)
-    assert video.name == "rollout_reach.mp4"
-    frames = strip["all_frames"]
+    videos = save_videos(a, tmp_path)
+    first, second = a["videos"]["reach"]
+    verdicts = ["success" if e["success"] else "fail" for e in (first, second)]
+    assert [v.name for v in videos] == [f"rollout_reach_000_{verdicts[0]}.mp4", f"rollout_reach_001_{verdicts[1]}.mp4"]
+    frames = first["frames"]
     assert len(frames) == strip["steps"] + 1 and np.array_equal(frames[-1], strip["final"])
-    read = cv2.VideoCapture(str(video))
+    assert np.array_equal(first["goal"], strip["goal"]) and first["steps"] == strip["steps"]
+    read = cv2.VideoCapture(str(videos[0]))
     shown = []
     while True:
         ok, frame = read.read()
@@ -126,6 +129,7 @@ def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
     assert results["seed"] == 3 and results["episodes"] == 1 and results["training_step"] == 7
     assert "| reach |" in (out / "eval.md").read_text() and "| chain |" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("strip_*.png")) == sorted(f"strip_{f}.png" for f in SUITE)
+    assert sorted(p.name.rsplit("_", 1)[0] for p in out.glob("rollout_*.mp4")) == sorted(f"rollout_{f}_000" for f in SUITE)
     card = ModelCard.read(onnx_model.with_suffix(".json"))
     assert card.evaluation["families"] == results["families"]
     Policy.load(onnx_model)  # the card still matches its graph
@@ -133,6 +137,8 @@ def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
 
 def test_eval_command_rejects_bad_arguments(onnx_model, tmp_path, capsys):
     assert robot_app(["eval", "--policy", str(onnx_model), "--episodes", "0"]) == 2
+    assert robot_app(["eval", "--policy", str(onnx_model), "--videos", "-1"]) == 2
+    assert "--videos must be 0 or more" in capsys.readouterr().err
     assert robot_app(["eval", "--policy", str(onnx_model), "--all-checkpoints"]) == 2
     assert "--all-checkpoints needs a run directory" in capsys.readouterr().err
     assert robot_app(["eval", "--policy", str(onnx_model), "--suite", "reach,fly"]) == 2

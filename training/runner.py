@@ -511,7 +511,7 @@ class Evaluator:
         was_training = model.training
         act = make_act_fn(model, c.cem, seed=c.eval_seed, scaling=self.scaling)
         result = self.evaluation.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size,
-                                                progress=False, record_strips=True, name=f"{c.algo}@{step}")
+                                                progress=False, record_strips=True, name=f"{c.algo}@{step}", videos=1)
         model.train(was_training)
         rollouts = self.run_dir / "eval" / f"step_{step:08d}"
         self.evaluation.save_rollouts(result, rollouts)

@@ -20,7 +20,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per family (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="suite and policy-noise seed (default: 0)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here (default: DIR/eval.json with --out)")
-    parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, rollout_<family>.mp4, success_vs_step.png")
+    parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, rollout videos, success_vs_step.png")
+    parser.add_argument("--videos", type=int, default=1, metavar="N",
+                        help="with --out: videos of the first N episodes per family, "
+                             "rollout_<family>_<task>_<success|fail>.mp4 (default: 1; 0: none)")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint of a run to evaluate: latest (default), best (the best periodic evaluation), a step or a .pt file")
     parser.add_argument("--all-checkpoints", action="store_true", help="evaluate every checkpoint of a run; plot success against step")
     parser.add_argument("--write-card", action="store_true", help="store the results in the ONNX model's card")
@@ -52,7 +55,8 @@ def _judge(policy, args, families, record: bool, name: str) -> dict:
     from robot_app.evaluation import evaluate_suite
 
     results = evaluate_suite(policy, families, args.episodes, args.seed, image_size=policy.image_size,
-                             progress=not args.no_progress, record_strips=record, max_steps=args.max_steps, name=name)
+                             progress=not args.no_progress, record_strips=record, max_steps=args.max_steps, name=name,
+                             videos=args.videos if record else 0)
     if args.expert:
         from robot_app.expert_agreement import expert_agreement
 
@@ -85,6 +89,8 @@ def _check_args(args, families: list[str]) -> str | None:
 
     if args.episodes < 1:
         return f"--episodes must be at least 1, got {args.episodes}"
+    if args.videos < 0:
+        return f"--videos must be 0 or more, got {args.videos}"
     if not families:
         return "--suite names no family"
     unknown = [f for f in families if f not in FAMILIES]
