@@ -89,6 +89,17 @@ class Store:
             dtype=np.float64,
         )
 
+    def episode_arrays(self, episode: int) -> dict:
+        """One episode's rows (memory-mapped views) and task label, in the dict shape write_store takes."""
+        if not 0 <= episode < self.num_episodes:
+            raise ValueError(f"{self.root}: no episode {episode}; it holds episodes 0..{self.num_episodes - 1}")
+        start, end = (int(i) for i in self.episode_bounds()[episode])
+        rows = slice(start, end)
+        return {"images": self.images[rows], "actions": self.actions[rows], "gripper": self.gripper[rows],
+                "timestamps": self.timestamps[rows],
+                "ee_position": None if self.ee_position is None else self.ee_position[rows],
+                "success": self.manifest["episodes"][episode].get("success")}
+
     def manifest_hash(self) -> str:
         return self.manifest.get("hash", "")
 

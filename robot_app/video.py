@@ -93,22 +93,25 @@ def write_rollout_video(path: str | os.PathLike, frames: list[np.ndarray], goal:
     return write_video(path, rollout_frames(frames, goal, outcome), fps)
 
 
-def episode_frames(store, episode: int) -> list[np.ndarray]:
-    """A store's episode as the learner sees it: each frame with the action logged after it,
+def episode_frames(episode: dict, title: str = "") -> list[np.ndarray]:
+    """A logged episode as the learner sees it: each frame with the action logged after it,
     the gripper state and height, beside the episode's last frame (the goal hindsight
-    relabeling gives it); the last caption says the task label, when the episode has one."""
-    if not 0 <= episode < store.num_episodes:
-        raise ValueError(f"{store.root}: no episode {episode}; it holds episodes 0..{store.num_episodes - 1}")
-    start, end = (int(i) for i in store.episode_bounds()[episode])
-    record = store.manifest["episodes"][episode]
+    relabeling gives it); the last caption says the task label, when there is one.
+
+    `episode`: the arrays of one episode as `dataset_build.episode_from_bag` returns them and
+    `store.write_store` takes them (images, actions, gripper, optional ee_position and success).
+    """
+    images, actions, gripper = episode["images"], episode["actions"], episode["gripper"]
+    heights = None if episode.get("ee_position") is None else np.asarray(episode["ee_position"])[:, 2]
+    last = len(images) - 1
     captions = []
-    for t, row in enumerate(range(start, end)):
-        vx, vy, vz, wz, grip = (float(a) for a in store.actions[row])
-        height = "" if store.ee_position is None else f"  height {100 * float(store.ee_position[row, 2]):.1f} cm"
-        captions.append(f"episode {episode}  t={t}/{end - start - 1}  gripper {float(store.gripper[row]):.2f}{height}\n"
+    for t in range(len(images)):
+        vx, vy, vz, wz, grip = (float(a) for a in actions[t])
+        height = "" if heights is None or not np.isfinite(heights[t]) else f"  height {100 * float(heights[t]):.1f} cm"
+        captions.append(f"{title}{'  ' if title else ''}t={t}/{last}  gripper {float(gripper[t]):.2f}{height}\n"
                         f"action v ({vx:+.2f} {vy:+.2f} {vz:+.2f}) wz {wz:+.2f} grip {'close' if grip > 0 else 'open'}")
-    label = {True: "task: success", False: "task: failure"}.get(record.get("success"), "")
+    label = {True: "task: success", False: "task: failure"}.get(episode.get("success"), "")
     if label:
         captions[-1] += f"\n{label}"
-    frames = [np.asarray(store.images[row]) for row in range(start, end)]
+    frames = [np.asarray(image) for image in images]
     return captioned_frames(frames, captions, frames[-1], side_label="last frame")

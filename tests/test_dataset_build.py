@@ -234,4 +234,16 @@ def test_dataset_view_writes_episodes_as_videos_and_refuses_a_missing_one(tmp_pa
     capsys.readouterr()
     assert main(["dataset", "view", str(tmp_path / "store"), "--episode", "4", "-o", str(out)]) == 1
     assert "no episode 4; it holds episodes 0..3" in capsys.readouterr().err
-    assert main(["dataset", "view", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
+
+    # Bags before building: a corrupt one is named, the others are still written.
+    (tmp_path / "bags" / "broken").mkdir()
+    (tmp_path / "bags" / "broken" / "metadata.yaml").write_text("rosbag2_bagfile_information: [")
+    bag_out = tmp_path / "bag_videos"
+    sources = [str(tmp_path / "bags" / name) for name in ("e1", "broken", "e2")]
+    assert main(["dataset", "view", *sources, "-o", str(bag_out)]) == 1
+    assert "broken" in capsys.readouterr().err
+    assert sorted(p.name for p in bag_out.iterdir()) == ["e1.mp4", "e2.mp4"]
+    from_bag = cv2.VideoCapture(str(bag_out / "e1.mp4"))
+    assert from_bag.get(cv2.CAP_PROP_FRAME_COUNT) == len(frames)  # the same episode as the store's episode 1
+    assert main(["dataset", "view", sources[0], "--episode", "1", "-o", str(bag_out)]) == 2
+    assert "--episode picks a store's episodes" in capsys.readouterr().err

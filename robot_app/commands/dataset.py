@@ -34,11 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--workers", type=int, default=1, help="processes reading bags in parallel")
     info = sub.add_parser("info", help="summarise a training store")
     info.add_argument("store", help="store directory")
-    view = sub.add_parser("view", help="write episodes of a training store as videos, to check what you recorded")
-    view.add_argument("store", help="store directory")
+    view = sub.add_parser("view", help="write episodes as videos, to check what you recorded: of a store, or bags before building")
+    view.add_argument("source", metavar="STORE_OR_BAG", nargs="+", help="a store directory, or bag directories")
     view.add_argument("--episode", type=int, action="append", metavar="I",
-                      help="episode index (repeat for several; default: the first, a success and a failure when labelled)")
-    view.add_argument("-o", "--out", default="out/episodes", help="directory for episode_<I>.mp4 (default: out/episodes)")
+                      help="a store's episode index (repeat for several; default: the first, and the first success and "
+                           "failure when labelled)")
+    view.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC", help="a bag's remapped topic, as for build")
+    view.add_argument("-o", "--out", default="out/episodes",
+                      help="directory for episode_<I>.mp4 (a store) or <bag>.mp4 (default: out/episodes)")
     view.add_argument("--fps", type=float, default=CONTROL_HZ, help=f"frames a second (default: the control rate, {CONTROL_HZ:g})")
     recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
     recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
@@ -97,21 +100,40 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
+    """Videos of a store's episodes, or of bags: a bag that cannot be read is named and the others still written."""
     from pathlib import Path
 
+    from robot_app.bags import BagError
+    from robot_app.dataset_build import episode_from_bag, parse_topic_map
     from robot_app.store import Store
     from robot_app.video import episode_frames, write_video
 
+    out, failed = Path(args.out), 0
+    if len(args.source) == 1 and (Path(args.source[0]) / "manifest.json").is_file():
+        try:
+            store = Store.open(args.source[0])
+            for episode in args.episode or _worth_viewing(store):
+                frames = episode_frames(store.episode_arrays(episode), f"episode {episode}")
+                print(f"wrote {write_video(out / f'episode_{episode:05d}.mp4', frames, args.fps)}")
+        except (ValueError, OSError) as exc:
+            print(f"robot-app dataset view: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
-        store = Store.open(args.store)
-        episodes = args.episode if args.episode else _worth_viewing(store)
-        for episode in episodes:
-            path = write_video(Path(args.out) / f"episode_{episode:05d}.mp4", episode_frames(store, episode), args.fps)
-            print(f"wrote {path}")
-    except (FileNotFoundError, ValueError, OSError) as exc:
+        if args.episode:
+            raise ValueError("--episode picks a store's episodes; for bags, name the bag directories")
+        topic_map = parse_topic_map(args.topic)
+    except ValueError as exc:
         print(f"robot-app dataset view: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return 2
+    for bag in map(Path, args.source):
+        try:
+            frames = episode_frames(episode_from_bag(bag, topic_map=topic_map), bag.name)
+            print(f"wrote {write_video(out / f'{bag.name}.mp4', frames, args.fps)}")
+        except (BagError, ValueError, OSError) as exc:
+            print(f"robot-app dataset view: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
 
 
 def _worth_viewing(store) -> list[int]:
