@@ -18,7 +18,9 @@ collect`) if any.
 Bags written by anyone work: topic names match with or without a leading slash
 (`ros2 bag record` writes `/camera/image_raw`), a namespace is found when only one
 topic fits (`/robot1/camera/image_raw`), and a `topic_map` renames the roles (image,
-joint_states, ee_delta, gripper, success) for a robot whose driver publishes elsewhere. A bag that cannot be used raises BagError naming it and the problem;
+joint_states, ee_delta, gripper, ee_pose, success) for a robot whose driver publishes elsewhere; a
+topic named that way must be in the bag, even for an optional role, so a typo is not taken for
+an unlabelled episode. A bag that cannot be used raises BagError naming it and the problem;
 `build_dataset` skips it, builds the others and lists it in the manifest's "skipped".
 """
 
@@ -95,7 +97,7 @@ def resolve_topics(bag: Path, available: dict[str, str], topic_map: dict[str, st
         if name is None and role not in (topic_map or {}):
             name = _namespaced(bag, role, _norm(wanted), by_norm)
         if name is None:
-            if required:
+            if required or role in (topic_map or {}):  # a topic named on the command line is expected, optional or not
                 have = ", ".join(sorted(available)) or "none"
                 raise BagError(bag, f"missing topic {wanted!r} ({role}); the bag has: {have}")
             continue

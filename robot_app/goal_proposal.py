@@ -61,6 +61,7 @@ class GoalBank:
     def from_store(cls, store, cell_m: float = BANK_CELL_M) -> GoalBank:
         """Every held, lifted frame, or with cell_m > 0 one per `cell_m` table cell (the one held
         nearest the cell's centre): a smaller bank for a large play store, at a measured cost."""
+        store.require_ee_height("the goal bank keys each picture by where the gripper held it (ee_pose)")
         rows = held_lift_rows(store.gripper, store.ee_position)
         if rows.size == 0:
             raise ValueError(f"{store.root}: no frame holds a lifted object, so it offers no grasp goal pictures")

@@ -65,6 +65,9 @@ class Store:
         for name, arr in arrays.items():
             if len(arr) != n:
                 raise ValueError(f"{root}: {name}.npy has {len(arr)} rows, images.npy has {n}")
+        if manifest.get("num_steps") != n:
+            raise ValueError(f"{root}: manifest.json counts {manifest.get('num_steps')} steps, the arrays hold {n}; "
+                             f"the store is not the one its manifest describes, rebuild it (robot-app dataset build)")
         return cls(root=root, manifest=manifest, **arrays)
 
     def __len__(self) -> int:
@@ -120,11 +123,11 @@ class Store:
         """Whether every frame has its end effector height (what a height-input network trains on)."""
         return self.ee_position is not None and bool(np.all(np.isfinite(self.ee_position[:, 2])))
 
-    def require_ee_height(self) -> None:
-        """Raise ValueError, saying how to fix it, unless every frame has its end effector height."""
+    def require_ee_height(self, needed_by: str = "the network takes the end effector height") -> None:
+        """Raise ValueError, saying why it is needed and how to fix it, unless every frame has its end effector position."""
         if not self.has_ee_height:
             raise ValueError(
-                f"{self.root}: the network takes the end effector height but this store has no ee_position "
+                f"{self.root}: {needed_by}, but this store has no ee_position "
                 f"for every frame; rebuild it from bags that log ee_pose (robot-app dataset build)"
             )
 
@@ -143,6 +146,17 @@ class Store:
         return {**(self.manifest.get("action_scaling") or {}), "binary_gripper": self.gripper_is_binary}
 
 
+def content_hash(records: list[dict], image_size: int) -> str:
+    """The store's identity for provenance and exact resume: its episodes' bag contents
+    (sha256; the source name where an episode came from no bag), their lengths and order,
+    and the image size. Not the path a bag was given by: the same bags named relative or
+    absolute, or moved, build the same store, and a 64 px and a 128 px build do not."""
+    import hashlib
+
+    keys = [(r["sha256"] or r["source"], r["length"]) for r in records]
+    return hashlib.sha256(json.dumps({"image_size": image_size, "episodes": keys}).encode()).hexdigest()
+
+
 def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: dict | None = None) -> Path:
     """Write a store from in-memory episodes.
 
@@ -153,8 +167,6 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
     Arrays are written to temporary names and renamed last, so a crash never leaves a
     half store that opens.
     """
-    import hashlib
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if not episodes:
@@ -197,6 +209,7 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
     for arr in out.values():
         arr.flush()
     del out
+    (root / "manifest.json").unlink(missing_ok=True)  # a rebuild killed among the renames leaves no store that opens
     for name in names:
         os.replace(root / f"{name}.tmp.npy", root / f"{name}.npy")
     for name in OPTIONAL_ARRAYS.keys() - names.keys():
@@ -210,8 +223,7 @@ def write_store(root: str | os.PathLike, episodes: list[dict], manifest_extra: d
         "skipped": [],
     }
     manifest.update(manifest_extra or {})
-    digest = hashlib.sha256(json.dumps([(r["source"], r["sha256"], r["length"]) for r in records]).encode())
-    manifest["hash"] = digest.hexdigest()
+    manifest["hash"] = content_hash(records, int(h))
     tmp = root / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, root / "manifest.json")

@@ -134,6 +134,10 @@ def test_remapped_topics_from_the_command_line(tmp_path):
     assert episode_from_bag(bag)["actions"][0].tolist() == [1.0, 0.0, 0.0, 0.0, -1.0]
     with pytest.raises(ValueError, match="unknown role 'camera'"):
         parse_topic_map(["camera=/x"])
+    # An optional role named on the command line must be there: a typo is not an unlabelled episode.
+    assert episode_from_bag(bag)["success"] is None
+    with pytest.raises(bags.BagError, match="missing topic '/robot1/task/sucess' \\(success\\)"):
+        episode_from_bag(bag, topic_map=parse_topic_map(["success=/robot1/task/sucess"]))
 
 
 def test_bad_bags_are_skipped_by_name_and_the_rest_builds(tmp_path, capsys):
@@ -247,3 +251,26 @@ def test_dataset_view_writes_episodes_as_videos_and_refuses_a_missing_one(tmp_pa
     assert from_bag.get(cv2.CAP_PROP_FRAME_COUNT) == len(frames)  # the same episode as the store's episode 1
     assert main(["dataset", "view", sources[0], "--episode", "1", "-o", str(bag_out)]) == 2
     assert "--episode picks a store's episodes" in capsys.readouterr().err
+
+
+def test_the_store_hash_is_its_content_not_the_path_the_bags_were_named_by(tmp_path, monkeypatch):
+    for i in range(2):
+        bags.write_episode(tmp_path / "bags" / f"e{i}", synthetic_episode(steps=4, seed=i))
+    monkeypatch.chdir(tmp_path)
+    build_dataset(["bags"], tmp_path / "relative", progress=False)
+    build_dataset([tmp_path / "bags"], tmp_path / "absolute", progress=False)
+    build_dataset([tmp_path / "bags"], tmp_path / "large", image_size=128, progress=False)
+    build_dataset([tmp_path / "bags" / "e0"], tmp_path / "one", progress=False)
+    hashes = {name: Store.open(tmp_path / name).manifest_hash() for name in ("relative", "absolute", "large", "one")}
+    assert hashes["relative"] == hashes["absolute"]  # a resume may name the data either way
+    assert len({hashes["absolute"], hashes["large"], hashes["one"]}) == 3
+
+
+def test_a_store_whose_arrays_its_manifest_does_not_describe_is_refused(tmp_path):
+    bags.write_episode(tmp_path / "bags" / "a", synthetic_episode(steps=4, seed=0))
+    bags.write_episode(tmp_path / "bags" / "b", synthetic_episode(steps=6, seed=1))
+    build_dataset([tmp_path / "bags"], tmp_path / "store", progress=False)
+    build_dataset([tmp_path / "bags" / "a"], tmp_path / "small", progress=False)
+    (tmp_path / "store" / "manifest.json").write_bytes((tmp_path / "small" / "manifest.json").read_bytes())
+    with pytest.raises(ValueError, match="manifest.json counts 5 steps, the arrays hold 12; .* rebuild it"):
+        Store.open(tmp_path / "store")

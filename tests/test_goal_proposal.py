@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,21 @@ def test_task_goals_refuses_a_task_model_as_its_base(task_model, tmp_path, capsy
                  "--out", str(tmp_path / "again.onnx"), "--steps", "1", "--no-progress"])
     assert code == 2 and "a task model already" in capsys.readouterr().err
     assert not (tmp_path / "again.onnx").exists()
+
+
+def test_task_goals_says_which_store_lacks_the_gripper_positions(task_model, tmp_path, capsys):
+    """Stores from bags without ee_pose: the localiser's labels and the bank's keys come from it."""
+    out, _ = task_model
+    for name in ("task", "play"):
+        shutil.copytree(out / name, tmp_path / name)
+        (tmp_path / name / "ee_position.npy").unlink()
+    for data, play, why in (("task", "play", "the localiser learns from where each attempt's gripper closed"),
+                            (str(out / "task"), "play", "the goal bank keys each picture by where the gripper held it")):
+        code = main(["task-goals", "--model", str(out / "goal.onnx"), "--data", str(tmp_path / data),
+                     "--play", str(tmp_path / play), "--out", str(tmp_path / "t.onnx"), "--steps", "1", "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and why in err and "no ee_position" in err and "ee_pose" in err, err
+        assert not (tmp_path / "t.onnx").exists()
 
 
 def test_the_gui_task_gallery_offers_it_as_a_task_that_proposes_its_goal(task_model):

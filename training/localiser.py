@@ -242,6 +242,7 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     if base.card.task or base.card.goal_proposer:
         raise ValueError(f"{goal_model}: a task model already ({base.card.task!r}); give a goal-conditioned model")
     store = Store.open(data)
+    store.require_ee_height("the localiser learns from where each attempt's gripper closed (ee_pose)")
     size = base.image_size
     if store.image_size != size:
         raise ValueError(f"{data}: {store.image_size} px frames, {goal_model} takes {size}")

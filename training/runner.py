@@ -716,6 +716,9 @@ def _init_source(c: TrainConfig) -> tuple[dict, TrainConfig]:
 
 
 def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Path) -> None:
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{run_dir}: checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}; "
+                         f"this code cannot resume it exactly")
     if checkpoint.get("data_manifest_hash") != store.manifest_hash():
         raise ValueError(f"{run_dir}: the run was trained on data {checkpoint.get('data_manifest_hash')!r}, "
                          f"--data holds {store.manifest_hash()!r}; resume needs the same store")

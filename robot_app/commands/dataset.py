@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ROLE=TOPIC",
-        help="topic of a role when remapped (roles: image, joint_states, ee_delta, gripper, success), "
+        help="topic of a role when remapped (roles: image, joint_states, ee_delta, gripper, ee_pose, success), "
         "e.g. --topic image=/wrist/image_raw; names match with or without a leading slash",
     )
     build.add_argument("--workers", type=int, default=1, help="processes reading bags in parallel")
