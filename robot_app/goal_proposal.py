@@ -103,6 +103,22 @@ class GoalBank:
         return cls(images, positions.astype(np.float32))
 
 
+def _check_digests(spec: dict, folder: Path) -> None:
+    """The localiser and bank files are the ones the card was written with (its "sha256"), as
+    the graph is checked against the card's onnx_sha256: a replaced bank would otherwise feed
+    the model other goal pictures without a word. Cards written before the digests skip this."""
+    from .policy import sha256_file
+
+    for key, digest in (spec.get("sha256") or {}).items():
+        path = folder / str(spec.get(key, ""))
+        if not path.is_file():
+            raise ValueError(f"goal_proposer: its {key} {path} is missing")
+        found = sha256_file(path)
+        if found != digest:
+            raise ValueError(f"{path}: sha256 {found[:12]}... does not match its card ({str(digest)[:12]}...); "
+                             f"the {key} was modified or replaced")
+
+
 @dataclass
 class Proposal:
     goals: np.ndarray  # (K, H, W, 3) uint8: the bank pictures the goal-conditioned model acts toward
@@ -147,6 +163,7 @@ class GoalProposer:
         for key in ("localiser", "bank", "camera", "grasp_height_m"):
             if key not in spec:
                 raise ValueError(f"goal_proposer: missing {key!r} (has {sorted(spec)})")
+        _check_digests(spec, folder)
         try:
             camera = PinholeCamera.from_dict(spec["camera"])
             camera.check()

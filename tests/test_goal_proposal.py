@@ -190,6 +190,11 @@ def test_a_broken_goal_proposer_is_refused_by_name(task_model, tmp_path, damage,
         (tmp_path / "task_model.json").write_text(json.dumps(card))
     else:
         (tmp_path / f"task_model_{damage}.{'npz' if damage == 'bank' else 'onnx'}").write_bytes(b"garbage")
+        with pytest.raises(PolicyLoadError, match=f"sha256 .* does not match its card .*the {damage} was modified"):
+            Policy.load(tmp_path / "task_model.onnx")
+        card = json.loads((tmp_path / "task_model.json").read_text())
+        del card["goal_proposer"]["sha256"]  # as a card from before the digests: the file's own check speaks
+        (tmp_path / "task_model.json").write_text(json.dumps(card))
     with pytest.raises(PolicyLoadError, match=message):
         Policy.load(tmp_path / "task_model.onnx")
 
@@ -252,3 +257,24 @@ def test_a_calibrated_camera_file_is_used_and_an_off_axis_one_refuses_the_mirror
     broken.write_text(json.dumps({"eye": [1, 0, 1], "up": [0, 0, 1], "fov_deg": 40}))
     with pytest.raises(ValueError, match="broken.json: a camera needs eye, target and up"):
         PinholeCamera.from_file(broken, SIZE)
+
+
+def test_a_task_model_whose_bank_or_localiser_was_replaced_is_refused(task_model, tmp_path):
+    """The card holds the sha256 of its localiser and bank, as of its graph."""
+    from robot_app.policy import Policy, PolicyLoadError
+
+    out, _ = task_model
+    for path in out.glob("task_model*"):
+        shutil.copy(path, tmp_path / path.name)
+    card = json.loads((tmp_path / "task_model.json").read_text())
+    assert set(card["goal_proposer"]["sha256"]) == {"localiser", "bank"}
+    Policy.load(tmp_path / "task_model.onnx")
+    with np.load(tmp_path / "task_model_bank.npz") as f:
+        images, positions = f["images"].copy(), f["positions"]
+    images[0] = 255 - images[0]  # another picture where the first one was
+    np.savez_compressed(tmp_path / "task_model_bank.npz", images=images, positions=positions)
+    with pytest.raises(PolicyLoadError, match="task_model_bank.npz: sha256 .* does not match its card.*bank was modified"):
+        Policy.load(tmp_path / "task_model.onnx")
+    (tmp_path / "task_model_bank.npz").unlink()
+    with pytest.raises(PolicyLoadError, match="its bank .*task_model_bank.npz is missing"):
+        Policy.load(tmp_path / "task_model.onnx")

@@ -226,7 +226,7 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     from tqdm import tqdm
 
     from robot_app.goal_proposal import GOAL_SPREAD_M, GoalBank, default_goals_per_run
-    from robot_app.policy import Policy
+    from robot_app.policy import Policy, sha256_file
     from robot_app.store import Store
 
     from .finetune import _write_png, task_goal_image
@@ -278,7 +278,8 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
     proposer = {"localiser": localiser_path.name, "bank": bank_path.name, "camera": camera.to_dict(),
                 "grasp_height_m": round(height, 4), "goals_per_run": int(goals_per_run), "goal_spread_m": float(goal_spread_m),
                 "bank_pictures": len(bank.images), "play_data": str(play),
-                "localiser_config": asdict(config)}
+                "localiser_config": asdict(config),
+                "sha256": {"localiser": sha256_file(localiser_path), "bank": sha256_file(bank_path)}}
     source = f"{base.card.source or goal_model} + localiser fitted to {data} ({store.num_episodes} labelled episodes)"
     replace(base.card, onnx_file=out.name, task=task, goal_image=goal_path.name, goal_proposer=proposer,
             evaluation=None, source=source).write(out.with_suffix(".json"))
