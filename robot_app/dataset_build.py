@@ -10,8 +10,8 @@ force after it. The alignment rule, on bag receive timestamps:
 
 Commands go back to normalised actions through `spec.ActionScaling.from_command`, the
 inverse of what a driver was sent. The gripper state of a frame comes from the latest
-joint_states at or before it (the first one if none is earlier), through
-`spec.gripper_state_from_fingers`. The episode's success label is the last task/success
+joint_states at or before it (the first one if none is earlier), through a
+`spec.GripperJoints` mapping (the Panda's finger joints unless told). The episode's success label is the last task/success
 Bool if any; its task name comes from metadata custom_data (written by `robot-app
 collect`) if any.
 
@@ -38,12 +38,12 @@ from robot_app.bags import CUSTOM_TASK, BagError, BagReader, bag_sha256, find_ba
 from robot_app.spec import (
     DEFAULT_SCALING,
     EPISODE_TOPICS,
-    FINGER_JOINT_NAMES,
+    PANDA_GRIPPER,
     SUPPORTED_IMAGE_SIZES,
     TASK_SUCCESS_TYPE,
     ActionScaling,
+    GripperJoints,
     Topics,
-    gripper_state_from_fingers,
 )
 
 # role -> (default topic, message type, required)
@@ -122,12 +122,13 @@ def _sorted(stamps: list[int], values: list) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(stamps, dtype=np.int64)[order], np.asarray(values, dtype=np.float32)[order]
 
 
-def _finger_positions(bag: Path, msg) -> list[float]:
+def _gripper_positions(bag: Path, msg, gripper: GripperJoints) -> list[float]:
     names = list(msg.name)
     try:
-        return [float(msg.position[names.index(j)]) for j in FINGER_JOINT_NAMES]
+        return [float(msg.position[names.index(j)]) for j in gripper.names]
     except (ValueError, IndexError):
-        raise BagError(bag, f"joint_states lacks finger joints {FINGER_JOINT_NAMES} (has {names})") from None
+        raise BagError(bag, f"joint_states lacks the gripper joints {list(gripper.names)} (has {names}); "
+                            "name yours with --gripper-joints") from None
 
 
 def episode_from_bag(
@@ -135,6 +136,7 @@ def episode_from_bag(
     image_size: int = 64,
     topic_map: dict[str, str] | None = None,
     scaling: ActionScaling = DEFAULT_SCALING,
+    gripper: GripperJoints = PANDA_GRIPPER,
 ) -> dict:
     """One bag -> one episode dict as `store.write_store` takes it. Raises BagError."""
     path = Path(path)
@@ -172,7 +174,7 @@ def episode_from_bag(
                 grips.append(scaling.from_command(np.zeros(3), 0.0, msg.data)[4])
             elif role == "joint_states":
                 joint_ns.append(stamp)
-                joint_grip.append(gripper_state_from_fingers(_finger_positions(path, msg)))
+                joint_grip.append(gripper.state(_gripper_positions(path, msg, gripper)))
             elif role == "ee_pose":
                 p = msg.pose.position
                 pose_ns.append(stamp)
@@ -213,12 +215,12 @@ def episode_from_bag(
 _ARRAY_KEYS = ("images", "actions", "gripper", "timestamps", "ee_position")
 
 
-def _load(job: tuple[Path, int, dict | None, Path]) -> tuple[Path, dict | None, str | None]:
+def _load(job: tuple[Path, int, dict | None, GripperJoints, Path]) -> tuple[Path, dict | None, str | None]:
     """Read one bag and spill its arrays to .npy files, so neither a worker's reply nor
     the builder holds more than one episode of images in memory."""
-    path, image_size, topic_map, spill = job
+    path, image_size, topic_map, gripper, spill = job
     try:
-        episode = episode_from_bag(path, image_size, topic_map)
+        episode = episode_from_bag(path, image_size, topic_map, gripper=gripper)
     except BagError as exc:
         return path, None, exc.problem
     spill.mkdir()
@@ -241,6 +243,7 @@ def build_dataset(
     topic_map: dict[str, str] | None = None,
     workers: int = 1,
     progress: bool = True,
+    gripper: GripperJoints = PANDA_GRIPPER,
 ) -> dict:
     """Build a store from bags (bag directories or directories holding bags).
 
@@ -253,11 +256,12 @@ def build_dataset(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.building-", dir=out_dir.parent) as tmp:
-        jobs = [(bag, image_size, topic_map, Path(tmp) / str(i)) for i, bag in enumerate(bags)]
-        return _build(jobs, out_dir, skipped, topic_map, workers, progress)
+        jobs = [(bag, image_size, topic_map, gripper, Path(tmp) / str(i)) for i, bag in enumerate(bags)]
+        return _build(jobs, out_dir, skipped, topic_map, gripper, workers, progress)
 
 
-def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, workers: int, progress: bool) -> dict:
+def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, gripper: GripperJoints, workers: int,
+           progress: bool) -> dict:
     from tqdm import tqdm
 
     from robot_app.store import write_store
@@ -275,7 +279,7 @@ def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, workers: i
             results.append(_load(job))
             bar.update()
     bar.close()
-    episodes = [_unspill(ep, job[3]) for job, (_, ep, _) in zip(jobs, results, strict=True) if ep is not None]
+    episodes = [_unspill(ep, job[-1]) for job, (_, ep, _) in zip(jobs, results, strict=True) if ep is not None]
     skipped += [{"bag": str(path), "error": err} for path, ep, err in results if ep is None]
     summary = {
         "out": str(out_dir),
@@ -293,6 +297,7 @@ def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, workers: i
             "skipped": skipped,
             "action_scaling": DEFAULT_SCALING.to_dict(),
             "topic_map": dict(topic_map or {}),
+            "gripper_joints": gripper.to_dict(),
             "alignment": "action of frame t = last command received before frame t+1",
         },
     )

@@ -126,14 +126,45 @@ class ActionScaling:
 DEFAULT_SCALING = ActionScaling()
 
 
-def gripper_state_from_fingers(finger_positions) -> float:
-    """Gripper state in [0, 1] with the command's convention: 0 open, 1 closed.
+@dataclass(frozen=True)
+class GripperJoints:
+    """Which joint_states entries give the gripper state, and how.
 
-    Design section 3 calls it the gripper opening; we use the command's sense so that an
-    observed state and a commanded target compare directly.
+    The state is in [0, 1] with the command's convention, 0 open and 1 closed (design section
+    3 calls it the opening; the command's sense lets an observed state and a commanded target
+    compare directly). It is the sum of the named joints' positions mapped linearly from
+    `open_sum` (0) to `closed_sum` (1) and clipped. The Panda's two finger joints sum to 0.08 m
+    open and 0 closed (the default); a Robotiq 2F-85 driver's one `finger_joint` runs from
+    0 rad open to about 0.8 closed (`--gripper-joints finger_joint --gripper-open 0
+    --gripper-closed 0.8`). The dataset builder and the policy node must use the same mapping.
     """
-    opening = float(np.sum(np.asarray(finger_positions, dtype=np.float64)))
-    return float(np.clip(1.0 - opening / FINGER_MAX_OPENING_M, 0.0, 1.0))
+
+    names: tuple[str, ...] = FINGER_JOINT_NAMES
+    open_sum: float = FINGER_MAX_OPENING_M
+    closed_sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.names or not all(isinstance(n, str) and n for n in self.names):
+            raise ValueError(f"gripper joints: give at least one joint name, got {list(self.names)}")
+        if not (np.isfinite(self.open_sum) and np.isfinite(self.closed_sum)) or self.open_sum == self.closed_sum:
+            raise ValueError(f"gripper joints: the open ({self.open_sum}) and closed ({self.closed_sum}) "
+                             "positions must be finite and differ")
+
+    def state(self, positions) -> float:
+        """The state from the named joints' positions, in `names` order."""
+        total = float(np.sum(np.asarray(positions, dtype=np.float64)))
+        return float(np.clip((total - self.open_sum) / (self.closed_sum - self.open_sum), 0.0, 1.0))
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "open_sum": self.open_sum, "closed_sum": self.closed_sum}
+
+
+PANDA_GRIPPER = GripperJoints()
+
+
+def gripper_state_from_fingers(finger_positions) -> float:
+    """The Panda's gripper state from its two finger joints (GripperJoints, the default)."""
+    return PANDA_GRIPPER.state(finger_positions)
 
 
 class RobotState(NamedTuple):

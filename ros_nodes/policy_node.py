@@ -52,10 +52,10 @@ from std_srvs.srv import Trigger
 from robot_app.spec import (
     CAMERA_STALE_S,
     CONTROL_HZ,
-    FINGER_JOINT_NAMES,
+    PANDA_GRIPPER,
+    GripperJoints,
     RobotState,
     Topics,
-    gripper_state_from_fingers,
 )
 from ros_nodes import qos
 from ros_nodes.conversions import (
@@ -76,11 +76,14 @@ PARAMETERS = {  # name -> typed default (config/*.yaml repeat them for users)
     "camera_stale_s": CAMERA_STALE_S,  # stop when the newest frame is older than this
     "control_hz": CONTROL_HZ,  # at most one command per period, one per new frame
     "start_on_goal": False,  # start as soon as a goal is accepted (no policy/start needed)
-    "finger_joints": list(FINGER_JOINT_NAMES),  # joint_states names giving the gripper state
+    "gripper_joints": list(PANDA_GRIPPER.names),  # joint_states names whose summed position gives the gripper state
+    "gripper_open": PANDA_GRIPPER.open_sum,  # ...that sum when open (the Panda's fingers: 0.08 m)
+    "gripper_closed": PANDA_GRIPPER.closed_sum,  # ...and when closed; as `dataset build --gripper-*` read the bags
     "threads": 1,  # onnxruntime intra-op threads
     "seed": 0,  # CEM noise; reseeded at every start so runs repeat
 }
 RESTART_ONLY = ("threads",)
+GRIPPER_PARAMETERS = ("gripper_joints", "gripper_open", "gripper_closed")
 BURST = 2.0  # actions the rate limit may owe: absorbs a period of jitter in frame timing
 RUNNING, READY, IDLE, REACHED, STOPPED, ERROR = "running", "ready", "idle", "reached", "stopped", "error"
 
@@ -162,6 +165,13 @@ class PolicyNode(Node):
                 return f"{name} must be >= 1, got {value}"
             if name in ("camera_stale_s", "control_hz") and not value > 0:
                 return f"{name} must be positive, got {value}"
+        changed = {p.name: p.value for p in params if p.name in GRIPPER_PARAMETERS}
+        if changed:  # the three make one mapping: check it with the values not being changed (all are declared by now)
+            merged = {**{n: self._param(n) for n in GRIPPER_PARAMETERS}, **changed}
+            try:
+                GripperJoints(tuple(merged["gripper_joints"]), merged["gripper_open"], merged["gripper_closed"])
+            except ValueError as exc:
+                return str(exc)
         return ""
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -270,10 +280,13 @@ class PolicyNode(Node):
             self._start()
 
     def _on_joints(self, msg: JointState) -> None:
-        names = self._param("finger_joints")
+        gripper = self._gripper_joints()
         index = {n: i for i, n in enumerate(msg.name)}
-        if all(n in index and index[n] < len(msg.position) for n in names):
-            self.gripper = gripper_state_from_fingers([msg.position[index[n]] for n in names])
+        if all(n in index and index[n] < len(msg.position) for n in gripper.names):
+            self.gripper = gripper.state([msg.position[index[n]] for n in gripper.names])
+
+    def _gripper_joints(self) -> GripperJoints:
+        return GripperJoints(tuple(self._param("gripper_joints")), *(self._param(n) for n in GRIPPER_PARAMETERS[1:]))
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self.ee_height = float(msg.pose.position.z)
@@ -292,7 +305,7 @@ class PolicyNode(Node):
         if self.gripper is not None:
             return self.gripper
         self.get_logger().warn(
-            f"no joint_states with {self._param('finger_joints')}: using the last gripper command as its state",
+            f"no joint_states with {self._param('gripper_joints')}: using the last gripper command as its state",
             throttle_duration_sec=10.0,
         )
         return self._grip_target

@@ -68,8 +68,10 @@ def test_store_from_mcap_and_sqlite3_bags(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bags", "store", "store2"]  # no temporaries left
 
 
-def _write_custom_bag(path, topics: dict[str, str], frames, encoding="rgb8", size=64, twists=(), grips=()):
-    """A bag as another recorder might write it: chosen topic names, frame times, command times."""
+def _write_custom_bag(path, topics: dict[str, str], frames, encoding="rgb8", size=64, twists=(), grips=(),
+                      fingers=("panda_finger_joint1", "panda_finger_joint2")):
+    """A bag as another recorder might write it: chosen topic names, frame times, command times,
+    gripper joints (each at 0.01 t at frame t)."""
     rng = np.random.default_rng(0)
     with bags.BagWriter(path) as w:
         for t, stamp in enumerate(frames):
@@ -77,8 +79,7 @@ def _write_custom_bag(path, topics: dict[str, str], frames, encoding="rgb8", siz
             if encoding != "rgb8":
                 image.encoding = encoding
             w.write(topics["image"], EPISODE_TOPICS[Topics.IMAGE], stamp, image)
-            names = ["panda_finger_joint1", "panda_finger_joint2"]
-            js = bags.joint_state_msg(names, [0.01 * t, 0.01 * t], [0, 0], stamp)
+            js = bags.joint_state_msg(list(fingers), [0.01 * t] * len(fingers), [0] * len(fingers), stamp)
             w.write(topics["joint_states"], EPISODE_TOPICS[Topics.JOINT_STATES], stamp, js)
         for stamp, (vx, wz) in twists:
             w.write(
@@ -274,3 +275,21 @@ def test_a_store_whose_arrays_its_manifest_does_not_describe_is_refused(tmp_path
     (tmp_path / "store" / "manifest.json").write_bytes((tmp_path / "small" / "manifest.json").read_bytes())
     with pytest.raises(ValueError, match="manifest.json counts 5 steps, the arrays hold 12; .* rebuild it"):
         Store.open(tmp_path / "store")
+
+
+def test_another_grippers_joints_give_the_gripper_state(tmp_path, capsys):
+    """A Robotiq-like driver: one `finger_joint`, 0 rad open .. 0.8 closed. Without saying so
+    the bag is refused by name; with --gripper-* its state is mapped and recorded."""
+    _write_custom_bag(tmp_path / "bags" / "robotiq", ABSOLUTE, [0, 100 * MS, 200 * MS, 300 * MS],
+                      twists=[(5 * MS, (0.2, 0))], grips=[(5 * MS, 1)], fingers=("finger_joint",))
+    out = tmp_path / "store"
+    assert main(["dataset", "build", str(tmp_path / "bags"), "-o", str(out)]) == 1
+    assert "lacks the gripper joints ['panda_finger_joint1', 'panda_finger_joint2']" in capsys.readouterr().err
+    assert main(["dataset", "build", str(tmp_path / "bags"), "-o", str(out), "--gripper-joints", "finger_joint",
+                 "--gripper-open", "0", "--gripper-closed", "0.04"]) == 0
+    store = Store.open(out)
+    np.testing.assert_allclose(store.gripper, [0.0, 0.25, 0.5, 0.75], atol=1e-6)  # 0.01 t of 0.04
+    assert store.manifest["gripper_joints"] == {"names": ["finger_joint"], "open_sum": 0.0, "closed_sum": 0.04}
+    assert main(["dataset", "build", str(tmp_path / "bags"), "-o", str(out), "--gripper-open", "0.1",
+                 "--gripper-closed", "0.1"]) == 2
+    assert "must be finite and differ" in capsys.readouterr().err

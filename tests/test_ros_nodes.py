@@ -129,6 +129,34 @@ def test_policy_node_validates_parameters_and_survives_a_missing_model(context):
         node.destroy_node()
 
 
+def test_policy_node_reads_the_gripper_state_of_the_joints_it_is_given(context):
+    """A non-Panda gripper: its joints and their open and closed positions are parameters,
+    the same mapping `dataset build --gripper-*` reads bags with."""
+    from sensor_msgs.msg import JointState
+
+    from ros_nodes.policy_node import PolicyNode
+
+    with pytest.raises(ValueError, match="open .* and closed .* positions must be finite and differ"):
+        PolicyNode(context=context, parameter_overrides=[Parameter("gripper_open", value=0.0)])
+    robotiq = [Parameter("gripper_joints", value=["finger_joint"]), Parameter("gripper_open", value=0.0),
+               Parameter("gripper_closed", value=0.8)]
+    node = PolicyNode(context=context, parameter_overrides=robotiq)
+    try:
+        panda = JointState(name=["panda_finger_joint1", "panda_finger_joint2"], position=[0.04, 0.04])
+        node._on_joints(panda)
+        assert node.gripper is None  # not this gripper's joints
+        node._on_joints(JointState(name=["shoulder", "finger_joint"], position=[1.0, 0.6]))
+        assert node.gripper == pytest.approx(0.75)
+        result = node.set_parameters([Parameter("gripper_closed", value=0.0)])[0]  # now equal to gripper_open
+        assert not result.successful and "must be finite and differ" in result.reason
+        assert node.set_parameters([Parameter("gripper_joints", value=["panda_finger_joint1", "panda_finger_joint2"]),
+                                    Parameter("gripper_open", value=0.08), Parameter("gripper_closed", value=0.0)])[0].successful
+        node._on_joints(JointState(name=panda.name, position=[0.01, 0.01]))
+        assert node.gripper == pytest.approx(0.75)
+    finally:
+        node.destroy_node()
+
+
 def test_policy_node_status_is_json_with_the_contract_keys(context):
     from ros_nodes.policy_node import PolicyNode
 

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="topic of a role when remapped (roles: image, joint_states, ee_delta, gripper, ee_pose, success), "
         "e.g. --topic image=/wrist/image_raw; names match with or without a leading slash",
     )
+    add_gripper_arguments(build)
     build.add_argument("--workers", type=int, default=1, help="processes reading bags in parallel")
     info = sub.add_parser("info", help="summarise a training store")
     info.add_argument("store", help="store directory")
@@ -40,11 +41,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a store's episode index (repeat for several; default: the first, and the first success and "
                            "failure when labelled)")
     view.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC", help="a bag's remapped topic, as for build")
+    add_gripper_arguments(view)
     view.add_argument("-o", "--out", default="out/episodes",
                       help="directory for episode_<I>.mp4 (a store) or <bag>.mp4 (default: out/episodes)")
     view.add_argument("--fps", type=float, default=CONTROL_HZ, help=f"frames a second (default: the control rate, {CONTROL_HZ:g})")
     recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
     recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
+
+
+def add_gripper_arguments(parser: argparse.ArgumentParser) -> None:
+    """How joint_states give the gripper state (spec.GripperJoints); the Panda's by default."""
+    from robot_app.spec import PANDA_GRIPPER
+
+    parser.add_argument("--gripper-joints", default=",".join(PANDA_GRIPPER.names), metavar="NAME[,NAME]",
+                        help="joint_states names whose summed position gives the gripper state (default: the Panda's fingers)")
+    parser.add_argument("--gripper-open", type=float, default=PANDA_GRIPPER.open_sum, metavar="SUM",
+                        help=f"their summed position when open (default: {PANDA_GRIPPER.open_sum:g}, the Panda's metres)")
+    parser.add_argument("--gripper-closed", type=float, default=PANDA_GRIPPER.closed_sum, metavar="SUM",
+                        help=f"their summed position when closed (default: {PANDA_GRIPPER.closed_sum:g})")
+
+
+def gripper_from_arguments(args: argparse.Namespace):
+    from robot_app.spec import GripperJoints
+
+    names = tuple(n.strip() for n in args.gripper_joints.split(",") if n.strip())
+    return GripperJoints(names, args.gripper_open, args.gripper_closed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +77,12 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         topic_map = parse_topic_map(args.topic)
+        gripper = gripper_from_arguments(args)
     except ValueError as exc:
         print(f"robot-app dataset build: {exc}", file=sys.stderr)
         return 2
     summary = build_dataset(
-        args.bags, args.out, image_size=args.image_size, topic_map=topic_map, workers=args.workers
+        args.bags, args.out, image_size=args.image_size, topic_map=topic_map, workers=args.workers, gripper=gripper
     )
     for item in summary["skipped"]:
         print(f"skipped {item['bag']}: {item['error']}", file=sys.stderr)
@@ -123,12 +145,13 @@ def _view(args: argparse.Namespace) -> int:
         if args.episode:
             raise ValueError("--episode picks a store's episodes; for bags, name the bag directories")
         topic_map = parse_topic_map(args.topic)
+        gripper = gripper_from_arguments(args)
     except ValueError as exc:
         print(f"robot-app dataset view: {exc}", file=sys.stderr)
         return 2
     for bag in map(Path, args.source):
         try:
-            frames = episode_frames(episode_from_bag(bag, topic_map=topic_map), bag.name)
+            frames = episode_frames(episode_from_bag(bag, topic_map=topic_map, gripper=gripper), bag.name)
             print(f"wrote {write_video(out / f'{bag.name}.mp4', frames, args.fps)}")
         except (BagError, ValueError, OSError) as exc:
             print(f"robot-app dataset view: {exc}", file=sys.stderr)
