@@ -153,6 +153,7 @@ def episode_from_bag(
     pose_ns: list[int] = []
     poses: list[np.ndarray] = []
     success = None
+    clipped = 0  # velocity commands beyond the scaling's range, which from_command clips
     with BagReader(path) as reader:
         roles = resolve_topics(path, reader.topics, topic_map)
         role_of = {topic: role for role, topic in roles.items()}
@@ -169,6 +170,7 @@ def episode_from_bag(
                 lin, ang = msg.twist.linear, msg.twist.angular
                 twist_ns.append(stamp)
                 twists.append(scaling.from_command([lin.x, lin.y, lin.z], ang.z, 0.5)[:4])
+                clipped += _beyond_range([lin.x, lin.y, lin.z], ang.z, scaling)
             elif role == "gripper":
                 grip_ns.append(stamp)
                 grips.append(scaling.from_command(np.zeros(3), 0.0, msg.data)[4])
@@ -209,7 +211,16 @@ def episode_from_bag(
         "sha256": bag_sha256(path),
         "success": success,
         "task": task,
+        "clipped_commands": clipped,
+        "commands": len(twists),
     }
+
+
+def _beyond_range(linear, yaw_rate: float, scaling: ActionScaling) -> bool:
+    """Whether a logged velocity exceeds what a normalised action can say (|a| > 1): the arm was
+    driven faster than the scaling's top speed, and the learner will see the top speed."""
+    fastest = max(float(np.max(np.abs(linear))) / scaling.max_linear_speed, abs(yaw_rate) / scaling.max_angular_speed)
+    return fastest > 1.0 + 1e-6
 
 
 _ARRAY_KEYS = ("images", "actions", "gripper", "timestamps", "ee_position")
@@ -281,10 +292,13 @@ def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, gripper: G
     bar.close()
     episodes = [_unspill(ep, job[-1]) for job, (_, ep, _) in zip(jobs, results, strict=True) if ep is not None]
     skipped += [{"bag": str(path), "error": err} for path, ep, err in results if ep is None]
+    clipped = [{"bag": ep["source"], "clipped": ep["clipped_commands"], "commands": ep["commands"]}
+               for ep in episodes if ep["clipped_commands"]]
     summary = {
         "out": str(out_dir),
         "built": [ep["source"] for ep in episodes],
         "skipped": skipped,
+        "clipped": clipped,
         "num_episodes": len(episodes),
         "num_steps": int(sum(len(ep["images"]) for ep in episodes)),
     }
@@ -295,6 +309,7 @@ def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, gripper: G
         episodes,
         manifest_extra={
             "skipped": skipped,
+            "clipped": clipped,
             "action_scaling": DEFAULT_SCALING.to_dict(),
             "topic_map": dict(topic_map or {}),
             "gripper_joints": gripper.to_dict(),

@@ -293,3 +293,17 @@ def test_another_grippers_joints_give_the_gripper_state(tmp_path, capsys):
     assert main(["dataset", "build", str(tmp_path / "bags"), "-o", str(out), "--gripper-open", "0.1",
                  "--gripper-closed", "0.1"]) == 2
     assert "must be finite and differ" in capsys.readouterr().err
+
+
+def test_commands_faster_than_the_action_range_are_reported_not_silently_clipped(tmp_path, capsys):
+    frames = [0, 100 * MS, 200 * MS]
+    _write_custom_bag(tmp_path / "bags" / "fast", ABSOLUTE, frames, twists=[(5 * MS, (0.3, 0)), (105 * MS, (0.1, 0))],
+                      grips=[(5 * MS, 0)])
+    _write_custom_bag(tmp_path / "bags" / "slow", ABSOLUTE, frames, twists=[(5 * MS, (0.2, 1.0))], grips=[(5 * MS, 0)])
+    assert main(["dataset", "build", str(tmp_path / "bags"), "-o", str(tmp_path / "store")]) == 0
+    err = capsys.readouterr().err
+    assert "fast: 1 of 2 velocity commands were faster than the action range (0.2 m/s, 1 rad/s)" in err
+    assert "slow" not in err  # at the top speed is not beyond it
+    store = Store.open(tmp_path / "store")
+    assert [(c["bag"].endswith("fast"), c["clipped"], c["commands"]) for c in store.manifest["clipped"]] == [(True, 1, 2)]
+    assert store.actions[0, 0] == 1.0  # what the learner sees: the top speed

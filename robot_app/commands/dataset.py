@@ -86,6 +86,13 @@ def _build(args: argparse.Namespace) -> int:
     )
     for item in summary["skipped"]:
         print(f"skipped {item['bag']}: {item['error']}", file=sys.stderr)
+    if summary["clipped"]:
+        from robot_app.spec import DEFAULT_SCALING as top
+
+        for item in summary["clipped"]:
+            print(f"warning: {item['bag']}: {item['clipped']} of {item['commands']} velocity commands were faster than "
+                  f"the action range ({top.max_linear_speed:g} m/s, {top.max_angular_speed:g} rad/s) and were clipped to it; "
+                  "the policy will drive no faster", file=sys.stderr)
     if not summary["num_episodes"]:
         print("robot-app dataset build: no bag could be built; nothing written", file=sys.stderr)
         return 1
