@@ -322,7 +322,9 @@ def write_episode(
     commands of tick t (TwistStamped and Float64 grip target, from the normalised action
     through `scaling`) 5 ms later, as a driver would receive them. Header stamps equal the
     bag timestamps. A labelled episode (`task_success`, or else `episode.success`) ends
-    with a task/success Bool. The task name and behaviours go into metadata custom_data.
+    with a task/success Bool. The task name, the behaviours and the scaling go into metadata
+    custom_data; the scaling there is a record only (`dataset build` reads the commands, which
+    are physical, back with the store's own scaling).
     """
     observations = list(episode.observations)
     actions = np.asarray(episode.actions, dtype=np.float32)

@@ -47,7 +47,8 @@ def _phase_summary(cosines: list[float], grips: list[bool]) -> dict:
 
 
 def expert_agreement(policy, families: list[str], episodes: int, seed: int, image_size: int = 64) -> dict:
-    """{"families": {family: {"expert_success", "n", "phases": {phase: {steps, direction, gripper}}}}}."""
+    """{"families": {family: {"expert_success", "n", "phases": {phase: {steps, direction, gripper}},
+    "gripper_switches": {"made", "n"}}}, "seed", "episodes"}."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     act_fn = as_act_fn(policy)
