@@ -321,7 +321,7 @@ def save_strips(results: dict, out_dir: str | os.PathLike) -> list[Path]:
 
 
 def save_videos(results: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """DIR/rollout_<family>_<task>_<success|fail>.mp4: each recorded episode frame by frame
+    """DIR/rollout_<family>_<task>_<success|fail>.webm: each recorded episode frame by frame
     beside the goal it pursued (robot_app.video); the outcome in the name, to find the failures."""
     from robot_app.video import write_rollout_video
 
@@ -329,9 +329,45 @@ def save_videos(results: dict, out_dir: str | os.PathLike) -> list[Path]:
     for family, episodes in results.get("videos", {}).items():
         for e in episodes:
             verdict = "success" if e["success"] else "fail"
-            path = Path(out_dir) / f"rollout_{family}_{e['index']:03d}_{verdict}.mp4"
+            path = Path(out_dir) / f"rollout_{family}_{e['index']:03d}_{verdict}.webm"
             written.append(write_rollout_video(path, e["frames"], e["goal"], outcome=f"{verdict}, {e['steps']} steps"))
     return written
+
+
+def write_html_report(results: dict, out_dir: str | os.PathLike, title: str = "") -> Path:
+    """DIR/report.html: the table, then per family its strip and rollout videos (the files
+    save_rollouts wrote in DIR), and the success curve when there is one; one page to open
+    or share instead of a folder of files. Plain HTML, no scripts."""
+    import html
+
+    out_dir = Path(out_dir)
+    esc = html.escape
+    rows = []
+    for family, r in results["families"].items():
+        lo, hi = r["ci95"]
+        closed = f"{round(100 * r['distance_closed'])}%" if "distance_closed" in r else "-"
+        rows.append(f"<tr><td>{esc(family)}</td><td>{r['success_rate']:.2f}</td><td>[{lo:.2f}, {hi:.2f}]</td>"
+                    f"<td>{r['n']}</td><td>{r['mean_steps']:.1f}</td><td>{closed}</td></tr>")
+    parts = [f"<h1>{esc(title or 'Evaluation of ' + str(results.get('policy', '')))}</h1>",
+             f"<p>seed {results.get('seed')}, {results.get('episodes')} episodes per family</p>",
+             "<table><tr><th>family</th><th>success</th><th>95% CI</th><th>n</th><th>mean steps</th>"
+             "<th>distance closed</th></tr>", *rows, "</table>"]
+    if (out_dir / "success_vs_step.png").is_file():
+        parts.append('<h2>success against training step</h2><img src="success_vs_step.png" alt="success against step">')
+    for family in results["families"]:
+        parts.append(f"<h2>{esc(family)}</h2>")
+        if (out_dir / f"strip_{family}.png").is_file():
+            parts.append(f'<img src="strip_{esc(family)}.png" alt="{esc(family)} strip">')
+        for video in sorted(out_dir.glob(f"rollout_{family}_*.webm")):
+            parts.append(f'<figure><video src="{esc(video.name)}" controls loop muted width="528"></video>'
+                         f"<figcaption>{esc(video.stem)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}figure{display:inline-block;margin:.5em}"
+             "img{image-rendering:pixelated;max-width:100%}")
+    page = f"<!doctype html><meta charset=utf-8><title>{esc(title or 'evaluation')}</title><style>{style}</style>\n"
+    path = out_dir / "report.html"
+    path.write_text(page + "\n".join(parts) + "\n")
+    return path
 
 
 def save_rollouts(results: dict, out_dir: str | os.PathLike) -> list[Path]:

@@ -5,13 +5,16 @@ in a failed grasp (the hand hovering, closing a step early, the object slipping)
 between them. robomimic and LeRobot save a rollout video next to each evaluation for the
 same reason, and LeRobot's dataset viewer is how its users check what they recorded before
 training on it. The frames are the learner's own 64x64 view, enlarged without smoothing so
-the pixels it decides on stay visible; MP4 (OpenCV's mp4v, no ffmpeg install needed) plays
-in browsers and every player.
+the pixels it decides on stay visible. WebM with VP8, through the ffmpeg inside
+opencv-python-headless (no install): browsers play it, so a report page can show it, which
+they do not do for the mp4v that wheel can also write (it has no H.264 encoder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,18 +60,25 @@ def _put(band: np.ndarray, text: str, x: int, line: int) -> None:
     cv2.putText(band, text, (x, CAPTION_LINE_PX * (line + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
 
 
+VIDEO_SUFFIX = ".webm"
+
+
 def write_video(path: str | os.PathLike, video: list[np.ndarray], fps: float = 10.0) -> Path:
-    """An MP4 of these RGB frames, the last held HOLD_LAST_S; written atomically."""
+    """A WebM (VP8) of these RGB frames, the last held HOLD_LAST_S; written atomically.
+    `path` must end in .webm."""
     import cv2
 
-    video = video + [video[-1]] * round(HOLD_LAST_S * fps)
     path = Path(path)
+    if path.suffix != VIDEO_SUFFIX:
+        raise ValueError(f"{path}: videos are written as {VIDEO_SUFFIX}")
+    video = video + [video[-1]] * round(HOLD_LAST_S * fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # OpenCV picks the container by the suffix
     height, width = video[0].shape[:2]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    with _quiet_stderr():
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"VP80"), float(fps), (width, height))
     if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot write an mp4v video here")
+        raise OSError(f"{path}: OpenCV cannot write a VP8 video here")
     try:
         for frame in video:
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -76,6 +86,27 @@ def write_video(path: str | os.PathLike, video: list[np.ndarray], fps: float = 1
         writer.release()
     os.replace(tmp, path)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """OpenCV's ffmpeg prints a line to the process's stderr for every WebM it opens ("tag
+    'VP80' is not supported with codec id 139", then uses the right tag): silence the C level
+    stderr for that call only, so commands' own messages are not buried under it."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (captured): nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def rollout_frames(frames: list[np.ndarray], goal: np.ndarray, outcome: str = "") -> list[np.ndarray]:
@@ -89,7 +120,7 @@ def rollout_frames(frames: list[np.ndarray], goal: np.ndarray, outcome: str = ""
 
 def write_rollout_video(path: str | os.PathLike, frames: list[np.ndarray], goal: np.ndarray, fps: float = 10.0,
                         outcome: str = "") -> Path:
-    """An MP4 of a rollout beside its goal (rollout_frames)."""
+    """A video of a rollout beside its goal (rollout_frames)."""
     return write_video(path, rollout_frames(frames, goal, outcome), fps)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -94,7 +95,7 @@ def test_evaluate_suite_shape_and_determinism(onnx_model, tmp_path):
     videos = save_videos(a, tmp_path)
     first, second = a["videos"]["reach"]
     verdicts = ["success" if e["success"] else "fail" for e in (first, second)]
-    assert [v.name for v in videos] == [f"rollout_reach_000_{verdicts[0]}.mp4", f"rollout_reach_001_{verdicts[1]}.mp4"]
+    assert [v.name for v in videos] == [f"rollout_reach_000_{verdicts[0]}.webm", f"rollout_reach_001_{verdicts[1]}.webm"]
     frames = first["frames"]
     assert len(frames) == strip["steps"] + 1 and np.array_equal(frames[-1], strip["final"])
     assert np.array_equal(first["goal"], strip["goal"]) and first["steps"] == strip["steps"]
@@ -129,7 +130,10 @@ def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
     assert results["seed"] == 3 and results["episodes"] == 1 and results["training_step"] == 7
     assert "| reach |" in (out / "eval.md").read_text() and "| chain |" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("strip_*.png")) == sorted(f"strip_{f}.png" for f in SUITE)
-    assert sorted(p.name.rsplit("_", 1)[0] for p in out.glob("rollout_*.mp4")) == sorted(f"rollout_{f}_000" for f in SUITE)
+    assert sorted(p.name.rsplit("_", 1)[0] for p in out.glob("rollout_*.webm")) == sorted(f"rollout_{f}_000" for f in SUITE)
+    page = (out / "report.html").read_text()  # one page: the table, and each family's strip and videos
+    assert page.count("<tr><td>") == len(SUITE) and all(f'src="strip_{f}.png"' in page for f in SUITE)
+    assert sorted(re.findall(r'<video src="([^"]+)"', page)) == sorted(p.name for p in out.glob("rollout_*.webm"))
     card = ModelCard.read(onnx_model.with_suffix(".json"))
     assert card.evaluation["families"] == results["families"]
     Policy.load(onnx_model)  # the card still matches its graph

@@ -193,9 +193,9 @@ def test_demo_runs_the_sim_graph_and_draws_the_rollout(model, tmp_path):
     assert re.match(r"demo: (not )?reached \(sim check: (yes|no), policy: no\) in 30 steps, final Q 0\.\d+", last), last
     picture = cv2.imread(str(tmp_path / "demo" / "rollout.png"))
     assert picture is not None and picture.shape[1] > 8 * picture.shape[0]
-    assert last.endswith(f"video {tmp_path / 'demo' / 'rollout.mp4'}"), last
-    video = cv2.VideoCapture(str(tmp_path / "demo" / "rollout.mp4"))
-    assert video.get(cv2.CAP_PROP_FRAME_COUNT) >= 30  # a frame a step of the 30-step run, and the held outcome
+    assert last.endswith(f"video {tmp_path / 'demo' / 'rollout.webm'}"), last
+    video = cv2.VideoCapture(str(tmp_path / "demo" / "rollout.webm"))
+    assert sum(1 for _ in iter(lambda: video.read()[0], False)) >= 30  # a frame a step of the 30-step run, then the outcome
 
 
 @pytest.mark.ros

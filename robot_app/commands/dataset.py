@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     view.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC", help="a bag's remapped topic, as for build")
     add_gripper_arguments(view)
     view.add_argument("-o", "--out", default="out/episodes",
-                      help="directory for episode_<I>.mp4 (a store) or <bag>.mp4 (default: out/episodes)")
+                      help="directory for episode_<I>.webm (a store) or <bag>.webm (default: out/episodes)")
     view.add_argument("--fps", type=float, default=CONTROL_HZ, help=f"frames a second (default: the control rate, {CONTROL_HZ:g})")
     recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
     recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
@@ -143,7 +143,7 @@ def _view(args: argparse.Namespace) -> int:
             store = Store.open(args.source[0])
             for episode in args.episode or _worth_viewing(store):
                 frames = episode_frames(store.episode_arrays(episode), f"episode {episode}")
-                print(f"wrote {write_video(out / f'episode_{episode:05d}.mp4', frames, args.fps)}")
+                print(f"wrote {write_video(out / f'episode_{episode:05d}.webm', frames, args.fps)}")
         except (ValueError, OSError) as exc:
             print(f"robot-app dataset view: {exc}", file=sys.stderr)
             return 1
@@ -159,7 +159,7 @@ def _view(args: argparse.Namespace) -> int:
     for bag in map(Path, args.source):
         try:
             frames = episode_frames(episode_from_bag(bag, topic_map=topic_map, gripper=gripper), bag.name)
-            print(f"wrote {write_video(out / f'{bag.name}.mp4', frames, args.fps)}")
+            print(f"wrote {write_video(out / f'{bag.name}.webm', frames, args.fps)}")
         except (BagError, ValueError, OSError) as exc:
             print(f"robot-app dataset view: {exc}", file=sys.stderr)
             failed += 1

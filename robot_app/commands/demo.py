@@ -34,7 +34,7 @@ class DemoResult:
     reason: str  # the policy's last word on why it stopped
     picture: Path | None
     goal_proposed: bool = False  # a task model chose its own goal picture (the strip shows that one)
-    video: Path | None = None  # the camera's frames beside the goal, as an MP4
+    video: Path | None = None  # the camera's frames beside the goal, as a video
 
     def line(self) -> str:
         yes = {True: "yes", False: "no"}
@@ -195,7 +195,7 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     pursued = msg_to_image(proposed[-1]) if proposed else task.goal_image  # the strip shows what the arm went for
     cv2.imwrite(str(picture), cv2.cvtColor(rollout_strip(frames, pursued), cv2.COLOR_RGB2BGR))
     sim_success = bool(success and success.data)
-    video = write_rollout_video(out_dir / "rollout.mp4", frames, pursued, fps=CONTROL_HZ,
+    video = write_rollout_video(out_dir / "rollout.webm", frames, pursued, fps=CONTROL_HZ,
                                 outcome=f"{'reached' if sim_success else 'not reached'}, {final['step']} steps")
     result = DemoResult(sim_success, final["state"] == "reached", final["step"],
                         final["q_value"], final["reason"], picture, goal_proposed=bool(proposed), video=video)

@@ -20,10 +20,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per family (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="suite and policy-noise seed (default: 0)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here (default: DIR/eval.json with --out)")
-    parser.add_argument("--out", type=Path, help="directory for eval.md, strip_<family>.png, rollout videos, success_vs_step.png")
+    parser.add_argument("--out", type=Path, help="directory for eval.md, report.html, strip_<family>.png, rollout videos, success_vs_step.png")
     parser.add_argument("--videos", type=int, default=1, metavar="N",
                         help="with --out: videos of the first N episodes per family, "
-                             "rollout_<family>_<task>_<success|fail>.mp4 (default: 1; 0: none)")
+                             "rollout_<family>_<task>_<success|fail>.webm (default: 1; 0: none)")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint of a run to evaluate: latest (default), best (the best periodic evaluation), a step or a .pt file")
     parser.add_argument("--all-checkpoints", action="store_true", help="evaluate every checkpoint of a run; plot success against step")
     parser.add_argument("--write-card", action="store_true", help="store the results in the ONNX model's card")
@@ -114,6 +114,7 @@ def run(args) -> int:
         markdown_table,
         plot_success_vs_step,
         save_rollouts,
+        write_html_report,
         write_json,
     )
     from robot_app.policy import Policy, PolicyLoadError
@@ -173,5 +174,5 @@ def run(args) -> int:
         save_rollouts(results, args.out)
         if len(curve) > 1:
             plot_success_vs_step(curve, args.out / "success_vs_step.png")
-        print(f"report: {args.out / 'eval.md'}")
+        print(f"report: {args.out / 'eval.md'}, with pictures and videos: {write_html_report(results, args.out)}")
     return 0
