@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("robot_app.commands.collect", "collect scripted play episodes in the sim as rosbag2 bags"),
     "dataset": ("robot_app.commands.dataset", "build a memory-mapped training store from rosbag2 bags"),
     "train": ("training.commands.train", "train a goal-conditioned Q-function (or a baseline) offline"),
+    "runs": ("training.commands.runs", "list training runs: progress, loss, speed, state, best evaluation"),
     "eval": ("training.commands.evaluate", "evaluate a run or an ONNX policy on the goal suites"),
     "export": ("training.commands.export", "export a trained run to ONNX with its model card"),
     "finetune": ("training.commands.finetune", "fine-tune on a new grasping task from a small labelled dataset"),

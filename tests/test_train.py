@@ -462,3 +462,31 @@ def test_init_from_starts_a_run_on_new_data_from_another_runs_weights_at_its_own
                                 overrides=[*FAST, f"init_from={tmp_path / 'source'}"])
     with pytest.raises(ConfigError, match="pass --algo gcbc"):
         train(wrong_algo, tmp_path / "wrong", progress=False)
+
+
+def test_runs_lists_each_runs_progress_state_and_best_evaluation(store_dir, tmp_path, capsys):
+    from training.commands.runs import describe
+
+    over = ["num_threads=1", "eval_every=2", "eval_episodes=1", "checkpoint_every=2", "log_every=2"]
+    train(resolve_config(algo="gcbc", debug=True, steps=4, data=str(store_dir), overrides=over), tmp_path / "a",
+          progress=False)
+    train(resolve_config(algo="am", debug=True, steps=4, data=str(store_dir), overrides=FAST), tmp_path / "b",
+          progress=False)
+    config = (tmp_path / "b" / "config.yaml").read_text()  # as if it had been asked for 10 and killed at 4
+    (tmp_path / "b" / "config.yaml").write_text(config.replace("steps: 4", "steps: 10"))
+    for path in [tmp_path / "b" / "metrics.csv", *(tmp_path / "b" / "checkpoints").glob("*.pt")]:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+
+    a, b = describe(tmp_path / "a"), describe(tmp_path / "b")
+    best = json.loads((tmp_path / "a" / "checkpoints" / "best.json").read_text())
+    assert (a["algo"], a["step"], a["steps"], a["state"]) == ("gcbc", 4, 4, "done")
+    assert a["best_eval"]["step"] == best["step"] and a["last_eval"]["step"] == 4 and "loss_bc" in a["loss"]
+    assert (b["algo"], b["step"], b["steps"]) == ("am", 4, 10) and b["state"] == "stopped (resume from step_00000004)"
+    assert b["best_eval"] is None and "loss_td" in b["loss"] and b["updated_s_ago"] >= 3600
+
+    capsys.readouterr()
+    assert cli.main(["runs", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["run", "algo", "data", "step", "state"]
+    assert lines[1].startswith(str(tmp_path / "b")) and lines[2].startswith(str(tmp_path / "a"))  # most recent last
+    assert cli.main(["runs", str(tmp_path / "nothing")]) == 1
