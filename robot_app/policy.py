@@ -34,7 +34,7 @@ import json
 import os
 import threading
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,9 @@ class ModelCard:
     # representative picture for a chooser; the goal fed is proposed from the first frame.
     goal_proposer: dict = field(default_factory=dict)
     format_version: int = CARD_FORMAT_VERSION
+    # Keys this runtime does not read (a person's notes, a newer writer's fields): not a key of
+    # its own in the JSON; kept so that rewriting a card (eval --write-card) loses nothing.
+    extra: dict = field(default_factory=dict)
 
     @property
     def height_input(self) -> bool:
@@ -118,9 +121,10 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        extra = d.pop("extra")
         d["action_scaling"] = self.action_scaling.to_dict()
         d["cem"] = self.cem.to_dict()
-        return d
+        return {**extra, **d}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "model card") -> ModelCard:
@@ -150,6 +154,7 @@ class ModelCard:
                 task=_string(d.get("task", ""), "task", empty_ok=True),
                 goal_image=_string(d.get("goal_image", ""), "goal_image", empty_ok=True),
                 goal_proposer=_object(d["goal_proposer"], "goal_proposer", dict) if d.get("goal_proposer") else {},
+                extra={k: v for k, v in d.items() if k not in _CARD_KEYS},
             )
         except (TypeError, ValueError) as exc:
             raise PolicyLoadError(f"{where}: {exc}") from None
@@ -175,6 +180,9 @@ class ModelCard:
 
     def with_evaluation(self, evaluation: dict) -> ModelCard:
         return replace(self, evaluation=evaluation)
+
+
+_CARD_KEYS = frozenset(f.name for f in fields(ModelCard)) - {"extra"}
 
 
 def _hex64(v) -> str:

@@ -121,6 +121,9 @@ def test_evaluate_suite_refuses_unknown_family():
 
 def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
     out = tmp_path / "report"
+    card_path = onnx_model.with_suffix(".json")
+    noted = {**json.loads(card_path.read_text()), "notes": {"by": "a person", "why": "kept through --write-card"}}
+    card_path.write_text(json.dumps(noted))
     rc = robot_app(["eval", "--policy", str(onnx_model), "--suite", ",".join(SUITE), "--episodes", "1", "--seed", "3",
                     "--json", str(tmp_path / "eval.json"), "--out", str(out), "--write-card", "--no-progress"])
     assert rc == 0
@@ -136,6 +139,7 @@ def test_eval_command_on_an_onnx_model(onnx_model, tmp_path, capsys):
     assert sorted(re.findall(r'<video src="([^"]+)"', page)) == sorted(p.name for p in out.glob("rollout_*.webm"))
     card = ModelCard.read(onnx_model.with_suffix(".json"))
     assert card.evaluation["families"] == results["families"]
+    assert json.loads(card_path.read_text())["notes"] == noted["notes"]  # a key the runtime does not read survives
     Policy.load(onnx_model)  # the card still matches its graph
 
 
