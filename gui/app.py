@@ -57,6 +57,9 @@ STATE_COLOURS = {
     "error": "#cf222e",
 }
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# The label is published this long before recorder/stop is called, so the recorder has it in
+# the bag before the bag closes (a topic and a service are separate DDS channels).
+LABEL_LEAD_MS = 300
 
 
 class MainWindow(QMainWindow):
@@ -78,6 +81,8 @@ class MainWindow(QMainWindow):
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery")
         self._choose_when_loaded: set[str] = set()  # loads whose first entry becomes the goal
         self._quiet_when_empty: set[str] = set()  # loads nobody asked for: no "nothing found"
+        self.recording_since: float | None = None  # monotonic time the recorder opened the episode's bag
+        self.recording_path = ""
         self.setWindowTitle("robot_app: goal-image GUI")
         self._build()
         bridge.frame_ready.connect(self.on_frame)
@@ -90,7 +95,7 @@ class MainWindow(QMainWindow):
         # A frame that arrived before frame_ready was connected signalled no one; take it
         # now, which also re-arms the signal for the frames after it.
         self.on_frame()
-        self._stale_timer = QTimer(self, interval=250, timeout=self._check_camera)
+        self._stale_timer = QTimer(self, interval=250, timeout=self._tick)
         self._stale_timer.start()
 
     # --- layout -----------------------------------------------------------------------
@@ -126,6 +131,7 @@ class MainWindow(QMainWindow):
         QVBoxLayout(graph_box).addWidget(self.health_panel)
         side = QVBoxLayout()
         side.addWidget(policy_box)
+        side.addWidget(self._build_recording())
         side.addWidget(graph_box)
         side.addStretch(1)
 
@@ -220,6 +226,51 @@ class MainWindow(QMainWindow):
                     )
                     self.choose(self.current_goal)
 
+    def _build_recording(self) -> QGroupBox:
+        """Record an episode (recorder_node's bag) and label it as it ends: what `dataset build`
+        makes a training store from, and, labelled, what `finetune` and `task-goals` learn a task from."""
+        self.record_button = QPushButton("Record", clicked=lambda: self.call("record"))
+        self.record_button.setToolTip("recorder/start: a new episode bag of the camera, joints and commands")
+        self.finish_buttons = {
+            "success": QPushButton("Stop: success", clicked=lambda: self.finish_episode(True)),
+            "failure": QPushButton("Stop: failure", clicked=lambda: self.finish_episode(False)),
+            "unlabelled": QPushButton("Stop", clicked=lambda: self.finish_episode(None)),
+        }
+        self.finish_buttons["success"].setToolTip("label the episode a success (task/success), then finish its bag")
+        self.record_label = QLabel("not recording")
+        self.record_label.setWordWrap(True)
+        row = QHBoxLayout()
+        for button in (self.record_button, *self.finish_buttons.values()):
+            row.addWidget(button)
+        box = QGroupBox("Episodes")
+        layout = QVBoxLayout(box)
+        layout.addLayout(row)
+        layout.addWidget(self.record_label)
+        self._show_recording()
+        return box
+
+    def finish_episode(self, success: bool | None) -> None:
+        """Label the episode (unless None), then finish its bag once the label has had time to arrive."""
+        if success is not None:
+            self.bridge.label_episode(success)
+            self.report("info", f"episode labelled a {'success' if success else 'failure'}")
+            QTimer.singleShot(LABEL_LEAD_MS, lambda: self.call("finish"))
+        else:
+            self.call("finish")
+
+    def _show_recording(self) -> None:
+        recording = self.recording_since is not None
+        self.record_button.setEnabled(not recording)
+        for button in self.finish_buttons.values():
+            button.setEnabled(recording)
+        if recording:
+            self.record_label.setText(f"recording {time.monotonic() - self.recording_since:.0f} s: {self.recording_path}")
+
+    def _tick(self) -> None:
+        self._check_camera()
+        if self.recording_since is not None:
+            self._show_recording()
+
     def _check_camera(self) -> None:
         if self.frames_shown == 0:
             camera = self.last_health.get("camera")
@@ -239,6 +290,13 @@ class MainWindow(QMainWindow):
         self.bridge.call_service(role)
 
     def on_service_result(self, what: str, ok: bool, message: str) -> None:
+        if what == "record" and ok:
+            self.recording_since, self.recording_path = time.monotonic(), message
+        elif what == "finish" and (ok or message == "not recording"):  # either way no bag is open now
+            self.recording_since = None
+            self.record_label.setText(f"wrote {message}" if ok else "not recording")
+        if what in ("record", "finish"):
+            self._show_recording()
         if ok:
             self.report("info", f"{what}: ok" + (f" ({message})" if message else ""))
         else:

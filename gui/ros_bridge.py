@@ -26,7 +26,7 @@ from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from robot_app.spec import IMAGE_SIZE, Topics
@@ -46,12 +46,15 @@ PARAMETERS = {
     "reset_service": Topics.RESET,
     "start_service": Topics.POLICY_START,
     "stop_service": Topics.POLICY_STOP,
+    "record_start_service": Topics.RECORDER_START,  # recorder_node's
+    "record_stop_service": Topics.RECORDER_STOP,
+    "task_success_topic": Topics.TASK_SUCCESS,  # an episode's label, recorded into its bag before it is finished
     "policy_node": "policy_node",  # whose parameter is set when a task is chosen
     "policy_model_parameter": "model_path",  # policy_node's parameter naming its model
     "image_size": IMAGE_SIZE,  # goal size until the first camera frame says otherwise
     "service_timeout_s": 5.0,
 }
-SERVICE_ROLES = ("start", "stop", "reset")
+SERVICE_ROLES = ("start", "stop", "reset", "record", "finish")
 
 
 @dataclass
@@ -133,7 +136,10 @@ class GuiNode(Node):
             "start": self.create_client(Trigger, p["start_service"]),
             "stop": self.create_client(Trigger, p["stop_service"]),
             "reset": self.create_client(Trigger, p["reset_service"]),
+            "record": self.create_client(Trigger, p["record_start_service"]),
+            "finish": self.create_client(Trigger, p["record_stop_service"]),
         }
+        self.label_pub = self.create_publisher(Bool, p["task_success_topic"], qos.COMMAND)
         self.service_names = {
             role: self.resolve_service_name(c.srv_name) for role, c in self.clients_by_role.items()
         }
@@ -277,8 +283,12 @@ class RosBridge(QObject):
     def publish_goal(self, image: np.ndarray) -> None:
         self.node.goal_pub.publish(image_to_msg(image, stamp=self.node.get_clock().now().to_msg()))
 
+    def label_episode(self, success: bool) -> None:
+        """The episode being recorded succeeded or failed (task/success, what `dataset build` reads)."""
+        self.node.label_pub.publish(Bool(data=bool(success)))
+
     def call_service(self, role: str) -> None:
-        """Call start, stop or reset; the answer arrives as service_result(role, ok, message)."""
+        """Call a SERVICE_ROLES service; the answer arrives as service_result(role, ok, message)."""
         client = self.node.clients_by_role[role]
         if not client.service_is_ready():
             self.service_result.emit(

@@ -137,7 +137,7 @@ def describe(h: TopicHealth) -> tuple[str, bool]:
 class HealthPanel(QLabel):
     """Which topics and services are alive, with the age of their last message."""
 
-    ORDER = ("camera", "status", "commands", "start", "stop", "reset")
+    ORDER = ("camera", "status", "commands", "start", "stop", "reset", "record")  # record: the recorder node
 
     def __init__(self, parent=None):
         super().__init__("waiting for the ROS graph ...", parent)

@@ -39,6 +39,8 @@ class Topics:
     RESET = "reset"
     POLICY_START = "policy/start"
     POLICY_STOP = "policy/stop"
+    RECORDER_START = "recorder/start"  # recorder_node: open a new episode bag
+    RECORDER_STOP = "recorder/stop"  # ...and finish it
 
 
 # Topics an episode log holds, with their ROS 2 message types (bag and dataset contract).

@@ -29,7 +29,7 @@ class NodeSpec:
     params_file: str  # file name in the config directory
     remappings: tuple[tuple[str, str], ...] = ()  # (from, to), relative names
     overrides: dict = field(default_factory=dict)  # parameters applied after the file
-    gui: bool = False  # left out when headless
+    interactive: bool = False  # left out when headless: the GUI, and the recorder the GUI drives
 
     def params_path(self, config_dir: str | Path = CONFIG_DIR) -> Path:
         return Path(config_dir) / self.params_file
@@ -43,21 +43,29 @@ def _policy(params_file: str, model: str | None, remappings=(), overrides: dict 
 
 
 def _gui(params_file: str, remappings=()) -> NodeSpec:
-    return NodeSpec("gui_node", "gui_node", "gui.app", params_file, tuple(remappings), gui=True)
+    return NodeSpec("gui_node", "gui_node", "gui.app", params_file, tuple(remappings), interactive=True)
+
+
+def _recorder(params_file: str, remappings=()) -> NodeSpec:
+    """Records episodes when the GUI's Record button (or anyone) calls recorder/start and /stop;
+    it listens to the same remapped topics as the policy, so it logs what the policy saw and sent."""
+    return NodeSpec("recorder_node", "recorder_node", "ros_nodes.recorder_node", params_file, tuple(remappings),
+                    interactive=True)
 
 
 def sim_graph(model: str | None = None, headless: bool = False, world: str | None = None,
               sim_overrides: dict | None = None, policy_overrides: dict | None = None) -> list[NodeSpec]:
-    """The sim driver, the policy and (unless headless) the GUI, on the design's topic names."""
+    """The sim driver, the policy and (unless headless) the GUI and its recorder, on the design's topic names."""
     sim = dict(sim_overrides or {})
     if world:
         sim["world"] = world
     nodes = [
         NodeSpec("sim_node", "sim_node", "ros_nodes.sim_node", "sim.yaml", overrides=sim),
         _policy("sim.yaml", model, overrides=policy_overrides),
+        _recorder("sim.yaml"),
         _gui("sim.yaml"),
     ]
-    return [n for n in nodes if not (headless and n.gui)]
+    return [n for n in nodes if not (headless and n.interactive)]
 
 
 # A real arm: a camera driver (realsense2_camera's default names), the arm's joint states
@@ -71,14 +79,14 @@ ROBOT_REMAPPINGS = (
 
 
 def robot_graph(model: str | None = None, headless: bool = False, remappings=ROBOT_REMAPPINGS) -> list[NodeSpec]:
-    """The policy and (unless headless) the GUI against a real arm's driver, by remapping.
+    """The policy and (unless headless) the GUI and its recorder against a real arm's driver, by remapping.
 
     The GUI takes the same remappings as the policy, so it shows the camera the policy
     sees and its "commands alive" line watches the topic the commands really go to
     (Servo's twist input, not cmd/ee_delta); names it does not use are inert.
     """
-    nodes = [_policy("robot.yaml", model, remappings), _gui("robot.yaml", remappings)]
-    return [n for n in nodes if not (headless and n.gui)]
+    nodes = [_policy("robot.yaml", model, remappings), _recorder("robot.yaml", remappings), _gui("robot.yaml", remappings)]
+    return [n for n in nodes if not (headless and n.interactive)]
 
 
 GRAPHS = {"sim": sim_graph, "robot": robot_graph}

@@ -27,7 +27,7 @@ from ros_nodes import qos
 from ros_nodes.params import change_refused, declare_checked
 from ros_nodes.runner import run_node
 
-START, STOP = "recorder/start", "recorder/stop"
+START, STOP = Topics.RECORDER_START, Topics.RECORDER_STOP
 # topic -> (message class, QoS that matches its publisher)
 RECORDABLE = {
     Topics.IMAGE: (Image, qos.SENSOR),

@@ -297,6 +297,48 @@ def test_start_button_calls_the_service_and_missing_reset_is_reported(qtbot, win
     assert "reset" in window.message_bar.text() and "not available" in window.message_bar.text()
 
 
+@pytest.fixture
+def recorder(tmp_path):
+    """A real recorder_node, as `robot-app launch` starts it beside the GUI."""
+    from ros_nodes.recorder_node import RecorderNode
+
+    context = Context()
+    rclpy.init(context=context)
+    node = RecorderNode(context=context, parameter_overrides=[rclpy.parameter.Parameter("output_dir", value=str(tmp_path))])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield tmp_path
+    executor.shutdown(timeout_sec=1.0)
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+    thread.join(timeout=2.0)
+
+
+def test_recording_an_episode_from_the_window_labels_its_bag(qtbot, window, robot, recorder):
+    """Record, then "Stop: success": the recorder's bag holds the camera frames and the label
+    the window published before it asked for the bag to be finished."""
+    from robot_app.bags import BagReader
+
+    qtbot.waitUntil(lambda: window.health_panel.lines.get("record", ("", False))[1], timeout=WAIT_MS)
+    assert window.record_button.isEnabled() and not window.finish_buttons["success"].isEnabled()
+    qtbot.mouseClick(window.record_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.recording_since is not None, timeout=WAIT_MS)
+    assert not window.record_button.isEnabled() and window.finish_buttons["success"].isEnabled()
+    assert window.recording_path.startswith(str(recorder))
+    qtbot.wait(600)  # the fake robot's camera runs at 20 Hz
+    qtbot.mouseClick(window.finish_buttons["success"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.recording_since is None, timeout=WAIT_MS)
+    assert window.record_label.text().startswith(f"wrote {window.recording_path}")
+    (bag,) = [p for p in recorder.iterdir() if p.is_dir()]
+    with BagReader(bag) as reader:
+        labels = [msg.data for _, _, _, msg in reader.messages([f"/{Topics.TASK_SUCCESS}"])]
+        frames = sum(1 for _ in reader.messages([f"/{Topics.IMAGE}"]))
+    assert labels == [True] and frames >= 5
+    assert window.record_button.isEnabled() and not window.finish_buttons["failure"].isEnabled()
+
+
 def test_bad_image_file_shows_error(qtbot, window, goal_dir):
     count = window.gallery_list.count()
     window.load_file(str(goal_dir / "d_broken.png"))

@@ -27,18 +27,18 @@ def model(tmp_path_factory) -> Path:
 
 
 def test_sim_and_robot_graphs():
-    assert [s.name for s in sim_graph()] == ["sim_node", "policy_node", "gui_node"]
+    assert [s.name for s in sim_graph()] == ["sim_node", "policy_node", "recorder_node", "gui_node"]
     assert [s.name for s in sim_graph(headless=True)] == ["sim_node", "policy_node"]
     policy = sim_graph(model="m.onnx", headless=True)[1]
     assert policy.overrides == {"model_path": "m.onnx"} and policy.params_path().is_file()
     robot = robot_graph(headless=True)
     assert [s.name for s in robot] == ["policy_node"]
     assert dict(robot[0].remappings)["cmd/ee_delta"] == "/servo_node/delta_twist_cmds"
-    gui = robot_graph()[1]
-    assert gui.remappings == robot[0].remappings  # commands watched where they really go
+    recorder, gui = robot_graph()[1:]
+    assert gui.remappings == recorder.remappings == robot[0].remappings  # watched and recorded where they really go
     assert dict(gui.remappings)["cmd/ee_delta"] == "/servo_node/delta_twist_cmds"
     gripper = (("cmd/gripper", "/gripper/cmd"),)
-    assert robot_graph(remappings=gripper)[1].remappings == gripper
+    assert robot_graph(remappings=gripper)[2].remappings == gripper
     assert CONFIG_DIR.joinpath("robot.yaml").is_file()
 
 
@@ -115,7 +115,7 @@ def test_launch_files_start_the_graph_description(name, monkeypatch):
         assert nodes[0].kwargs["remappings"] == list(ROBOT_REMAPPINGS)
     context.launch_configurations["headless"] = "false"
     with_gui = [a for a in description if hasattr(a, "function")][0].function(context)
-    assert [n.kwargs["executable"] for n in with_gui] == [n.kwargs["executable"] for n in nodes] + ["gui_node"]
+    assert [n.kwargs["executable"] for n in with_gui] == [n.kwargs["executable"] for n in nodes] + ["recorder_node", "gui_node"]
 
 
 def test_setup_installs_console_entry_points_for_every_node():
