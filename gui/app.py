@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         bridge.frame_ready.connect(self.on_frame)
         bridge.status.connect(self.on_status)
         bridge.proposed_goal.connect(self.on_proposed_goal)
+        bridge.recorder_status.connect(self.on_recorder_status)
         bridge.health.connect(self.on_health)
         bridge.service_result.connect(self.on_service_result)
         bridge.problem.connect(lambda text: self.report("error", text))
@@ -289,14 +290,21 @@ class MainWindow(QMainWindow):
             self.q_plot.clear()
         self.bridge.call_service(role)
 
+    def on_recorder_status(self, status: dict) -> None:
+        """The recorder's own word (recorder/status), whoever started or stopped it."""
+        if status["recording"] and self.recording_since is None:
+            self.recording_since, self.recording_path = time.monotonic(), str(status.get("path", ""))
+        elif not status["recording"] and self.recording_since is not None:
+            self.recording_since = None
+            written = status.get("last_written")
+            self.record_label.setText(f"wrote {written}" if written else "not recording")
+        self._show_recording()
+
     def on_service_result(self, what: str, ok: bool, message: str) -> None:
         if what == "record" and ok:
-            self.recording_since, self.recording_path = time.monotonic(), message
+            self.on_recorder_status({"recording": True, "path": message})
         elif what == "finish" and (ok or message == "not recording"):  # either way no bag is open now
-            self.recording_since = None
-            self.record_label.setText(f"wrote {message}" if ok else "not recording")
-        if what in ("record", "finish"):
-            self._show_recording()
+            self.on_recorder_status({"recording": False, "last_written": message if ok else ""})
         if ok:
             self.report("info", f"{what}: ok" + (f" ({message})" if message else ""))
         else:

@@ -49,6 +49,7 @@ PARAMETERS = {
     "record_start_service": Topics.RECORDER_START,  # recorder_node's
     "record_stop_service": Topics.RECORDER_STOP,
     "task_success_topic": Topics.TASK_SUCCESS,  # an episode's label, recorded into its bag before it is finished
+    "recorder_status_topic": Topics.RECORDER_STATUS,
     "policy_node": "policy_node",  # whose parameter is set when a task is chosen
     "policy_model_parameter": "model_path",  # policy_node's parameter naming its model
     "image_size": IMAGE_SIZE,  # goal size until the first camera frame says otherwise
@@ -140,6 +141,7 @@ class GuiNode(Node):
             "finish": self.create_client(Trigger, p["record_stop_service"]),
         }
         self.label_pub = self.create_publisher(Bool, p["task_success_topic"], qos.COMMAND)
+        self.create_subscription(String, p["recorder_status_topic"], self._on_recorder_status, qos.LATCHED)
         self.service_names = {
             role: self.resolve_service_name(c.srv_name) for role, c in self.clients_by_role.items()
         }
@@ -186,6 +188,16 @@ class GuiNode(Node):
             return
         self.bridge.status.emit(status)
 
+    def _on_recorder_status(self, msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+            recording = status["recording"]
+        except (ValueError, TypeError, KeyError) as exc:
+            self.bridge.problem.emit(f"recorder status unreadable ({exc!r}): {msg.data[:80]!r}")
+            return
+        if isinstance(recording, bool):
+            self.bridge.recorder_status.emit(status)
+
     def _on_command(self, _msg) -> None:
         self.watches["commands"].tick()
 
@@ -223,6 +235,7 @@ class RosBridge(QObject):
 
     frame_ready = pyqtSignal()  # take it with latest_frame()
     status = pyqtSignal(dict)  # policy/status JSON
+    recorder_status = pyqtSignal(dict)  # recorder/status JSON: recording, path, messages, last_written
     proposed_goal = pyqtSignal(object)  # the goal picture a task model proposed (np.ndarray)
     health = pyqtSignal(dict)  # role -> TopicHealth, every HEALTH_PERIOD_S
     service_result = pyqtSignal(str, bool, str)  # what was called, success, message

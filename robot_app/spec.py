@@ -41,6 +41,7 @@ class Topics:
     POLICY_STOP = "policy/stop"
     RECORDER_START = "recorder/start"  # recorder_node: open a new episode bag
     RECORDER_STOP = "recorder/stop"  # ...and finish it
+    RECORDER_STATUS = "recorder/status"  # JSON: recording, path, messages, last_written (latched)
 
 
 # Topics an episode log holds, with their ROS 2 message types (bag and dataset contract).

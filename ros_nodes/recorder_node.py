@@ -1,6 +1,8 @@
 """Episode recorder: the design's topics into one rosbag2 bag per episode, without rosbag2_py.
 
-`recorder/start` opens a new bag in `output_dir`, `recorder/stop` finishes it. Messages are
+`recorder/start` opens a new bag in `output_dir`, `recorder/stop` finishes it, and
+`recorder/status` (latched JSON: recording, path, messages, last_written) says which, so a
+GUI shows the truth whoever started it and whenever it joined. Messages are
 stored as the serialized CDR bytes DDS delivered (raw subscriptions: no deserialise and
 serialise round trip), under their resolved names as `ros2 bag record` would, stamped with
 the receive time. The bag is flushed every `flush_period_s`, so a killed recorder loses at
@@ -11,6 +13,7 @@ in `output_dir` when it starts. Nothing recorded is ever dropped silently.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -81,9 +84,11 @@ class RecorderNode(Node):
             cls, profile = RECORDABLE[topic]
             record = self._writer_for(self.resolve_topic_name(topic), msgtype_of(cls))
             self.create_subscription(cls, topic, record, profile, raw=True)
+        self.status_pub = self.create_publisher(String, Topics.RECORDER_STATUS, qos.LATCHED)
         self.create_service(Trigger, START, self._on_start)
         self.create_service(Trigger, STOP, self._on_stop)
         self.create_timer(self._param("flush_period_s"), self._flush)
+        self._publish_status()
         self.get_logger().info(f"recorder ready: bags into {self.output_dir}; call {START} / {STOP}")
 
     def _param(self, name: str):
@@ -116,6 +121,12 @@ class RecorderNode(Node):
     def _flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()
+            self._publish_status()  # the message count grows while recording
+
+    def _publish_status(self, written: str = "") -> None:
+        status = {"recording": self.writer is not None, "path": str(self.writer.path) if self.writer else "",
+                  "messages": self.count if self.writer else 0, "last_written": written}
+        self.status_pub.publish(String(data=json.dumps(status)))
 
     def _on_start(self, request, response):
         if self.writer is not None:
@@ -135,12 +146,15 @@ class RecorderNode(Node):
         self.count = 0
         response.success, response.message = True, str(path)
         self.get_logger().info(f"recording to {path}")
+        self._publish_status()
         return response
 
     def _finish(self) -> str:
         path, count = self.writer.close(), self.count
         self.writer = None
-        return f"{path} ({count} messages)"
+        written = f"{path} ({count} messages)"
+        self._publish_status(written)
+        return written
 
     def _on_stop(self, request, response):
         if self.writer is None:

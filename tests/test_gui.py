@@ -309,7 +309,7 @@ def recorder(tmp_path):
     executor.add_node(node)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
-    yield tmp_path
+    yield tmp_path, node
     executor.shutdown(timeout_sec=1.0)
     node.destroy_node()
     rclpy.shutdown(context=context)
@@ -321,6 +321,7 @@ def test_recording_an_episode_from_the_window_labels_its_bag(qtbot, window, robo
     the window published before it asked for the bag to be finished."""
     from robot_app.bags import BagReader
 
+    recorder, _ = recorder
     qtbot.waitUntil(lambda: window.health_panel.lines.get("record", ("", False))[1], timeout=WAIT_MS)
     assert window.record_button.isEnabled() and not window.finish_buttons["success"].isEnabled()
     qtbot.mouseClick(window.record_button, Qt.MouseButton.LeftButton)
@@ -337,6 +338,18 @@ def test_recording_an_episode_from_the_window_labels_its_bag(qtbot, window, robo
         frames = sum(1 for _ in reader.messages([f"/{Topics.IMAGE}"]))
     assert labels == [True] and frames >= 5
     assert window.record_button.isEnabled() and not window.finish_buttons["failure"].isEnabled()
+
+
+def test_the_window_follows_a_recording_someone_else_started(qtbot, window, robot, recorder):
+    """recorder/status is the truth: a recording started or stopped elsewhere shows in the window."""
+    out, node = recorder
+    started = node._on_start(None, Trigger.Response())  # as another client's recorder/start would
+    assert started.success
+    qtbot.waitUntil(lambda: window.recording_since is not None, timeout=WAIT_MS)
+    assert window.recording_path == started.message and window.finish_buttons["unlabelled"].isEnabled()
+    stopped = node._on_stop(None, Trigger.Response())
+    qtbot.waitUntil(lambda: window.recording_since is None, timeout=WAIT_MS)
+    assert window.record_label.text() == f"wrote {stopped.message}" and window.record_button.isEnabled()
 
 
 def test_bad_image_file_shows_error(qtbot, window, goal_dir):
