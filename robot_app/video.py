@@ -146,3 +146,35 @@ def episode_frames(episode: dict, title: str = "") -> list[np.ndarray]:
         captions[-1] += f"\n{label}"
     frames = [np.asarray(image) for image in images]
     return captioned_frames(frames, captions, frames[-1], side_label="last frame")
+
+
+SHEET_COLUMNS = 6
+SHEET_EPISODES = 48  # at most this many, evenly spread over the store
+LABEL_COLOURS = {True: (26, 127, 55), False: (207, 34, 46), None: (87, 96, 106)}  # RGB: success, failure, unlabelled
+
+
+def episode_sheet(store, count: int = SHEET_EPISODES, scale: int = 2) -> np.ndarray:
+    """One picture of a store (RGB uint8): for up to `count` episodes spread over it, the first
+    and the last frame side by side, captioned with the index, length and task label in its
+    colour. What a person looks at first to see whether a recording session went as meant
+    (starts varied, objects moved, labels plausible) before watching single episodes."""
+    import cv2
+
+    if store.num_episodes == 0:
+        raise ValueError(f"{store.root}: no episodes")
+    picks = np.unique(np.linspace(0, store.num_episodes - 1, min(count, store.num_episodes)).round().astype(int))
+    tiles = []
+    for episode in picks:
+        start, end = (int(i) for i in store.episode_bounds()[episode])
+        pair = np.concatenate([store.images[start], np.full((store.image_size, 2, 3), 255, np.uint8), store.images[end - 1]], 1)
+        pair = cv2.resize(pair, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        success = store.manifest["episodes"][episode].get("success")
+        band = np.full((CAPTION_LINE_PX + 4, pair.shape[1], 3), 255, np.uint8)
+        label = {True: "success", False: "failure"}.get(success, "unlabelled")
+        cv2.putText(band, f"{episode}: {end - start} steps, {label}", (3, CAPTION_LINE_PX - 3), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, LABEL_COLOURS[success], 1, cv2.LINE_AA)
+        tiles.append(np.pad(np.concatenate([pair, band], 0), ((3, 3), (3, 3), (0, 0)), constant_values=255))
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (-len(tiles) % SHEET_COLUMNS)
+    rows = [np.concatenate(tiles[i:i + SHEET_COLUMNS], 1) for i in range(0, len(tiles), SHEET_COLUMNS)]
+    return np.concatenate(rows, 0)

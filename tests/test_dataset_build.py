@@ -13,6 +13,7 @@ from robot_app.cli import main
 from robot_app.dataset_build import build_dataset, episode_from_bag, parse_topic_map
 from robot_app.spec import EPISODE_TOPICS, Topics, gripper_state_from_fingers
 from robot_app.store import Store
+from robot_app.video import LABEL_COLOURS
 
 MS = 1_000_000
 
@@ -221,7 +222,19 @@ def test_dataset_view_writes_episodes_as_videos_and_refuses_a_missing_one(tmp_pa
     store = Store.open(tmp_path / "store")
     out = tmp_path / "videos"
     assert main(["dataset", "view", str(tmp_path / "store"), "-o", str(out)]) == 0  # the first, a success, a failure
-    assert sorted(p.name for p in out.iterdir()) == ["episode_00000.webm", "episode_00001.webm", "episode_00002.webm"]
+    assert sorted(p.name for p in out.iterdir()) == ["episode_00000.webm", "episode_00001.webm", "episode_00002.webm",
+                                                     "episodes.png"]
+    sheet = cv2.imread(str(out / "episodes.png"))[:, :, ::-1]  # the store at a glance: one tile per episode, 6 a row
+    tile_w = sheet.shape[1] // 6
+    assert sheet.shape[1] == 6 * tile_w and sheet.shape[0] < 2 * tile_w  # one row: 4 tiles and 2 blank
+    captions = [sheet[-24:, i * tile_w:(i + 1) * tile_w].reshape(-1, 3).astype(int) for i in range(6)]
+
+    def has(caption, colour):
+        return bool((np.abs(caption - colour).sum(axis=1) < 60).any())
+
+    green, red = LABEL_COLOURS[True], LABEL_COLOURS[False]
+    assert [(has(c, green), has(c, red)) for c in captions] == [(False, False), (True, False), (False, True),
+                                                                (True, False), (False, False), (False, False)]
 
     frames = []
     video = cv2.VideoCapture(str(out / "episode_00001.webm"))

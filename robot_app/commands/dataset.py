@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     view.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC", help="a bag's remapped topic, as for build")
     add_gripper_arguments(view)
     view.add_argument("-o", "--out", default="out/episodes",
-                      help="directory for episode_<I>.webm (a store) or <bag>.webm (default: out/episodes)")
+                      help="directory for episode_<I>.webm and, without --episode, episodes.png (first and last "
+                           "frames of up to 48 episodes with their labels) of a store, or <bag>.webm (default: out/episodes)")
     view.add_argument("--fps", type=float, default=CONTROL_HZ, help=f"frames a second (default: the control rate, {CONTROL_HZ:g})")
     recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
     recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
@@ -132,15 +133,22 @@ def _view(args: argparse.Namespace) -> int:
     """Videos of a store's episodes, or of bags: a bag that cannot be read is named and the others still written."""
     from pathlib import Path
 
+    import cv2
+
     from robot_app.bags import BagError
     from robot_app.dataset_build import episode_from_bag, parse_topic_map
     from robot_app.store import Store
-    from robot_app.video import episode_frames, write_video
+    from robot_app.video import episode_frames, episode_sheet, write_video
 
     out, failed = Path(args.out), 0
     if len(args.source) == 1 and (Path(args.source[0]) / "manifest.json").is_file():
         try:
             store = Store.open(args.source[0])
+            if not args.episode:  # the whole store at a glance, then a few episodes to watch
+                sheet = out / "episodes.png"
+                out.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(sheet), cv2.cvtColor(episode_sheet(store), cv2.COLOR_RGB2BGR))
+                print(f"wrote {sheet}")
             for episode in args.episode or _worth_viewing(store):
                 frames = episode_frames(store.episode_arrays(episode), f"episode {episode}")
                 print(f"wrote {write_video(out / f'episode_{episode:05d}.webm', frames, args.fps)}")
