@@ -147,7 +147,7 @@ def _view(args: argparse.Namespace) -> int:
             if not args.episode:  # the whole store at a glance, then a few episodes to watch
                 sheet = out / "episodes.png"
                 out.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(sheet), cv2.cvtColor(episode_sheet(store), cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(sheet), cv2.cvtColor(episode_sheet(store), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
                 print(f"wrote {sheet}")
             for episode in args.episode or _worth_viewing(store):
                 frames = episode_frames(store.episode_arrays(episode), f"episode {episode}")
