@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self._quiet_when_empty: set[str] = set()  # loads nobody asked for: no "nothing found"
         self.recording_since: float | None = None  # monotonic time the recorder opened the episode's bag
         self.recording_path = ""
+        self.recording_messages = 0  # what the recorder has written so far (recorder/status)
         self.setWindowTitle("robot_app: goal-image GUI")
         self._build()
         bridge.frame_ready.connect(self.on_frame)
@@ -252,6 +253,8 @@ class MainWindow(QMainWindow):
 
     def finish_episode(self, success: bool | None) -> None:
         """Label the episode (unless None), then finish its bag once the label has had time to arrive."""
+        for button in self.finish_buttons.values():  # one label per episode: no second click in the lead time
+            button.setEnabled(False)
         if success is not None:
             self.bridge.label_episode(success)
             self.report("info", f"episode labelled a {'success' if success else 'failure'}")
@@ -265,7 +268,8 @@ class MainWindow(QMainWindow):
         for button in self.finish_buttons.values():
             button.setEnabled(recording)
         if recording:
-            self.record_label.setText(f"recording {time.monotonic() - self.recording_since:.0f} s: {self.recording_path}")
+            count = f", {self.recording_messages} messages" if self.recording_messages else ""
+            self.record_label.setText(f"recording {time.monotonic() - self.recording_since:.0f} s{count}: {self.recording_path}")
 
     def _tick(self) -> None:
         self._check_camera()
@@ -292,6 +296,8 @@ class MainWindow(QMainWindow):
 
     def on_recorder_status(self, status: dict) -> None:
         """The recorder's own word (recorder/status), whoever started or stopped it."""
+        if status["recording"]:
+            self.recording_messages = int(status.get("messages") or 0)
         if status["recording"] and self.recording_since is None:
             self.recording_since, self.recording_path = time.monotonic(), str(status.get("path", ""))
         elif not status["recording"] and self.recording_since is not None:

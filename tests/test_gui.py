@@ -328,8 +328,10 @@ def test_recording_an_episode_from_the_window_labels_its_bag(qtbot, window, robo
     qtbot.waitUntil(lambda: window.recording_since is not None, timeout=WAIT_MS)
     assert not window.record_button.isEnabled() and window.finish_buttons["success"].isEnabled()
     assert window.recording_path.startswith(str(recorder))
-    qtbot.wait(600)  # the fake robot's camera runs at 20 Hz
+    qtbot.waitUntil(lambda: window.recording_messages > 10, timeout=WAIT_MS)  # recorder/status counts what it wrote
+    assert f"{window.recording_messages} messages" in window.record_label.text()
     qtbot.mouseClick(window.finish_buttons["success"], Qt.MouseButton.LeftButton)
+    assert not window.finish_buttons["failure"].isEnabled()  # one label per episode
     qtbot.waitUntil(lambda: window.recording_since is None, timeout=WAIT_MS)
     assert window.record_label.text().startswith(f"wrote {window.recording_path}")
     (bag,) = [p for p in recorder.iterdir() if p.is_dir()]
