@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gui": ("robot_app.commands.gui", "open the goal-image GUI"),
     "bench": ("robot_app.commands.bench", "run the benchmarks in bench/ (each writes its JSON into bench/results/)"),
     "demo": ("robot_app.commands.demo", "the main job on the default sim world and shipped model"),
+    "doctor": ("robot_app.commands.doctor", "check this machine: imports, DDS discovery, simulator, shipped models, GPU"),
 }
 
 

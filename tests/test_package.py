@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from robot_app.cli import main as cli_main
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PACKAGES = ("robot_app", "ros_nodes", "gui", "sim_worlds")
 VENV_BIN = Path(sys.executable).parent
@@ -158,3 +160,26 @@ def test_colcon_build_and_installed_entry_point(tmp_path):
         text=True, cwd=tmp_path,
     )
     assert str(site) in where.stdout or str(install) in where.stdout, where.stdout
+
+
+def test_doctor_checks_the_real_stack_and_names_what_to_fix(capsys, monkeypatch, tmp_path):
+    """Every check runs the real part (DDS between two nodes, the simulator, each shipped model);
+    a broken part is a FAIL line with what to do, and the exit code says so."""
+    from robot_app.commands import doctor
+
+    assert cli_main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ROS 2 (rclpy over DDS)", "simulator", "model am_default", "model grasp_heldout", "onnxruntime"):
+        assert f"ok    {name}:" in out, out
+    assert "0 to fix" in out.splitlines()[-1]
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "broken.onnx").write_bytes(b"not a graph")
+    (tmp_path / "models" / "broken.json").write_text("{}")
+    checks = doctor.run_checks([lambda: doctor.check_models(tmp_path / "models"), doctor.check_display])
+    (broken, display) = checks
+    assert not broken.ok and broken.required and "missing field" in broken.detail and "git checkout models/" in broken.detail
+    assert display.required is False
+    monkeypatch.setattr(doctor, "CHECKS", [lambda: doctor.check_models(tmp_path / "models")])
+    assert cli_main(["doctor"]) == 1
+    assert "1 to fix: model broken" in capsys.readouterr().out
