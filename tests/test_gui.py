@@ -305,12 +305,15 @@ def recorder(tmp_path):
     context = Context()
     rclpy.init(context=context)
     node = RecorderNode(context=context, parameter_overrides=[rclpy.parameter.Parameter("output_dir", value=str(tmp_path))])
+    other = rclpy.create_node("another_client", context=context)  # someone else driving the recorder
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
+    executor.add_node(other)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
-    yield tmp_path, node
+    yield tmp_path, other
     executor.shutdown(timeout_sec=1.0)
+    other.destroy_node()
     node.destroy_node()
     rclpy.shutdown(context=context)
     thread.join(timeout=2.0)
@@ -344,12 +347,20 @@ def test_recording_an_episode_from_the_window_labels_its_bag(qtbot, window, robo
 
 def test_the_window_follows_a_recording_someone_else_started(qtbot, window, robot, recorder):
     """recorder/status is the truth: a recording started or stopped elsewhere shows in the window."""
-    out, node = recorder
-    started = node._on_start(None, Trigger.Response())  # as another client's recorder/start would
+    out, other = recorder
+
+    def call(service: str):
+        client = other.create_client(Trigger, service)
+        assert client.wait_for_service(timeout_sec=WAIT_MS / 1000)
+        future = client.call_async(Trigger.Request())
+        qtbot.waitUntil(future.done, timeout=WAIT_MS)
+        return future.result()
+
+    started = call(Topics.RECORDER_START)
     assert started.success
     qtbot.waitUntil(lambda: window.recording_since is not None, timeout=WAIT_MS)
     assert window.recording_path == started.message and window.finish_buttons["unlabelled"].isEnabled()
-    stopped = node._on_stop(None, Trigger.Response())
+    stopped = call(Topics.RECORDER_STOP)
     qtbot.waitUntil(lambda: window.recording_since is None, timeout=WAIT_MS)
     assert window.record_label.text() == f"wrote {stopped.message}" and window.record_button.isEnabled()
 
