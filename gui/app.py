@@ -84,6 +84,8 @@ class MainWindow(QMainWindow):
         self.recording_since: float | None = None  # monotonic time the recorder opened the episode's bag
         self.recording_path = ""
         self.recording_messages = 0  # what the recorder has written so far (recorder/status)
+        self._label: bool | None = None  # the label this window gave the episode being finished
+        self.episodes_written = {"success": 0, "failure": 0, "unlabelled": 0}  # since the window opened
         self.setWindowTitle("robot_app: goal-image GUI")
         self._build()
         bridge.frame_ready.connect(self.on_frame)
@@ -255,6 +257,7 @@ class MainWindow(QMainWindow):
         """Label the episode (unless None), then finish its bag once the label has had time to arrive."""
         for button in self.finish_buttons.values():  # one label per episode: no second click in the lead time
             button.setEnabled(False)
+        self._label = success
         if success is not None:
             self.bridge.label_episode(success)
             self.report("info", f"episode labelled a {'success' if success else 'failure'}")
@@ -303,7 +306,12 @@ class MainWindow(QMainWindow):
         elif not status["recording"] and self.recording_since is not None:
             self.recording_since = None
             written = status.get("last_written")
-            self.record_label.setText(f"wrote {written}" if written else "not recording")
+            if written:  # one more episode on disk: count it under the label it was given here
+                self.episodes_written[{True: "success", False: "failure"}.get(self._label, "unlabelled")] += 1
+            self._label = None
+            tally = ", ".join(f"{n} {kind}" for kind, n in self.episodes_written.items() if n)
+            self.record_label.setText((f"wrote {written}" if written else "not recording")
+                                      + (f"\nthis session: {tally}" if tally else ""))
         self._show_recording()
 
     def on_service_result(self, what: str, ok: bool, message: str) -> None:

@@ -337,6 +337,7 @@ def test_recording_an_episode_from_the_window_labels_its_bag(qtbot, window, robo
     assert not window.finish_buttons["failure"].isEnabled()  # one label per episode
     qtbot.waitUntil(lambda: window.recording_since is None, timeout=WAIT_MS)
     assert window.record_label.text().startswith(f"wrote {window.recording_path}")
+    assert window.episodes_written["success"] == 1 and "this session: 1 success" in window.record_label.text()
     (bag,) = [p for p in recorder.iterdir() if p.is_dir()]
     with BagReader(bag) as reader:
         labels = [msg.data for _, _, _, msg in reader.messages([f"/{Topics.TASK_SUCCESS}"])]
@@ -362,7 +363,8 @@ def test_the_window_follows_a_recording_someone_else_started(qtbot, window, robo
     assert window.recording_path == started.message and window.finish_buttons["unlabelled"].isEnabled()
     stopped = call(Topics.RECORDER_STOP)
     qtbot.waitUntil(lambda: window.recording_since is None, timeout=WAIT_MS)
-    assert window.record_label.text() == f"wrote {stopped.message}" and window.record_button.isEnabled()
+    assert window.record_label.text().startswith(f"wrote {stopped.message}") and window.record_button.isEnabled()
+    assert window.record_label.text().endswith("1 unlabelled")  # finished elsewhere: no label from this window
 
 
 def test_bad_image_file_shows_error(qtbot, window, goal_dir):
