@@ -115,6 +115,7 @@ class PolicyNode(Node):
         super().__init__("policy_node", **node_kwargs)
         declare_checked(self, PARAMETERS, self._validate)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.gripper_joints = self._gripper_with([])  # how joint_states give the gripper state (checked at declare)
 
         self._lock = threading.Lock()  # guards the run state below should a multi-threaded executor spin the node
         self.policy, why = load_policy(self._param("model_path"), self._param("threads"), self._param("seed"))
@@ -165,20 +166,26 @@ class PolicyNode(Node):
                 return f"{name} must be >= 1, got {value}"
             if name in ("camera_stale_s", "control_hz") and not value > 0:
                 return f"{name} must be positive, got {value}"
-        changed = {p.name: p.value for p in params if p.name in GRIPPER_PARAMETERS}
-        if changed:  # the three make one mapping: check it with the values not being changed (all are declared by now)
-            merged = {**{n: self._param(n) for n in GRIPPER_PARAMETERS}, **changed}
+        if any(p.name in GRIPPER_PARAMETERS for p in params):
             try:
-                GripperJoints(tuple(merged["gripper_joints"]), merged["gripper_open"], merged["gripper_closed"])
+                self._gripper_with(params)
             except ValueError as exc:
                 return str(exc)
         return ""
+
+    def _gripper_with(self, params) -> GripperJoints:
+        """The gripper mapping with these parameter values, the others as they are: the three
+        make one mapping, so each change is checked with the values it is not changing."""
+        values = {**{n: self._param(n) for n in GRIPPER_PARAMETERS}, **{p.name: p.value for p in params}}
+        return GripperJoints(tuple(values["gripper_joints"]), values["gripper_open"], values["gripper_closed"])
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         reason = change_refused(params, RESTART_ONLY, self._validate)
         model = next((p.value for p in params if p.name == "model_path"), None)
         if not reason and model is not None:
             reason = self._switch_model(str(model))
+        if not reason and any(p.name in GRIPPER_PARAMETERS for p in params):
+            self.gripper_joints = self._gripper_with(params)
         return SetParametersResult(successful=not reason, reason=reason)
 
     def _switch_model(self, path: str) -> str:
@@ -280,13 +287,10 @@ class PolicyNode(Node):
             self._start()
 
     def _on_joints(self, msg: JointState) -> None:
-        gripper = self._gripper_joints()
+        gripper = self.gripper_joints
         index = {n: i for i, n in enumerate(msg.name)}
         if all(n in index and index[n] < len(msg.position) for n in gripper.names):
             self.gripper = gripper.state([msg.position[index[n]] for n in gripper.names])
-
-    def _gripper_joints(self) -> GripperJoints:
-        return GripperJoints(tuple(self._param("gripper_joints")), *(self._param(n) for n in GRIPPER_PARAMETERS[1:]))
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self.ee_height = float(msg.pose.position.z)
