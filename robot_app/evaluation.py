@@ -238,10 +238,11 @@ def evaluate_suite(
                     successes.append(bool(result.success))
                     steps.append(int(result.steps))
                     distances.append((result.start_distance, result.final_distance))
+                    pursued = act_fn.goal_pursued(task.goal_image) if strip or video else None
                     if strip:
-                        strips[family] = _strip(task, result, act_fn.goal_pursued(task.goal_image))
+                        strips[family] = _strip(task, result, pursued)
                     if video:
-                        rollouts[family].append(_rollout(task.index, result, act_fn.goal_pursued(task.goal_image)))
+                        rollouts[family].append(_rollout(task.index, result, pursued))
                     bar.update(1)
                     bar.set_postfix_str(f"{family} {sum(successes)}/{len(successes)}")
             finally:

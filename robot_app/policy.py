@@ -607,6 +607,12 @@ class Policy:
         action = np.mean([a for a, _ in picked], axis=0)
         return self.card.action_scaling.settle(action), float(np.mean([q for _, q in picked]))
 
+    def act_on_blank(self) -> tuple[np.ndarray, float]:
+        """One action on blank images and a resting state: a graph that loads but cannot run
+        fails here, where it is loaded (the policy node, `doctor`), and not in the middle of a run."""
+        blank = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        return self.act(blank, blank, RobotState(0.0, 0.1))  # a model with the height input needs one too
+
     def __call__(self, image: np.ndarray, goal: np.ndarray, state: RobotState | float) -> np.ndarray:
         """act_fn form (sim_worlds.goals.run_goal_episode): the action only."""
         return self.act(image, goal, state)[0]

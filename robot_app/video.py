@@ -163,9 +163,10 @@ def episode_sheet(store, count: int = SHEET_EPISODES, scale: int = 2) -> np.ndar
     if store.num_episodes == 0:
         raise ValueError(f"{store.root}: no episodes")
     picks = np.unique(np.linspace(0, store.num_episodes - 1, min(count, store.num_episodes)).round().astype(int))
+    bounds = store.episode_bounds()
     tiles = []
     for episode in picks:
-        start, end = (int(i) for i in store.episode_bounds()[episode])
+        start, end = (int(i) for i in bounds[episode])
         pair = np.concatenate([store.images[start], np.full((store.image_size, 2, 3), 255, np.uint8), store.images[end - 1]], 1)
         pair = cv2.resize(pair, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         success = store.manifest["episodes"][episode].get("success")

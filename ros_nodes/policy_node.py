@@ -101,8 +101,7 @@ def load_policy(path: str, threads: int, seed: int):
         from robot_app.policy import Policy
 
         policy = Policy.load(path, threads=threads, seed=seed)
-        blank = np.zeros((policy.image_size, policy.image_size, 3), np.uint8)
-        policy.act(blank, blank, RobotState(0.0, 0.1))  # a model with the height input needs one too
+        policy.act_on_blank()
         return policy, ""
     except Exception as exc:  # any failure is reported on policy/status, never fatal
         return None, f"model {path} failed to load: {exc}"

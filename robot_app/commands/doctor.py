@@ -134,10 +134,7 @@ def check_simulator() -> Check:
 
 def check_models(models_dir: Path = ROOT / "models") -> list[Check]:
     """Every shipped model loads (card, hash, graph, proposer) and acts once."""
-    import numpy as np
-
     from robot_app.policy import Policy
-    from robot_app.spec import RobotState
 
     cards = sorted(p for p in models_dir.glob("*.onnx") if p.with_suffix(".json").is_file())
     if not cards:
@@ -146,9 +143,8 @@ def check_models(models_dir: Path = ROOT / "models") -> list[Check]:
     for path in cards:
         try:
             policy = Policy.load(path)
-            blank = np.zeros((policy.image_size, policy.image_size, 3), np.uint8)
             started = time.perf_counter()
-            policy.act(blank, blank, RobotState(0.0, 0.1) if policy.card.height_input else 0.0)
+            policy.act_on_blank()
             kind = "task model" if policy.card.task else "goal-conditioned"
             checks.append(Check(f"model {path.stem}", True, f"{kind}, {policy.card.algo}, acts in "
                                 f"{1e3 * (time.perf_counter() - started):.1f} ms"))
