@@ -10,8 +10,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from robot_app.spec import CONTROL_HZ, IMAGE_SIZE
 
 
@@ -88,12 +86,12 @@ def _build(args: argparse.Namespace) -> int:
     for item in summary["skipped"]:
         print(f"skipped {item['bag']}: {item['error']}", file=sys.stderr)
     if summary["clipped"]:
-        from robot_app.spec import DEFAULT_SCALING as top
+        from robot_app.spec import DEFAULT_SCALING
 
+        top = f"{DEFAULT_SCALING.max_linear_speed:g} m/s, {DEFAULT_SCALING.max_angular_speed:g} rad/s"
         for item in summary["clipped"]:
             print(f"warning: {item['bag']}: {item['clipped']} of {item['commands']} velocity commands were faster than "
-                  f"the action range ({top.max_linear_speed:g} m/s, {top.max_angular_speed:g} rad/s) and were clipped to it; "
-                  "the policy will drive no faster", file=sys.stderr)
+                  f"the action range ({top}) and were clipped to it; the policy will drive no faster", file=sys.stderr)
     if not summary["num_episodes"]:
         print("robot-app dataset build: no bag could be built; nothing written", file=sys.stderr)
         return 1
@@ -130,32 +128,45 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    """Videos of a store's episodes, or of bags: a bag that cannot be read is named and the others still written."""
+    """Videos of a store's episodes, or of bags before they are built."""
     from pathlib import Path
 
+    if len(args.source) == 1 and (Path(args.source[0]) / "manifest.json").is_file():
+        return _view_store(args.source[0], args.episode, Path(args.out), args.fps)
+    return _view_bags(args, Path(args.out))
+
+
+def _view_store(root: str, episodes: list[int] | None, out, fps: float) -> int:
+    """Without --episode: episodes.png (the store at a glance), then the first episode and a success and a failure."""
     import cv2
 
-    from robot_app.bags import BagError
-    from robot_app.dataset_build import episode_from_bag, parse_topic_map
     from robot_app.store import Store
     from robot_app.video import episode_frames, episode_sheet, write_video
 
-    out, failed = Path(args.out), 0
-    if len(args.source) == 1 and (Path(args.source[0]) / "manifest.json").is_file():
-        try:
-            store = Store.open(args.source[0])
-            if not args.episode:  # the whole store at a glance, then a few episodes to watch
-                sheet = out / "episodes.png"
-                out.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(sheet), cv2.cvtColor(episode_sheet(store), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-                print(f"wrote {sheet}")
-            for episode in args.episode or _worth_viewing(store):
-                frames = episode_frames(store.episode_arrays(episode), f"episode {episode}")
-                print(f"wrote {write_video(out / f'episode_{episode:05d}.webm', frames, args.fps)}")
-        except (ValueError, OSError) as exc:
-            print(f"robot-app dataset view: {exc}", file=sys.stderr)
-            return 1
-        return 0
+    try:
+        store = Store.open(root)
+        if not episodes:
+            out.mkdir(parents=True, exist_ok=True)
+            sheet = out / "episodes.png"
+            cv2.imwrite(str(sheet), cv2.cvtColor(episode_sheet(store), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            print(f"wrote {sheet}")
+        for episode in episodes or _worth_viewing(store):
+            frames = episode_frames(store.episode_arrays(episode), f"episode {episode}")
+            print(f"wrote {write_video(out / f'episode_{episode:05d}.webm', frames, fps)}")
+    except (ValueError, OSError) as exc:
+        print(f"robot-app dataset view: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _view_bags(args: argparse.Namespace, out) -> int:
+    """One video per bag; a bag that cannot be read is named and the others are still written."""
+    from pathlib import Path
+
+    from robot_app.bags import BagError
+    from robot_app.dataset_build import episode_from_bag, parse_topic_map
+    from robot_app.video import episode_frames, write_video
+
     try:
         if args.episode:
             raise ValueError("--episode picks a store's episodes; for bags, name the bag directories")
@@ -164,6 +175,7 @@ def _view(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"robot-app dataset view: {exc}", file=sys.stderr)
         return 2
+    failed = 0
     for bag in map(Path, args.source):
         try:
             frames = episode_frames(episode_from_bag(bag, topic_map=topic_map, gripper=gripper), bag.name)
@@ -176,6 +188,8 @@ def _view(args: argparse.Namespace) -> int:
 
 def _worth_viewing(store) -> list[int]:
     """The first episode, and the first success and failure of a labelled store."""
+    import numpy as np
+
     success = store.episode_success()
     picks = [0] + [int(i[0]) for i in (np.flatnonzero(success == 1), np.flatnonzero(success == 0)) if len(i)]
     return sorted(set(picks))
