@@ -276,19 +276,27 @@ def write_json(results: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def markdown_table(results: dict) -> str:
-    """A table per family: success rate, 95% interval, N, mean steps, distance to the goal."""
-    lines = [
-        "| family | success | 95% CI | n | mean steps | distance start -> final (cm) | closed |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+TABLE_HEADER = ("family", "success", "95% CI", "n", "mean steps", "distance start -> final (cm)", "closed")
+
+
+def table_rows(results: dict) -> list[tuple[str, ...]]:
+    """Per family, the cells of TABLE_HEADER: what the markdown table and the HTML report show."""
+    rows = []
     for family, r in results["families"].items():
         lo, hi = r["ci95"]
         if "distance_closed" in r:
-            dist = f"{100 * r['mean_start_distance_m']:.1f} -> {100 * r['mean_final_distance_m']:.1f} | {round(100 * r['distance_closed'])}%"
+            dist = (f"{100 * r['mean_start_distance_m']:.1f} -> {100 * r['mean_final_distance_m']:.1f}",
+                    f"{round(100 * r['distance_closed'])}%")
         else:
-            dist = "- | -"
-        lines.append(f"| {family} | {r['success_rate']:.2f} | [{lo:.2f}, {hi:.2f}] | {r['n']} | {r['mean_steps']:.1f} | {dist} |")
+            dist = ("-", "-")
+        rows.append((family, f"{r['success_rate']:.2f}", f"[{lo:.2f}, {hi:.2f}]", str(r["n"]), f"{r['mean_steps']:.1f}", *dist))
+    return rows
+
+
+def markdown_table(results: dict) -> str:
+    """A table per family: success rate, 95% interval, N, mean steps, distance to the goal."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|---|" + "---:|" * (len(TABLE_HEADER) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -343,16 +351,11 @@ def write_html_report(results: dict, out_dir: str | os.PathLike, title: str = ""
 
     out_dir = Path(out_dir)
     esc = html.escape
-    rows = []
-    for family, r in results["families"].items():
-        lo, hi = r["ci95"]
-        closed = f"{round(100 * r['distance_closed'])}%" if "distance_closed" in r else "-"
-        rows.append(f"<tr><td>{esc(family)}</td><td>{r['success_rate']:.2f}</td><td>[{lo:.2f}, {hi:.2f}]</td>"
-                    f"<td>{r['n']}</td><td>{r['mean_steps']:.1f}</td><td>{closed}</td></tr>")
+    header = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADER) + "</tr>"
+    rows = ["<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table_rows(results)]
     parts = [f"<h1>{esc(title or 'Evaluation of ' + str(results.get('policy', '')))}</h1>",
              f"<p>seed {results.get('seed')}, {results.get('episodes')} episodes per family</p>",
-             "<table><tr><th>family</th><th>success</th><th>95% CI</th><th>n</th><th>mean steps</th>"
-             "<th>distance closed</th></tr>", *rows, "</table>"]
+             "<table>", header, *rows, "</table>"]
     if (out_dir / "success_vs_step.png").is_file():
         parts.append('<h2>success against training step</h2><img src="success_vs_step.png" alt="success against step">')
     for family in results["families"]:
