@@ -464,6 +464,33 @@ def test_init_from_starts_a_run_on_new_data_from_another_runs_weights_at_its_own
         train(wrong_algo, tmp_path / "wrong", progress=False)
 
 
+def test_init_from_an_exported_mean_of_two_continues_both_members(store_dir, tmp_path):
+    """A fresh checkout has the shipped models, not their runs: init_from takes the .onnx, its
+    members come back exactly and train on together, with a fresh optimiser."""
+    source = resolve_config(algo="gcbc", debug=True, steps=2, data=str(store_dir),
+                            overrides=[*FAST, "precision=fp32", "gcbc.members=2", "network.feature_dim=16"])
+    train(source, tmp_path / "source", progress=False)
+    assert cli.main(["export", str(tmp_path / "source"), "-o", str(tmp_path / "ens.onnx")]) == 0
+    frozen = [*FAST, "precision=fp32", "gcbc.lr=0"]  # lr 0: the weights must stay the model's
+    tuned = resolve_config(algo="gcbc", debug=True, steps=2, data=str(store_dir),
+                           overrides=[*frozen, f"init_from={tmp_path / 'ens.onnx'}"])
+    train(tuned, tmp_path / "tuned", progress=False)
+    run = load_run(tmp_path / "tuned")
+    assert run.config["gcbc"]["members"] == 2 and run.network.feature_dim == 16  # the model's shape, not the defaults
+    exported = load_run(tmp_path / "source").model.state_dict()
+    assert exported.keys() == run.model.state_dict().keys()
+    assert all(torch.equal(exported[k], run.model.state_dict()[k]) for k in exported)
+
+    q_model = resolve_config(algo="am", debug=True, steps=2, data=str(store_dir),
+                             overrides=[*FAST, f"init_from={tmp_path / 'ens.onnx'}"])
+    with pytest.raises(ConfigError, match="an exported model continues as a cloned policy; pass --algo gcbc"):
+        train(q_model, tmp_path / "wrong", progress=False)
+    missing = resolve_config(algo="gcbc", debug=True, steps=2, data=str(store_dir),
+                             overrides=[*FAST, f"init_from={tmp_path / 'absent.onnx'}"])
+    with pytest.raises(ConfigError, match="absent.onnx"):
+        train(missing, tmp_path / "absent", progress=False)
+
+
 def test_runs_lists_each_runs_progress_state_and_best_evaluation(store_dir, tmp_path, capsys):
     from training.commands.runs import describe
 

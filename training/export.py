@@ -194,6 +194,13 @@ def _run_scaling(config: dict) -> ActionScaling:
     return ActionScaling.from_dict(scaling) if isinstance(scaling, dict) else DEFAULT_SCALING
 
 
+def names_a_model(where: str | os.PathLike) -> bool:
+    """Whether a --from / init_from names an exported model (a .onnx/.json path, or a bare name
+    in models/ that is no directory here) rather than a run directory or a checkpoint."""
+    where = Path(where)
+    return where.suffix in (".onnx", ".json") or (where.parent == Path(".") and not where.exists())
+
+
 def import_cloned_model(path: str | os.PathLike, parity_atol: float = 1e-4):
     """An exported cloned-policy model (gcbc, gcivl or their -meanN) back as a run: (TrainConfig, checkpoint).
 

@@ -390,10 +390,9 @@ def base_train_config(config: FinetuneConfig, debug: bool = False) -> tuple[Trai
     """
     if not config.pretrained:
         return runner.resolve_config(algo="gcbc" if config.mode in BC_MODES else "am", debug=debug), None
-    where = Path(config.pretrained)
-    if where.suffix in (".onnx", ".json") or (where.parent == Path(".") and not where.exists()):  # a model, or a name in models/
-        from training.export import import_cloned_model
+    from training.export import import_cloned_model, names_a_model
 
+    if names_a_model(config.pretrained):
         return import_cloned_model(config.pretrained)
     path = runner.find_checkpoint(config.pretrained)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -100,7 +100,7 @@ class TrainConfig:
     eval_families: tuple[str, ...] = ("reach",)  # goal families evaluated (sim_worlds.goals)
     eval_episodes: int = 10  # episodes a family per evaluation
     eval_seed: int = 0  # fixed seed of the evaluation episodes
-    init_from: str = ""  # a run (its latest checkpoint) or a .pt checkpoint to start from: goal-conditioned fine-tuning on new data
+    init_from: str = ""  # a run (its latest checkpoint), a .pt checkpoint or an exported cloned model to start from: goal-conditioned fine-tuning on new data
     sampler: SamplerConfig = SamplerConfig()  # hindsight and chained goals
     network: NetworkConfig = NetworkConfig()  # Q-network / BC trunk sizes
     cem: CEMSettings = CEMSettings()  # the policy's CEM: evaluation here and in the exported model card
@@ -616,7 +616,9 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
         algo.generator.manual_seed(rank_seed + 1)
     algo.grad_hook = dist.average_gradients
     step = 0
-    if source is not None:  # weights and Adam's moments; step, sampler and augmentation start afresh
+    if source is not None and "optimizer" not in source["algorithm"]:  # an exported model: its weights, Adam afresh
+        algo.start_from(source["algorithm"]["policy"])
+    elif source is not None:  # weights and Adam's moments; step, sampler and augmentation start afresh
         rates = [group["lr"] for group in algo.optimizer.param_groups]
         algo.load_state_dict(source["algorithm"])
         for group, lr in zip(algo.optimizer.param_groups, rates, strict=True):
@@ -703,7 +705,22 @@ def _init_source(c: TrainConfig) -> tuple[dict, TrainConfig]:
     task model pursues one fixed image, the result still takes any goal image. The network
     shape must be the source's, so it is taken from there rather than repeated on the command
     line; the algorithm must match, since the weights are that algorithm's.
+
+    An exported cloned model (a shipped models/*.onnx, a mean of N included) is rebuilt in torch
+    by training.export.import_cloned_model: a user with a fresh checkout has the shipped
+    models, not the runs that made them. Its members continue together (gcbc.members).
     """
+    from training.export import import_cloned_model, names_a_model
+
+    if names_a_model(c.init_from):
+        if c.algo != "gcbc":
+            raise ConfigError(f"init_from={c.init_from}: an exported model continues as a cloned policy; pass --algo gcbc")
+        try:
+            imported, source = import_cloned_model(c.init_from)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"init_from={c.init_from}: {exc}") from None
+        gcbc_config = replace(c.gcbc, members=imported.gcbc.members, action_bins=imported.gcbc.action_bins)
+        return source, replace(c, network=imported.network, gcbc=gcbc_config)
     path = find_checkpoint(c.init_from, c.init_from if c.init_from.endswith(".pt") else "latest")
     source = torch.load(path, map_location="cpu", weights_only=True)
     if source.get("format") != CHECKPOINT_FORMAT:
