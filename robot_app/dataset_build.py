@@ -170,7 +170,7 @@ def episode_from_bag(
                 lin, ang = msg.twist.linear, msg.twist.angular
                 twist_ns.append(stamp)
                 twists.append(scaling.from_command([lin.x, lin.y, lin.z], ang.z, 0.5)[:4])
-                clipped += _beyond_range([lin.x, lin.y, lin.z], ang.z, scaling)
+                clipped += _beyond_range(max(abs(lin.x), abs(lin.y), abs(lin.z)), ang.z, scaling)
             elif role == "gripper":
                 grip_ns.append(stamp)
                 grips.append(scaling.from_command(np.zeros(3), 0.0, msg.data)[4])
@@ -216,11 +216,11 @@ def episode_from_bag(
     }
 
 
-def _beyond_range(linear, yaw_rate: float, scaling: ActionScaling) -> bool:
-    """Whether a logged velocity exceeds what a normalised action can say (|a| > 1): the arm was
-    driven faster than the scaling's top speed, and the learner will see the top speed."""
-    fastest = max(float(np.max(np.abs(linear))) / scaling.max_linear_speed, abs(yaw_rate) / scaling.max_angular_speed)
-    return fastest > 1.0 + 1e-6
+def _beyond_range(linear_max: float, yaw_rate: float, scaling: ActionScaling) -> bool:
+    """Whether a logged velocity (its largest linear component, its yaw rate) exceeds what a
+    normalised action can say (|a| > 1): the arm was driven faster than the scaling's top
+    speed, and the learner will see the top speed. Plain floats: it runs once per command."""
+    return max(linear_max / scaling.max_linear_speed, abs(yaw_rate) / scaling.max_angular_speed) > 1.0 + 1e-6
 
 
 _ARRAY_KEYS = ("images", "actions", "gripper", "timestamps", "ee_position")
