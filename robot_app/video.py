@@ -25,9 +25,9 @@ HOLD_LAST_S = 1.0  # the final frame stays this long, so the outcome can be read
 
 
 def captioned_frames(frames: list[np.ndarray], captions: list[str], side: np.ndarray | None = None,
-                     side_label: str = "goal", scale: int = VIDEO_SCALE) -> list[np.ndarray]:
-    """Video frames (RGB uint8): each frame, `side` beside it when given (a goal picture), and
-    its caption under them ("\\n" starts a second line)."""
+                     side_label: str = "goal", scale: int = VIDEO_SCALE, colour=(0, 0, 0)) -> list[np.ndarray]:
+    """Video frames (RGB uint8): each frame, `side` beside it when given (a goal picture, labelled
+    `side_label` unless empty), and its caption under them ("\\n" starts a second line), in `colour`."""
     import cv2
 
     if not frames:
@@ -38,26 +38,34 @@ def captioned_frames(frames: list[np.ndarray], captions: list[str], side: np.nda
     if any(f.shape != shape for f in frames) or (side is not None and side.shape != shape):
         shapes = sorted({f.shape for f in frames} | ({side.shape} if side is not None else set()))
         raise ValueError(f"every frame must have the {'goal' if side is not None else 'first frame'}'s shape, got {shapes}")
-    lines = max(c.count("\n") + 1 for c in captions) + (side is not None)  # the side's label has a line of its own
-    gap = np.full((shape[0], max(2, shape[1] // 16), 3), 255, np.uint8)
+    labelled = side is not None and bool(side_label)
+    lines = max(c.count("\n") + 1 for c in captions) + labelled  # the side's label has a line of its own
+
+    def enlarge(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+    side_tile = None  # the gap and the side picture, enlarged once for every frame
+    if side is not None:
+        side_tile = enlarge(np.concatenate([np.full((shape[0], max(2, shape[1] // 16), 3), 255, np.uint8),
+                                            side.astype(np.uint8)], axis=1))
     out = []
     for frame, caption in zip(frames, captions, strict=True):
-        tiles = [frame.astype(np.uint8)] + ([gap, side.astype(np.uint8)] if side is not None else [])
-        tile = cv2.resize(np.concatenate(tiles, axis=1), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        tile = enlarge(frame.astype(np.uint8))
+        if side_tile is not None:
+            tile = np.concatenate([tile, side_tile], axis=1)
         band = np.full((CAPTION_LINE_PX * lines + 4, tile.shape[1], 3), 255, np.uint8)
-        text = caption.split("\n")
-        for i, line in enumerate(text):
-            _put(band, line, 4, i)
-        if side is not None:
-            _put(band, side_label, (shape[1] + gap.shape[1]) * scale + 4, 0)
+        for i, line in enumerate(caption.split("\n")):
+            _put(band, line, 4, i, colour)
+        if labelled:
+            _put(band, side_label, side_tile.shape[1] + 4, 0, colour)  # frame and side are one width: it starts there
         out.append(np.concatenate([tile, band], axis=0))
     return out
 
 
-def _put(band: np.ndarray, text: str, x: int, line: int) -> None:
+def _put(band: np.ndarray, text: str, x: int, line: int, colour=(0, 0, 0)) -> None:
     import cv2
 
-    cv2.putText(band, text, (x, CAPTION_LINE_PX * (line + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(band, text, (x, CAPTION_LINE_PX * (line + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, colour, 1, cv2.LINE_AA)
 
 
 VIDEO_SUFFIX = ".webm"
@@ -158,7 +166,6 @@ def episode_sheet(store, count: int = SHEET_EPISODES, scale: int = 2) -> np.ndar
     and the last frame side by side, captioned with the index, length and task label in its
     colour. What a person looks at first to see whether a recording session went as meant
     (starts varied, objects moved, labels plausible) before watching single episodes."""
-    import cv2
 
     if store.num_episodes == 0:
         raise ValueError(f"{store.root}: no episodes")
@@ -167,14 +174,11 @@ def episode_sheet(store, count: int = SHEET_EPISODES, scale: int = 2) -> np.ndar
     tiles = []
     for episode in picks:
         start, end = (int(i) for i in bounds[episode])
-        pair = np.concatenate([store.images[start], np.full((store.image_size, 2, 3), 255, np.uint8), store.images[end - 1]], 1)
-        pair = cv2.resize(pair, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         success = store.manifest["episodes"][episode].get("success")
-        band = np.full((CAPTION_LINE_PX + 4, pair.shape[1], 3), 255, np.uint8)
         label = {True: "success", False: "failure"}.get(success, "unlabelled")
-        cv2.putText(band, f"{episode}: {end - start} steps, {label}", (3, CAPTION_LINE_PX - 3), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4, LABEL_COLOURS[success], 1, cv2.LINE_AA)
-        tiles.append(np.pad(np.concatenate([pair, band], 0), ((3, 3), (3, 3), (0, 0)), constant_values=255))
+        (tile,) = captioned_frames([np.asarray(store.images[start])], [f"{episode}: {end - start} steps, {label}"],
+                                   np.asarray(store.images[end - 1]), side_label="", scale=scale, colour=LABEL_COLOURS[success])
+        tiles.append(np.pad(tile, ((3, 3), (3, 3), (0, 0)), constant_values=255))
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (-len(tiles) % SHEET_COLUMNS)
     rows = [np.concatenate(tiles[i:i + SHEET_COLUMNS], 1) for i in range(0, len(tiles), SHEET_COLUMNS)]
