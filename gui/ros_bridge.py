@@ -149,7 +149,7 @@ class GuiNode(Node):
         self.pending: list[tuple[str, float, rclpy.task.Future]] = []
         self.pending_lock = threading.Lock()
         self._last_image_problem = ""
-        self._last_status_problem = ""
+        self._last_problems: dict[str, str] = {}  # per status topic, the problem last reported
         self.create_timer(HEALTH_PERIOD_S, self._report_health)
 
     # --- incoming -------------------------------------------------------------------
@@ -176,27 +176,31 @@ class GuiNode(Node):
 
     def _on_status(self, msg: String) -> None:
         self.watches["status"].tick()
+        status = self._json_object(msg, f"status {self.topic_names['status']}")
+        if status is not None:
+            self.bridge.status.emit(status)
+
+    def _on_recorder_status(self, msg: String) -> None:
+        status = self._json_object(msg, "recorder status", required={"recording": bool})
+        if status is not None:
+            self.bridge.recorder_status.emit(status)
+
+    def _json_object(self, msg: String, what: str, required: dict | None = None) -> dict | None:
+        """A status topic's JSON object, or None after saying once (not at every message) what is wrong."""
         try:
             status = json.loads(msg.data)
             if not isinstance(status, dict):
                 raise ValueError(f"expected a JSON object, got {type(status).__name__}")
+            for key, kind in (required or {}).items():
+                if not isinstance(status.get(key), kind):
+                    raise ValueError(f"{key!r} must be a {kind.__name__}")
         except ValueError as exc:
-            problem = f"status {self.topic_names['status']}: unreadable ({exc}): {msg.data[:80]!r}"
-            if problem != self._last_status_problem:
-                self._last_status_problem = problem
+            problem = f"{what}: unreadable ({exc}): {msg.data[:80]!r}"
+            if problem != self._last_problems.get(what):
+                self._last_problems[what] = problem
                 self.bridge.problem.emit(problem)
-            return
-        self.bridge.status.emit(status)
-
-    def _on_recorder_status(self, msg: String) -> None:
-        try:
-            status = json.loads(msg.data)
-            recording = status["recording"]
-        except (ValueError, TypeError, KeyError) as exc:
-            self.bridge.problem.emit(f"recorder status unreadable ({exc!r}): {msg.data[:80]!r}")
-            return
-        if isinstance(recording, bool):
-            self.bridge.recorder_status.emit(status)
+            return None
+        return status
 
     def _on_command(self, _msg) -> None:
         self.watches["commands"].tick()
