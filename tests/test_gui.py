@@ -528,3 +528,14 @@ def test_a_service_that_never_answers_times_out_with_a_message(qtbot, qapp, tmp_
         server.destroy_node()
         rclpy.shutdown(context=context)
         thread.join(timeout=2.0)
+
+
+def test_a_bad_status_message_is_reported_once(qtbot, window):
+    before = len(window.messages)
+    for _ in range(3):  # said once, not at every message
+        window.bridge.node._on_recorder_status(String(data='{"recording": "yes"}'))
+    window.bridge.node._on_status(String(data="[1, 2]"))
+    qtbot.waitUntil(lambda: len(window.messages) >= before + 2, timeout=WAIT_MS)
+    new = [text for _, text in window.messages[before:] if "unreadable" in text]
+    assert len(new) == 2 and "recorder status: unreadable ('recording' must be a bool)" in new[0]
+    assert "unreadable (expected a JSON object, got list)" in new[1]
