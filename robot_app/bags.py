@@ -53,6 +53,7 @@ SUCCESS_DELAY_NS = 10_000_000  # the task/success label follows the last command
 CUSTOM_TASK = "robot_app/task"  # metadata.yaml custom_data keys written by write_episode
 CUSTOM_BEHAVIOURS = "robot_app/behaviours"
 CUSTOM_SCALING = "robot_app/action_scaling"
+CUSTOM_OBJECTS = "robot_app/objects"
 
 # Image encodings we convert to rgb8 without guessing: (channels, channel order to take).
 _ENCODINGS = {
@@ -322,7 +323,7 @@ def write_episode(
     commands of tick t (TwistStamped and Float64 grip target, from the normalised action
     through `scaling`) 5 ms later, as a driver would receive them. Header stamps equal the
     bag timestamps. A labelled episode (`task_success`, or else `episode.success`) ends
-    with a task/success Bool. The task name, the behaviours and the scaling go into metadata
+    with a task/success Bool. The task name, the behaviours, the scene's objects and the scaling go into metadata
     custom_data; the scaling there is a record only (`dataset build` reads the commands, which
     are physical, back with the store's own scaling).
     """
@@ -340,6 +341,8 @@ def write_episode(
         bag.set_custom_data(CUSTOM_TASK, str(episode.task))
         bag.set_custom_data(CUSTOM_BEHAVIOURS, json.dumps(list(getattr(episode, "behaviours", []))))
         bag.set_custom_data(CUSTOM_SCALING, json.dumps(scaling.to_dict()))
+        if objects := getattr(episode, "objects", None):
+            bag.set_custom_data(CUSTOM_OBJECTS, json.dumps(objects))
         for t, obs in enumerate(observations):
             stamp = start_ns + t * period_ns
             check_image(obs.image, image_size, what=f"write_episode {path}: frame {t}")

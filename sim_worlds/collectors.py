@@ -34,8 +34,9 @@ from sim_worlds.panda_world import (
     square_yaw,
     tray_place,
 )
+from sim_worlds.play_objects import draw_play_objects
 
-TASKS = ("play", "grasp-heldout")
+TASKS = ("play", "play-varied", "grasp-heldout")
 
 # Main skill of a play episode and how often it is drawn.
 PLAY_SKILLS = {
@@ -64,6 +65,7 @@ class Episode:
     success: bool | None  # None for play, a label for grasp-heldout
     behaviours: list[str] = field(default_factory=list)  # which scripted skills ran
     seed: int = 0
+    objects: dict[str, dict] = field(default_factory=dict)  # name -> ObjectKind.to_dict(), the scene's objects
 
 
 class SkillScript:
@@ -280,15 +282,17 @@ SKILLS = {
 def collect_episode(world: PandaWorld, seed: int, task: str = "play", max_steps: int = 50) -> Episode:
     """One scripted episode of exactly `max_steps` steps from world.reset(seed).
 
-    task "play": a random main skill then filler (success None). task "grasp-heldout": a
-    noisy attempt to grasp and lift the held-out object, labelled at the end by a state
-    check (world.is_held), succeeding roughly half the time.
+    task "play": a random main skill then filler (success None), with the world's objects.
+    task "play-varied": the same with this episode's own objects (sim_worlds.play_objects),
+    which replace the world's. task "grasp-heldout": a noisy attempt to grasp and lift the
+    held-out object, labelled at the end by a state check (world.is_held), succeeding
+    roughly half the time.
     """
     if task not in TASKS:
         raise ValueError(f"collect_episode: unknown task {task!r}; known: {TASKS}")
     if max_steps < 1:
         raise ValueError(f"collect_episode: max_steps must be positive, got {max_steps}")
-    if task == "play" and HELDOUT_OBJECT in world.object_names:
+    if task.startswith("play") and HELDOUT_OBJECT in world.object_names:
         raise ValueError(
             f"collect_episode: play episodes must never contain the held-out object {HELDOUT_OBJECT!r}; use PandaWorld(heldout=False)"
         )
@@ -297,11 +301,13 @@ def collect_episode(world: PandaWorld, seed: int, task: str = "play", max_steps:
             "collect_episode: task 'grasp-heldout' needs a world with the held-out object; use PandaWorld(heldout=True)"
         )
     rng = np.random.default_rng(seed)
+    if task == "play-varied":  # its own stream: the skills draw as in a plain play episode
+        world.set_objects(draw_play_objects(np.random.default_rng([seed, 1])))
     world.reset(seed)
     script = SkillScript(world, rng, max_steps)
     behaviours: list[str] = []
     success = None
-    if task == "play":
+    if task != "grasp-heldout":
         skill = rng.choice(
             list(PLAY_SKILLS), p=np.array(list(PLAY_SKILLS.values())) / sum(PLAY_SKILLS.values())
         )
@@ -315,8 +321,9 @@ def collect_episode(world: PandaWorld, seed: int, task: str = "play", max_steps:
         behaviours.append(f"grasp:{HELDOUT_OBJECT}")
         script.hold(1.0, script.left)
         success = world.is_held(HELDOUT_OBJECT)
+    objects = {name: kind.to_dict() for name, kind in world.object_kinds.items()}
     return Episode(
-        script.observations, np.stack(script.actions).astype(np.float32), task, success, behaviours, seed
+        script.observations, np.stack(script.actions).astype(np.float32), task, success, behaviours, seed, objects
     )
 
 

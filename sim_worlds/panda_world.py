@@ -75,11 +75,23 @@ JOINT_UPPER = (2.9, 1.76, 2.9, -0.07, 2.9, 3.75, 2.9)
 
 @dataclass(frozen=True)
 class ObjectKind:
-    """A graspable object: which pybullet_data URDF, how big, what colour."""
+    """A graspable object: which pybullet_data URDF, how big, what colour.
+
+    `size`, when given, replaces `scale`: the URDF is scaled so that its larger horizontal
+    extent (at yaw 0) is `size` metres. Varied play objects (sim_worlds.play_objects) come
+    from meshes of very different native sizes and must all fit the gripper.
+    `urdf` may instead name a primitive, "box" (`dims`: half extents x, y, z) or "cylinder"
+    (`dims`: radius, half height), built without a file.
+    """
 
     urdf: str
     rgba: tuple[float, float, float, float]
     scale: float = 1.0
+    size: float | None = None
+    dims: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"urdf": self.urdf, "rgba": list(self.rgba), "scale": self.scale, "size": self.size, "dims": list(self.dims)}
 
 
 OBJECT_KINDS: dict[str, ObjectKind] = {
@@ -90,6 +102,8 @@ OBJECT_KINDS: dict[str, ObjectKind] = {
     "yellow_lego": ObjectKind("lego/lego.urdf", (0.95, 0.85, 0.10, 1.0), scale=1.5),
 }
 DEFAULT_OBJECTS = ("red_cube", "green_cube", "blue_cube")
+PRIMITIVES = ("box", "cylinder")  # ObjectKind.urdf values built from dims, not loaded
+PRIMITIVE_MASS = 0.1  # kg, as cube_small.urdf
 HELDOUT_OBJECT = "yellow_lego"
 
 # Fixed camera in front of the table, looking down at the workspace: it sees the height of
@@ -216,7 +230,8 @@ class PandaWorld(World):
             )
         if len(set(names)) != len(names):
             raise ValueError(f"PandaWorld: duplicate object names in {names}")
-        self.object_names: tuple[str, ...] = names + ((HELDOUT_OBJECT,) if heldout else ())
+        self.object_names: tuple[str, ...] = ()
+        self.object_kinds: dict[str, ObjectKind] = {}
         self.heldout = heldout
         self.image_size = image_size
         self.visuals = visuals
@@ -225,7 +240,10 @@ class PandaWorld(World):
         self.substeps = max(1, round(self.physics_hz / CONTROL_HZ))
         self._seed = seed
         self._client: BulletClient | None = _connect_quietly()
+        self._native_extents: dict[str, tuple[float, float]] = {}
+        self._bodies: dict[str, int] = {}
         self._build_scene()
+        self._load_objects({n: OBJECT_KINDS[n] for n in names + ((HELDOUT_OBJECT,) if heldout else ())})
         self.joint_names = tuple(self._joint_name(j) for j in ARM_JOINTS + FINGER_JOINTS)
         self.observation_spec = ObservationSpec((image_size, image_size, 3), self.joint_names)
         self.action_spec = ActionSpec()
@@ -259,18 +277,62 @@ class PandaWorld(World):
         # it. Skipping those pairs saves ~30% of the physics time (contacts every substep).
         for link in range(-1, HAND_LINK):
             p.setCollisionFilterPair(self._table, self._panda, -1, link, 0)
-        self._bodies: dict[str, int] = {}
-        self._rest_z: dict[str, float] = {}
-        self._half_width: dict[str, float] = {}
-        for name in self.object_names:
-            kind = OBJECT_KINDS[name]
-            body = p.loadURDF(kind.urdf, (0, 0, 0.5), globalScaling=kind.scale)
+
+    def set_objects(self, kinds: dict[str, ObjectKind]) -> None:
+        """Replace every object on the table by `kinds` (name -> kind); call reset() next.
+
+        Play collection with varied objects swaps them per episode in one world (a load
+        costs about a millisecond; a new world costs a connection and the arm). The
+        held-out object stays out of this door as out of the constructor's.
+        """
+        if HELDOUT_OBJECT in kinds or any(k.urdf == OBJECT_KINDS[HELDOUT_OBJECT].urdf for k in kinds.values()):
+            raise ValueError(f"PandaWorld.set_objects: the held-out object ({HELDOUT_OBJECT!r}, its shape) is not allowed")
+        if not kinds:
+            raise ValueError("PandaWorld.set_objects: at least one object is needed")
+        for body in self._bodies.values():
+            self._p.removeBody(body)
+        self._load_objects(dict(kinds))
+
+    def _load_objects(self, kinds: dict[str, ObjectKind]) -> None:
+        p = self._p
+        self._bodies, self._rest_z, self._half_width = {}, {}, {}
+        for name, kind in kinds.items():
+            body = self._load_object(kind)
             p.changeVisualShape(body, -1, rgbaColor=kind.rgba)
             p.changeDynamics(body, -1, lateralFriction=1.2)
             self._bodies[name] = body
             low, high = p.getAABB(body)
             self._rest_z[name] = 0.5 - low[2]
             self._half_width[name] = (high[1] - low[1]) / 2
+        self.object_kinds = kinds
+        self.object_names = tuple(kinds)
+        self._obs = None
+
+    def _load_object(self, kind: ObjectKind) -> int:
+        """A body for `kind`, at (0, 0, 0.5): from its URDF or, for a primitive, from `dims`."""
+        p = self._p
+        if kind.urdf not in PRIMITIVES:
+            return p.loadURDF(kind.urdf, (0, 0, 0.5), globalScaling=self._scale_of(kind))
+        if kind.urdf == "box":
+            shape = {"shapeType": p.GEOM_BOX, "halfExtents": list(kind.dims)}
+            collision = p.createCollisionShape(**shape)
+        else:
+            radius, half_height = kind.dims
+            shape = {"shapeType": p.GEOM_CYLINDER, "radius": radius}
+            collision = p.createCollisionShape(**shape, height=2 * half_height)
+            shape["length"] = 2 * half_height  # the visual shape's name for the same thing
+        visual = p.createVisualShape(**shape, rgbaColor=kind.rgba)
+        return p.createMultiBody(PRIMITIVE_MASS, collision, visual, basePosition=(0, 0, 0.5))
+
+    def _scale_of(self, kind: ObjectKind) -> float:
+        if kind.size is None:
+            return kind.scale
+        if kind.urdf not in self._native_extents:
+            body = self._p.loadURDF(kind.urdf, (0, 0, 0.5))
+            low, high = self._p.getAABB(body)
+            self._p.removeBody(body)
+            self._native_extents[kind.urdf] = (high[0] - low[0], high[1] - low[1])
+        return kind.size / max(self._native_extents[kind.urdf])
 
     def _box(self, center, half, rgba, mass: float = 0.0) -> int:
         p = self._p
@@ -618,6 +680,7 @@ __all__ = [
     "DEFAULT_OBJECTS",
     "HELDOUT_OBJECT",
     "OBJECT_KINDS",
+    "ObjectKind",
     "PandaWorld",
     "WORKSPACE_HIGH",
     "WORKSPACE_LOW",

@@ -105,3 +105,21 @@ def test_collect_heldout_task_labels_reach_the_store(tmp_path):
     assert not np.isnan(labels).any()
     assert {e["task"] for e in store.manifest["episodes"]} == {"grasp-heldout"}
     assert main(["collect", "--episodes", "1", "--task", "dance", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_collect_varied_play_records_each_episodes_objects(tmp_path):
+    import json
+
+    from robot_app.bags import CUSTOM_OBJECTS, BagReader
+
+    out = tmp_path / "varied"
+    assert _collect(out, "--task", "play-varied") == 0
+    recorded = [json.loads(BagReader(out / episode_name(i)).custom_data[CUSTOM_OBJECTS]) for i in range(3)]
+    assert len({json.dumps(r, sort_keys=True) for r in recorded}) == 3  # each episode its own scene
+    from sim_worlds.panda_world import PandaWorld
+
+    with PandaWorld(image_size=64, seed=7) as world:
+        episode = collectors.collect_episode(world, seed=episode_seed(7, 1), task="play-varied", max_steps=STEPS)
+    assert recorded[1] == episode.objects
+    build_dataset([out], tmp_path / "store", progress=False)
+    assert {e["task"] for e in Store.open(tmp_path / "store").manifest["episodes"]} == {"play-varied"}

@@ -80,10 +80,64 @@ def test_grasp_heldout_labels_agree_with_the_state(heldout_world):
 
 
 def test_bad_arguments_are_refused(play_world):
-    assert TASKS == ("play", "grasp-heldout")
+    assert TASKS == ("play", "play-varied", "grasp-heldout")
     with pytest.raises(ValueError, match="unknown task"):
         collect_episode(play_world, 0, task="dance")
     with pytest.raises(ValueError, match="held-out"):
         collect_episode(play_world, 0, task="grasp-heldout")
     with pytest.raises(ValueError, match="max_steps"):
         collect_episode(play_world, 0, max_steps=0)
+
+
+# --- varied play (collect --task play-varied) ---
+@pytest.fixture(scope="module")
+def varied_world():
+    w = PandaWorld(image_size=64)
+    yield w
+    w.close()
+
+
+def test_varied_draws_never_resemble_the_heldout_object():
+    from sim_worlds.play_objects import draw_play_objects, resembles_heldout
+
+    rng = np.random.default_rng(0)
+    kinds = [kind for _ in range(2000) for kind in draw_play_objects(rng).values()]
+    assert not any(resembles_heldout(k) for k in kinds)
+    assert resembles_heldout(OBJECT_KINDS[HELDOUT_OBJECT])  # the check itself can fail
+    shapes = {k.urdf for k in kinds}
+    assert {"box", "cylinder", "duck_vhacd.urdf", "cube_small.urdf"} <= shapes
+    assert len({k.rgba for k in kinds}) > 1000  # colours are drawn, not picked from a few
+
+
+def test_varied_play_swaps_objects_per_episode_reproducibly(varied_world):
+    first = collect_episode(varied_world, 11, task="play-varied", max_steps=12)
+    other = collect_episode(varied_world, 12, task="play-varied", max_steps=12)
+    again = collect_episode(varied_world, 11, task="play-varied", max_steps=12)
+    assert first.objects != other.objects and first.objects == again.objects
+    assert varied_world.object_names == tuple(again.objects)  # the last episode's objects stay in the world
+    np.testing.assert_array_equal(first.actions, again.actions)
+    for a, b in zip(first.observations, again.observations, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+    assert max(_yellow_pixels(o.image) for e in (first, other) for o in e.observations) == 0
+
+
+def test_varied_objects_are_what_the_fingers_meet(varied_world):
+    """A scripted grasp lifts a generated box and cylinder: their physics is their picture."""
+    from sim_worlds.collectors import SkillScript, grasp_object
+    from sim_worlds.panda_world import ObjectKind
+
+    kinds = {
+        "box": ObjectKind("box", (0.8, 0.3, 0.6, 1.0), dims=(0.02, 0.014, 0.02)),
+        "cylinder": ObjectKind("cylinder", (0.2, 0.6, 0.9, 1.0), dims=(0.02, 0.025)),
+    }
+    varied_world.set_objects(kinds)
+    assert varied_world.object_names == ("box", "cylinder")
+    for name in kinds:
+        varied_world.reset(3)
+        assert varied_world.rest_height(name) == pytest.approx(kinds[name].dims[-1], abs=1e-3)
+        script = SkillScript(varied_world, np.random.default_rng(0), 40, noise=0.0, jitter=0.0)
+        grasp_object(script, varied_world, name, lift=0.12)
+        assert varied_world.is_held(name), name
+    with pytest.raises(ValueError, match="held-out"):
+        varied_world.set_objects({"brick": ObjectKind(OBJECT_KINDS[HELDOUT_OBJECT].urdf, (1, 0, 0, 1))})
+    assert varied_world.object_names == ("box", "cylinder")  # a refused swap changes nothing

@@ -168,7 +168,7 @@ def test_every_episode_topic_is_documented_with_its_type(doc, built):
 
 def test_bag_metadata_roles_encodings_and_storages_are_documented(doc, built):
     assert_documented(doc, built["custom"], "the bag metadata custom_data keys write_episode writes")
-    assert_documented(doc, [bags.CUSTOM_TASK, bags.CUSTOM_BEHAVIOURS, bags.CUSTOM_SCALING], "the CUSTOM_* bag keys")
+    assert_documented(doc, [bags.CUSTOM_TASK, bags.CUSTOM_BEHAVIOURS, bags.CUSTOM_SCALING, bags.CUSTOM_OBJECTS], "the CUSTOM_* bag keys")
     assert_documented(doc, dataset_build.ROLES, "the dataset build topic roles (--topic ROLE=...)")
     assert_documented(doc, bags._ENCODINGS, "the image encodings a bag may use")
     assert_documented(doc, spec.FINGER_JOINT_NAMES, "the finger joint names joint_states must carry")

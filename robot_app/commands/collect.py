@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="run seed; episode i's seed derives from (seed, i)"
     )
     parser.add_argument(
-        "--task", default="play", help="collector: play (default) or grasp-heldout (labelled)"
+        "--task", default="play", help="collector: play (default), play-varied (play with varied objects per episode) or grasp-heldout (labelled)"
     )
     parser.add_argument("--image-size", type=int, default=64, choices=(64, 128), help="camera image size")
     parser.add_argument("--steps", type=int, default=50, help="control steps per episode (10 Hz)")
