@@ -580,3 +580,39 @@ def test_failed_approaches_are_cloned_up_to_their_first_close_and_no_further(tmp
     assert len(failed) == 3 + 0 + 3 and task.before_close[failed].all()
     batch, _ = batches.success_batch(400, failed_approaches=True)
     assert set(np.unique(store.episode[batch.t])) == {0, 1, 3}  # the failure that closed at once gives nothing
+
+
+def test_fine_tuning_evaluates_the_task_model_on_its_goal_and_keeps_the_best(stores, gcbc_run, tmp_path, capsys):
+    import csv
+    import json
+
+    from robot_app.policy import Policy
+    from training.finetune import export_finetuned, read_png, resolve_config
+    from training.runner import Evaluator, TrainConfig, load_run, make_act_fn
+
+    run = tmp_path / "bc_eval"
+    over = ["--set", "eval_every=6", "--set", "eval_episodes=1", "--set", "keep_checkpoints=10"]
+    assert _finetune(stores, run, "--mode", "bc", "--from", str(gcbc_run), *over) == 0
+    with (run / "eval.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), r["family"], int(r["n"])) for r in rows] == [(6, "grasp-heldout", 1), (12, "grasp-heldout", 1)]
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    rates = {int(r["step"]): float(r["success_rate"]) for r in rows}
+    assert best["step"] == min(s for s, rate in rates.items() if rate == max(rates.values()))
+    assert (run / "success_vs_step.png").is_file() and (run / "eval" / "step_00000006" / "strip_grasp-heldout.png").is_file()
+    onnx_path, card_path, _ = export_finetuned(run, tmp_path / "best.onnx", checkpoint="best")
+    assert Policy.load(onnx_path).card.task == "grasp-heldout"  # best.pt is a fine-tune's checkpoint, its record kept
+
+    # The task model acts on its own goal image, whatever goal the episode shows (as the policy node runs it).
+    loaded = load_run(run, "best")
+    goal = read_png(run / "goal.png")
+    c = TrainConfig()
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    got = Evaluator(c, tmp_path / "e", None, goal=goal).act_fn(loaded.model)(image, np.zeros_like(image), 0.5)
+    want = make_act_fn(loaded.model, c.cem, seed=c.eval_seed)(image, goal, 0.5)
+    np.testing.assert_array_equal(got[0], want[0])
+    unfixed = Evaluator(c, tmp_path / "e", None).act_fn(loaded.model)(image, np.zeros_like(image), 0.5)
+    assert not np.array_equal(unfixed[0], want[0]) or unfixed[1] != want[1]
+
+    with pytest.raises(Exception, match="eval_every"):
+        resolve_config(mode="bc", pretrained=str(gcbc_run), data=str(stores["task"]), task="pick-mug", overrides=["eval_every=5"])

@@ -253,8 +253,8 @@ def test_localiser_bank_and_camera_are_documented(doc, tmp_path):
 
 
 def test_checkpoint_keys_are_documented(doc):
-    weights = dict_keys("training/runner.py", "_weights_payload")
-    assert_rows(doc, weights, "checkpoint keys (training/runner.py _weights_payload)")
+    weights = dict_keys("training/runner.py", "weights_payload")
+    assert_rows(doc, weights, "checkpoint keys (training/runner.py weights_payload)")
     assert_rows(doc, dict_keys("training/runner.py", "_checkpoint", target="payload"),
                       "step checkpoint keys (training/runner.py _checkpoint)")
     assert_documented(doc, dict_keys("training/runner.py", "_rng_state"), "the checkpoint's rng entry keys")

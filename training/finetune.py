@@ -79,6 +79,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robot_app.spec import ActionScaling
 from robot_app.store import Store
 from training import runner
 from training.am import ActionableModels, autocast
@@ -120,6 +121,12 @@ class FinetuneConfig:
     log_every: int = 50  # updates between metrics.csv rows
     checkpoint_every: int = 500  # updates between checkpoints (and one at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept
+    # Evaluation in the sim while fine-tuning: the task model, fed its task goal image as at
+    # run time, on `eval_episodes` tasks of the goal family named `task` every `eval_every`
+    # updates (0 = off). Keeps eval.csv, success_vs_step.png and checkpoints/best.pt, as train does.
+    eval_every: int = 0
+    eval_episodes: int = 20
+    eval_seed: int = 0
 
 
 DEFAULT_STEPS = {"scratch": 2000, "pretrained": 2000, "cds": 2000, "bc": 9000, "bc-scratch": 9000}
@@ -173,6 +180,15 @@ def check_config(config: FinetuneConfig) -> None:
             raise ConfigError(f"{name} is for the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
     if not 0.0 <= config.ema_decay < 1.0:
         raise ConfigError(f"ema_decay={config.ema_decay}: must be in [0, 1) (0 = off)")
+    if config.eval_every < 0 or config.eval_episodes < 1:
+        raise ConfigError(f"eval_every={config.eval_every}, eval_episodes={config.eval_episodes}: "
+                          "eval_every must be >= 0 (0 = off) and eval_episodes >= 1")
+    if config.eval_every:
+        from sim_worlds.goals import FAMILIES
+
+        if config.task not in FAMILIES:
+            raise ConfigError(f"eval_every evaluates the sim goal family named by task, and task={config.task!r} is none of "
+                              f"{', '.join(FAMILIES)}; set eval_every=0 (evaluate a real task on the robot)")
     if config.share_data and config.mode not in ("cds", *BC_MODES):
         raise ConfigError(f"--share-data is used by --mode cds and the cloning modes ({', '.join(BC_MODES)}), not {config.mode}")
 
@@ -414,8 +430,9 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     """
     run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
-                  checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, eval_every=0,
-                  augment_hue=config.augment_hue)
+                  checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
+                  eval_every=config.eval_every, eval_families=(config.task,), eval_episodes=config.eval_episodes,
+                  eval_seed=config.eval_seed, augment_hue=config.augment_hue)
     if config.mode in BC_MODES:
         if base.algo not in CLONING:
             raise ConfigError(f"mode={config.mode} clones a GCBC (or GCIVL) run's policy; {config.pretrained} is an {base.algo!r} "
@@ -511,6 +528,7 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
     save_yaml(train_config, run_dir / "config.yaml")
     _write_png(run_dir / "goal.png", goal)
     log = runner.MetricsLog(run_dir, None)
+    evaluator = runner.Evaluator(train_config, run_dir, None, ActionScaling.from_dict(store.action_scaling()), goal=goal)
     info = {"task": config.task, "mode": config.mode, "goal_episode": goal_episode, "goal": torch.from_numpy(goal.copy()),
             "config": to_dict(config), "pretrained": _where(config.pretrained)}
     bar = tqdm(total=config.steps, desc=f"finetune {config.mode}", unit="upd", disable=not progress, dynamic_ncols=True)
@@ -523,6 +541,12 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
             window = []
             log.write(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_bc", "q_data", "shared")})
+        if evaluator.due(step):
+            result = evaluator(step, algo.policy_module())
+            if evaluator.best_step == step:
+                evaluator.save_best(_payload(step, algo, train_config, store, info))
+            bar.write(f"step {step}: {config.task} success {result['families'][config.task]['success_rate']}"
+                      + (" (best so far: checkpoints/best.pt)" if evaluator.best_step == step else ""))
         if step % config.checkpoint_every == 0 or step == config.steps:
             last = _checkpoint(run_dir, step, algo, train_config, store, info)
     bar.close()
@@ -566,20 +590,13 @@ def update_bc(algo: GCBC, batches: TaskBatches, config: FinetuneConfig, device, 
     return metrics
 
 
-def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:
+def _payload(step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> dict:
     """The runner's checkpoint format (load_run, export_run read it) plus a "finetune" record."""
-    payload = {
-        "format": runner.CHECKPOINT_FORMAT,
-        "algo": train_config.algo,
-        "step": step,
-        "config": to_dict(train_config),
-        "data_manifest_hash": store.manifest_hash(),
-        "action_scaling": store.action_scaling(),
-        "world_size": 1,
-        "algorithm": algo.state_dict(),
-        "finetune": info,
-    }
-    path = runner.save_checkpoint(run_dir, step, payload, train_config.keep_checkpoints)
+    return {**runner.weights_payload(train_config, step, algo, store, 1), "finetune": info}
+
+
+def _checkpoint(run_dir: Path, step: int, algo: TaskQ | GCBC, train_config: TrainConfig, store: Store, info: dict) -> Path:
+    path = runner.save_checkpoint(run_dir, step, _payload(step, algo, train_config, store, info), train_config.keep_checkpoints)
     groups = {**runner.CURVE_GROUPS, "task": ["shared", "rewarded", "terminal"]}
     runner.plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", groups, f"finetune {info['mode']} on {Path(store.root).name}")
     return path

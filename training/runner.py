@@ -23,6 +23,7 @@ checkpoint.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -477,8 +478,10 @@ class Evaluator:
 
     COLUMNS = ("step", "family", "success_rate", "ci95_low", "ci95_high", "n", "mean_steps", "distance_closed")
 
-    def __init__(self, c: TrainConfig, run_dir: Path, resume_step: int | None, scaling: ActionScaling = DEFAULT_SCALING):
-        self.config, self.run_dir, self.scaling = c, run_dir, scaling
+    def __init__(self, c: TrainConfig, run_dir: Path, resume_step: int | None, scaling: ActionScaling = DEFAULT_SCALING,
+                 goal: np.ndarray | None = None):
+        """`goal`: a task model's fixed goal image (finetune), fed instead of each episode's."""
+        self.config, self.run_dir, self.scaling, self.goal = c, run_dir, scaling, goal
         self.csv = run_dir / "eval.csv"
         self.evaluation = None
         if c.eval_every > 0:
@@ -509,7 +512,7 @@ class Evaluator:
     def __call__(self, step: int, model: torch.nn.Module) -> dict:
         c = self.config
         was_training = model.training
-        act = make_act_fn(model, c.cem, seed=c.eval_seed, scaling=self.scaling)
+        act = self.act_fn(model)
         result = self.evaluation.evaluate_suite(act, list(c.eval_families), c.eval_episodes, c.eval_seed, c.network.image_size,
                                                 progress=False, record_strips=True, name=f"{c.algo}@{step}", videos=1)
         model.train(was_training)
@@ -527,6 +530,11 @@ class Evaluator:
                                                      r.get("distance_closed")), strict=True)))
         self._write()
         return result
+
+    def act_fn(self, model: torch.nn.Module):
+        """What the evaluation runs: the model's CEM policy, given each episode's goal or the fixed one."""
+        act = make_act_fn(model, self.config.cem, seed=self.config.eval_seed, scaling=self.scaling)
+        return act if self.goal is None else functools.partial(_with_goal, act, self.goal)
 
     def save_best(self, payload: dict) -> Path:
         """The best evaluation's weights (a checkpoint without random states: for export, not --resume)."""
@@ -658,7 +666,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
                 result = evaluator(step, algo.policy_module())
                 best = evaluator.best_step == step
                 if best:
-                    evaluator.save_best(_weights_payload(c, step, algo, store, dist.world_size))
+                    evaluator.save_best(weights_payload(c, step, algo, store, dist.world_size))
                 bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items())
                           + (" (best so far: checkpoints/best.pt)" if best else ""))
             if step % c.checkpoint_every == 0 or step == c.steps or stop.requested:
@@ -744,7 +752,7 @@ def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Pa
                          f"{dist.world_size}; an exact resume needs the same number")
 
 
-def _weights_payload(c, step, algo, store, world_size: int) -> dict:
+def weights_payload(c, step, algo, store, world_size: int) -> dict:
     """What a checkpoint holds to be loaded, exported or continued from (init_from)."""
     return {
         "format": CHECKPOINT_FORMAT,
@@ -765,7 +773,7 @@ def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | Non
         raise RuntimeError(f"DDP replicas diverged at step {step}: parameter digests {digests}")
     if not dist.main:
         return None
-    payload = {**_weights_payload(c, step, algo, store, dist.world_size), "replica_digests": digests, "rng": rngs}
+    payload = {**weights_payload(c, step, algo, store, dist.world_size), "replica_digests": digests, "rng": rngs}
     path = save_checkpoint(run_dir, step, payload, c.keep_checkpoints)
     plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", CURVE_GROUPS, f"{c.algo} on {Path(c.data).name}")
     return path
@@ -817,6 +825,10 @@ def _data_gripper_is_binary(data: str, manifest_hash) -> bool:
     except (OSError, ValueError):
         return False
     return store.manifest_hash() == manifest_hash and store.gripper_is_binary
+
+
+def _with_goal(act, goal: np.ndarray, image: np.ndarray, _episode_goal: np.ndarray, state):
+    return act(image, goal, state)
 
 
 def make_act_fn(model: torch.nn.Module, cem: CEMSettings, seed: int = 0, scaling: ActionScaling = DEFAULT_SCALING):
