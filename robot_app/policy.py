@@ -89,6 +89,7 @@ class ModelCard:
     evaluation: dict | None = None  # `robot-app eval --write-card` results
     task: str = ""  # a fine-tuned task model's task (e.g. "grasp-heldout"); "" for goal-conditioned models
     goal_image: str = ""  # a task model's goal image file beside the card, fed as `goal` (training/finetune.py)
+    goal_image_sha256: str = ""  # its sha256: a replaced picture would silently change the task ("" = unchecked, older cards)
     # A task model that proposes its goal per scene (robot_app.goal_proposal.GoalProposer):
     # localiser graph, goal bank, camera and grasp height. Its goal_image is then only a
     # representative picture for a chooser; the goal fed is proposed from the first frame.
@@ -153,6 +154,7 @@ class ModelCard:
                 evaluation=d.get("evaluation"),
                 task=_string(d.get("task", ""), "task", empty_ok=True),
                 goal_image=_string(d.get("goal_image", ""), "goal_image", empty_ok=True),
+                goal_image_sha256=_hex64(d["goal_image_sha256"], "goal_image_sha256") if d.get("goal_image_sha256") else "",
                 goal_proposer=_object(d["goal_proposer"], "goal_proposer", dict) if d.get("goal_proposer") else {},
                 extra={k: v for k, v in d.items() if k not in _CARD_KEYS},
             )
@@ -185,9 +187,9 @@ class ModelCard:
 _CARD_KEYS = frozenset(f.name for f in fields(ModelCard)) - {"extra"}
 
 
-def _hex64(v) -> str:
+def _hex64(v, name: str = "onnx_sha256") -> str:
     if not isinstance(v, str) or len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
-        raise ValueError(f"onnx_sha256 must be 64 lowercase hex digits, got {v!r}")
+        raise ValueError(f"{name} must be 64 lowercase hex digits, got {v!r}")
     return v
 
 
@@ -352,6 +354,9 @@ def _read_goal_image(path: Path, card: ModelCard, card_path: Path) -> np.ndarray
     image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
     if image is None:
         raise PolicyLoadError(f"{card_path}: its goal image {path} is missing or not an image")
+    if card.goal_image_sha256 and (digest := sha256_file(path)) != card.goal_image_sha256:
+        raise PolicyLoadError(f"{path}: sha256 {digest[:12]}... does not match its card {card_path} "
+                              f"({card.goal_image_sha256[:12]}...); the goal image was modified or replaced")
     try:
         return check_image(np.ascontiguousarray(image[:, :, ::-1]), card.image_size, f"{path}")
     except ValueError as exc:

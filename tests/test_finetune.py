@@ -586,7 +586,7 @@ def test_fine_tuning_evaluates_the_task_model_on_its_goal_and_keeps_the_best(sto
     import csv
     import json
 
-    from robot_app.policy import Policy
+    from robot_app.policy import Policy, sha256_file
     from training.finetune import export_finetuned, read_png, resolve_config
     from training.runner import Evaluator, TrainConfig, load_run, make_act_fn
 
@@ -600,8 +600,10 @@ def test_fine_tuning_evaluates_the_task_model_on_its_goal_and_keeps_the_best(sto
     rates = {int(r["step"]): float(r["success_rate"]) for r in rows}
     assert best["step"] == min(s for s, rate in rates.items() if rate == max(rates.values()))
     assert (run / "success_vs_step.png").is_file() and (run / "eval" / "step_00000006" / "strip_grasp-heldout.png").is_file()
-    onnx_path, card_path, _ = export_finetuned(run, tmp_path / "best.onnx", checkpoint="best")
-    assert Policy.load(onnx_path).card.task == "grasp-heldout"  # best.pt is a fine-tune's checkpoint, its record kept
+    onnx_path, _, goal_path = export_finetuned(run, tmp_path / "best.onnx", checkpoint="best")
+    card = Policy.load(onnx_path).card
+    assert card.task == "grasp-heldout"  # best.pt is a fine-tune's checkpoint, its record kept
+    assert card.goal_image_sha256 == sha256_file(goal_path)  # the picture is checked at load, like the graph
 
     # The task model acts on its own goal image, whatever goal the episode shows (as the policy node runs it).
     loaded = load_run(run, "best")

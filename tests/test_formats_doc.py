@@ -258,8 +258,8 @@ def test_checkpoint_keys_are_documented(doc):
     assert_rows(doc, dict_keys("training/runner.py", "_checkpoint", target="payload"),
                       "step checkpoint keys (training/runner.py _checkpoint)")
     assert_documented(doc, dict_keys("training/runner.py", "_rng_state"), "the checkpoint's rng entry keys")
-    finetune = dict_keys("training/finetune.py", "_checkpoint", target="payload")
-    assert_documented(doc, finetune, "fine-tuning checkpoint keys (training/finetune.py _checkpoint)")
+    finetune = dict_keys("training/finetune.py", "_payload")  # weights_payload's keys (above) and "finetune"
+    assert_documented(doc, finetune, "fine-tuning checkpoint keys (training/finetune.py _payload)")
     assert_rows(doc, dict_keys("training/finetune.py", "finetune", target="info"),
                       "the fine-tuning checkpoint's finetune record keys")
 

@@ -128,6 +128,24 @@ def test_refuses_a_tampered_graph(copy_of):
         Policy.load(path)
 
 
+def test_refuses_a_task_model_whose_goal_image_was_replaced(copy_of):
+    import cv2
+
+    from robot_app.policy import sha256_file
+
+    path = copy_of()
+    goal = path.with_name("m_goal.png")
+    image, other = _images(3)
+    cv2.imwrite(str(goal), image)
+    card = json.loads(path.with_suffix(".json").read_text())
+    card.update(task="grasp-heldout", goal_image=goal.name, goal_image_sha256=sha256_file(goal))
+    path.with_suffix(".json").write_text(json.dumps(card))
+    np.testing.assert_array_equal(Policy.load(path).task_goal, image[:, :, ::-1])
+    cv2.imwrite(str(goal), other)  # a valid picture of the right size, but not the task's
+    with pytest.raises(PolicyLoadError, match="goal image was modified or replaced"):
+        Policy.load(path)
+
+
 @pytest.mark.parametrize("damage, message", [
     ("delete", "model card not found"),
     ("garbage", "not valid JSON"),

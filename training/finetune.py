@@ -631,7 +631,7 @@ def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, ch
     several fine-tuned runs with this run's goal image), with its `source`.
     Returns (onnx path, card path, goal image path).
     """
-    from robot_app.policy import ModelCard
+    from robot_app.policy import ModelCard, sha256_file
     from training.export import export_loaded_run, export_run
 
     path = runner.find_checkpoint(run_dir, checkpoint)
@@ -645,6 +645,7 @@ def export_finetuned(run_dir: str | os.PathLike, out_path: str | os.PathLike, ch
     goal_path = onnx_path.with_name(f"{onnx_path.stem}_goal.png")
     _write_png(goal_path, info["goal"].numpy())
     card = ModelCard.read(card_path)
-    card = replace(card, algo=f"{card.algo}-finetune-{info['mode']}", task=info["task"], goal_image=goal_path.name)
+    card = replace(card, algo=f"{card.algo}-finetune-{info['mode']}", task=info["task"], goal_image=goal_path.name,
+                   goal_image_sha256=sha256_file(goal_path))
     card.write(card_path)
     return onnx_path, card_path, goal_path

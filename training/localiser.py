@@ -281,6 +281,7 @@ def build_task_model(goal_model: str, data: str, play: str, out: str, config: Lo
                 "localiser_config": asdict(config),
                 "sha256": {"localiser": sha256_file(localiser_path), "bank": sha256_file(bank_path)}}
     source = f"{base.card.source or goal_model} + localiser fitted to {data} ({store.num_episodes} labelled episodes)"
-    replace(base.card, onnx_file=out.name, task=task, goal_image=goal_path.name, goal_proposer=proposer,
+    replace(base.card, onnx_file=out.name, task=task, goal_image=goal_path.name, goal_image_sha256=sha256_file(goal_path),
+            goal_proposer=proposer,
             evaluation=None, source=source).write(out.with_suffix(".json"))
     return proposer
