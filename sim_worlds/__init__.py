@@ -12,6 +12,8 @@ _EXPORTS = {
     "WORKSPACE_HIGH": "panda_world",
     "HELDOUT_OBJECT": "panda_world",
     "DEFAULT_OBJECTS": "panda_world",
+    "ObjectKind": "panda_world",
+    "draw_play_objects": "play_objects",
     "Episode": "collectors",
     "TASKS": "collectors",
     "collect_episode": "collectors",
