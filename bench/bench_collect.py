@@ -3,8 +3,10 @@
 Each repeat collects the same episodes (same seed) with --workers 1 and then 2 into fresh
 directories; "steps_per_s" includes starting the worker processes and writing the bags, as a user
 sees it; "steady_steps_per_s" counts from the first finished episode on (no start-up). Medians over --repeats. Writes bench/results/collect.json.
+With --tasks play,play-varied each repeat runs every task in turn (side by side, same machine
+load), and the results hold one entry per task under "by_task".
 
-    .venv/bin/python bench/bench_collect.py [--episodes 12] [--steps 50] [--repeats 3]
+    .venv/bin/python bench/bench_collect.py [--episodes 12] [--steps 50] [--repeats 3] [--tasks play]
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from common import RESULTS, machine, write_report
 from robot_app.commands.collect import collect
 
 
-def run_once(out: Path, args, workers: int) -> dict:
+def run_once(out: Path, args, workers: int, task: str = "play") -> dict:
     ns = argparse.Namespace(
         episodes=args.episodes,
         workers=workers,
         seed=0,
-        task="play",
+        task=task,
         image_size=args.image_size,
         steps=args.steps,
         storage="mcap",
@@ -35,23 +37,39 @@ def run_once(out: Path, args, workers: int) -> dict:
     return collect(ns)
 
 
+def summarise(runs: dict[int, list[dict]]) -> dict:
+    med = {w: statistics.median(r["steps_per_s"] for r in rs) for w, rs in runs.items()}
+    steady = {w: statistics.median(r["steady_steps_per_s"] for r in rs) for w, rs in runs.items()}
+    return {
+        "steps_per_s_1_worker": med[1],
+        "steps_per_s_2_workers": med[2],
+        "speedup_2_vs_1": med[2] / med[1],
+        "steady_steps_per_s_1_worker": steady[1],
+        "steady_steps_per_s_2_workers": steady[2],
+        "steady_speedup_2_vs_1": steady[2] / steady[1],
+        "all_runs": {str(w): [r["steps_per_s"] for r in rs] for w, rs in runs.items()},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tasks", default="play", help="comma-separated collectors, run in turn each repeat")
     parser.add_argument("--out", default=str(RESULTS / "collect.json"))
     args = parser.parse_args()
-    runs: dict[int, list[dict]] = {1: [], 2: []}
+    tasks = args.tasks.split(",")
+    runs: dict[str, dict[int, list[dict]]] = {task: {1: [], 2: []} for task in tasks}
     for repeat in range(args.repeats):
-        for workers in (1, 2):
-            with tempfile.TemporaryDirectory() as tmp:
-                summary = run_once(Path(tmp) / "run", args, workers)
-            runs[workers].append(summary)
-            print(f"repeat {repeat} workers {workers}: {summary['steps_per_s']:.1f} steps/s", flush=True)
-    med = {w: statistics.median(r["steps_per_s"] for r in rs) for w, rs in runs.items()}
-    steady = {w: statistics.median(r["steady_steps_per_s"] for r in rs) for w, rs in runs.items()}
+        for task in tasks:
+            for workers in (1, 2):
+                with tempfile.TemporaryDirectory() as tmp:
+                    summary = run_once(Path(tmp) / "run", args, workers, task)
+                runs[task][workers].append(summary)
+                print(f"repeat {repeat} {task} workers {workers}: {summary['steps_per_s']:.1f} steps/s", flush=True)
+    by_task = {task: summarise(r) for task, r in runs.items()}
     report = {
         "benchmark": "collect",
         "episodes": args.episodes,
@@ -60,15 +78,7 @@ def main() -> int:
         "repeats": args.repeats,
         "statistic": "median",
         "machine": machine(),
-        "results": {
-            "steps_per_s_1_worker": med[1],
-            "steps_per_s_2_workers": med[2],
-            "speedup_2_vs_1": med[2] / med[1],
-            "steady_steps_per_s_1_worker": steady[1],
-            "steady_steps_per_s_2_workers": steady[2],
-            "steady_speedup_2_vs_1": steady[2] / steady[1],
-            "all_runs": {str(w): [r["steps_per_s"] for r in rs] for w, rs in runs.items()},
-        },
+        "results": by_task[tasks[0]] if len(tasks) == 1 else {"by_task": by_task},
     }
     write_report(args.out, report)
     return 0
