@@ -122,4 +122,8 @@ def test_collect_varied_play_records_each_episodes_objects(tmp_path):
         episode = collectors.collect_episode(world, seed=episode_seed(7, 1), task="play-varied", max_steps=STEPS)
     assert recorded[1] == episode.objects
     build_dataset([out], tmp_path / "store", progress=False)
-    assert {e["task"] for e in Store.open(tmp_path / "store").manifest["episodes"]} == {"play-varied"}
+    store = Store.open(tmp_path / "store")
+    start, end = store.episode_bounds()[1]  # a worker's second or first episode, a fresh world's first: alike
+    np.testing.assert_allclose(store.actions[start : end - 1], episode.actions, atol=1e-5)
+    np.testing.assert_array_equal(store.images[end - 1], episode.observations[-1].image)
+    assert {e["task"] for e in store.manifest["episodes"]} == {"play-varied"}

@@ -141,3 +141,23 @@ def test_varied_objects_are_what_the_fingers_meet(varied_world):
     with pytest.raises(ValueError, match="held-out"):
         varied_world.set_objects({"brick": ObjectKind(OBJECT_KINDS[HELDOUT_OBJECT].urdf, (1, 0, 0, 1))})
     assert varied_world.object_names == ("box", "cylinder")  # a refused swap changes nothing
+
+
+def test_a_long_varied_collection_renews_its_client_and_stays_reproducible(monkeypatch, heldout_world):
+    """pybullet never frees a removed object's shapes; the world reconnects to bound memory."""
+    from sim_worlds import panda_world
+
+    monkeypatch.setattr(panda_world, "LOADS_PER_CLIENT", 7)
+    with PandaWorld(image_size=64) as world:
+        first_client = world._client
+        for seed in range(4):
+            collect_episode(world, seed, task="play-varied", max_steps=5)
+        assert world._client is not first_client
+        again = collect_episode(world, 2, task="play-varied", max_steps=5)
+    with PandaWorld(image_size=64) as fresh:
+        want = collect_episode(fresh, 2, task="play-varied", max_steps=5)
+    np.testing.assert_array_equal(again.actions, want.actions)
+    for a, b in zip(again.observations, want.observations, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+    with pytest.raises(ValueError, match="keeps its scene"):
+        heldout_world.set_objects({"box": OBJECT_KINDS["red_cube"]})
