@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Session 25's probe: does varied play data make a better goal model for the held-out grasp?
+# Plain and varied play stores side by side, the same pretraining (the README's pre-grasp GCBC
+# recipe with hue turns), the same continuation on 50 labelled attempts, the same evaluation.
+#
+#   PATH=$PWD/.venv/bin:$PATH SEEDS="0 1" PRE_STEPS=12000 FT_STEPS=3000 bench/varied_play_probe.sh
+# Writes data/{bags,store_pose,bags_varied,store_varied,task_bags_50,task_50} (skipped when
+# present), runs/s25/* and bench/results/varied_s25/*.json. About 2 hours on 2 CPU cores.
+set -euo pipefail
+SEEDS=${SEEDS:-"0 1"}; PRE_STEPS=${PRE_STEPS:-12000}; FT_STEPS=${FT_STEPS:-3000}
+RA=(robot-app); OUT=bench/results/varied_s25; mkdir -p runs/s25/onnx "$OUT"
+FLAGS=(--algo gcbc --set network.height_input=true --set gcbc.switch_weight=3 --set sampler.p_next=0
+       --set sampler.p_geometric=0 --set sampler.pre_grasp_steps=10 --set sampler.pre_grasp_weight=3
+       --set num_threads=1 --no-progress)
+
+store() {  # store NAME TASK EPISODES SEED BAGS
+    [ -d "data/$1" ] && return
+    "${RA[@]}" collect --task "$2" --episodes "$3" --seed "$4" --workers 2 --out "data/$5" --no-progress
+    "${RA[@]}" dataset build "data/$5" -o "data/$1" --workers 2
+}
+evaluate() {  # evaluate RUN NAME FAMILIES
+    "${RA[@]}" export "$1" -o "runs/s25/onnx/$2.onnx" > /dev/null
+    "${RA[@]}" eval --policy "runs/s25/onnx/$2.onnx" --suite "$3" --episodes 100 --seed 0 --json "$OUT/$2.json" --no-progress
+}
+
+store store_pose play 1000 1 bags
+store store_varied play-varied 1000 1 bags_varied
+store task_50 grasp-heldout 50 100 task_bags_50
+
+for s in $SEEDS; do
+    for play in plain varied; do
+        data=data/store_pose; [ $play = varied ] && data=data/store_varied
+        "${RA[@]}" train --data $data --out "runs/s25/${play}_s$s" --steps "$PRE_STEPS" "${FLAGS[@]}" \
+            --set augment_hue=1 --set seed="$s" --set checkpoint_every=3000 --set keep_checkpoints=10 &
+    done
+    wait
+    for play in plain varied; do
+        "${RA[@]}" train --data data/task_50 --out "runs/s25/gcft_${play}_s$s" --steps "$FT_STEPS" "${FLAGS[@]}" \
+            --set init_from="runs/s25/${play}_s$s" --set checkpoint_every=1500 &
+    done
+    "${RA[@]}" train --data data/task_50 --out "runs/s25/gcscratch_s$s" --steps "$FT_STEPS" "${FLAGS[@]}" --set seed="$s" &
+    wait
+    for play in plain varied; do
+        evaluate "runs/s25/${play}_s$s" "${play}_s${s}_12k" grasp,grasp-heldout
+        evaluate "runs/s25/gcft_${play}_s$s" "gcft_${play}_s$s" grasp,grasp-heldout
+        # the task model: finds the object, proposes its goal from the plain play's pictures
+        "${RA[@]}" task-goals --model "runs/s25/onnx/gcft_${play}_s$s.onnx" --data data/task_50 --play data/store_pose \
+            --out "runs/s25/onnx/task_${play}_s$s.onnx" --threads 1 --no-progress
+        "${RA[@]}" eval --policy "runs/s25/onnx/task_${play}_s$s.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
+            --json "$OUT/task_${play}_s$s.json" --no-progress
+    done
+    evaluate "runs/s25/gcscratch_s$s" "gcscratch_s$s" grasp,grasp-heldout
+    # scratch's task model: the labelled attempts alone, its goal pictures their successes (session 23's scratch)
+    "${RA[@]}" task-goals --model "runs/s25/onnx/gcscratch_s$s.onnx" --data data/task_50 --play data/task_50 \
+        --out "runs/s25/onnx/task_scratch_s$s.onnx" --threads 1 --no-progress
+    "${RA[@]}" eval --policy "runs/s25/onnx/task_scratch_s$s.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
+        --json "$OUT/task_scratch_s$s.json" --no-progress
+done
