@@ -22,6 +22,12 @@ evaluate() {  # evaluate RUN NAME FAMILIES
     "${RA[@]}" export "$1" -o "runs/s25/onnx/$2.onnx" > /dev/null
     "${RA[@]}" eval --policy "runs/s25/onnx/$2.onnx" --suite "$3" --episodes 100 --seed 0 --json "$OUT/$2.json" --no-progress
 }
+task_model() {  # task_model GOAL_MODEL_NAME BANK_STORE NAME: `task-goals` (finds the object, proposes its goal), then eval
+    "${RA[@]}" task-goals --model "runs/s25/onnx/$1.onnx" --data data/task_50 --play "$2" \
+        --out "runs/s25/onnx/$3.onnx" --threads 1 --no-progress
+    "${RA[@]}" eval --policy "runs/s25/onnx/$3.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
+        --json "$OUT/$3.json" --no-progress
+}
 
 store store_pose play 1000 1 bags
 store store_varied play-varied 1000 1 bags_varied
@@ -43,16 +49,8 @@ for s in $SEEDS; do
     for play in plain varied; do
         evaluate "runs/s25/${play}_s$s" "${play}_s${s}_12k" grasp,grasp-heldout
         evaluate "runs/s25/gcft_${play}_s$s" "gcft_${play}_s$s" grasp,grasp-heldout
-        # the task model: finds the object, proposes its goal from the plain play's pictures
-        "${RA[@]}" task-goals --model "runs/s25/onnx/gcft_${play}_s$s.onnx" --data data/task_50 --play data/store_pose \
-            --out "runs/s25/onnx/task_${play}_s$s.onnx" --threads 1 --no-progress
-        "${RA[@]}" eval --policy "runs/s25/onnx/task_${play}_s$s.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
-            --json "$OUT/task_${play}_s$s.json" --no-progress
+        task_model "gcft_${play}_s$s" data/store_pose "task_${play}_s$s"  # goal pictures from the plain play
     done
     evaluate "runs/s25/gcscratch_s$s" "gcscratch_s$s" grasp,grasp-heldout
-    # scratch's task model: the labelled attempts alone, its goal pictures their successes (session 23's scratch)
-    "${RA[@]}" task-goals --model "runs/s25/onnx/gcscratch_s$s.onnx" --data data/task_50 --play data/task_50 \
-        --out "runs/s25/onnx/task_scratch_s$s.onnx" --threads 1 --no-progress
-    "${RA[@]}" eval --policy "runs/s25/onnx/task_scratch_s$s.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
-        --json "$OUT/task_scratch_s$s.json" --no-progress
+    task_model "gcscratch_s$s" data/task_50 "task_scratch_s$s"  # the labelled attempts alone (session 23's scratch)
 done

@@ -431,7 +431,8 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
     run = replace(base, data=config.data, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
                   device=config.device, num_threads=config.num_threads, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-                  eval_every=config.eval_every, eval_families=(config.task,), eval_episodes=config.eval_episodes,
+                  eval_every=config.eval_every, eval_episodes=config.eval_episodes,
+                  eval_families=(config.task,) if config.eval_every else base.eval_families,  # a real task names no sim family
                   eval_seed=config.eval_seed, augment_hue=config.augment_hue)
     if config.mode in BC_MODES:
         if base.algo not in CLONING:
@@ -543,10 +544,11 @@ def finetune(config: FinetuneConfig, run_dir: str | os.PathLike, progress: bool 
             bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss_td", "loss_bc", "q_data", "shared")})
         if evaluator.due(step):
             result = evaluator(step, algo.policy_module())
-            if evaluator.best_step == step:
+            best = evaluator.best_step == step
+            if best:
                 evaluator.save_best(_payload(step, algo, train_config, store, info))
             bar.write(f"step {step}: {config.task} success {result['families'][config.task]['success_rate']}"
-                      + (" (best so far: checkpoints/best.pt)" if evaluator.best_step == step else ""))
+                      + (" (best so far: checkpoints/best.pt)" if best else ""))
         if step % config.checkpoint_every == 0 or step == config.steps:
             last = _checkpoint(run_dir, step, algo, train_config, store, info)
     bar.close()
