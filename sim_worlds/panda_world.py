@@ -243,11 +243,8 @@ class PandaWorld(World):
         self.physics_hz = float(physics_hz)
         self.substeps = max(1, round(self.physics_hz / CONTROL_HZ))
         self._seed = seed
-        self._client: BulletClient | None = _connect_quietly()
-        self._native_extents: dict[str, tuple[float, float]] = {}
-        self._bodies: dict[str, int] = {}
-        self._loads = 0
-        self._build_scene()
+        self._client: BulletClient | None = None
+        self._start_client()
         self._load_objects({n: OBJECT_KINDS[n] for n in names + ((HELDOUT_OBJECT,) if heldout else ())})
         self.joint_names = tuple(self._joint_name(j) for j in ARM_JOINTS + FINGER_JOINTS)
         self.observation_spec = ObservationSpec((image_size, image_size, 3), self.joint_names)
@@ -264,6 +261,14 @@ class PandaWorld(World):
         if self._client is None:
             raise RuntimeError("PandaWorld: used after close()")
         return self._client
+
+    def _start_client(self) -> None:
+        """A fresh pybullet client with the table, tray and arm, and no objects yet."""
+        self._client = _connect_quietly()
+        self._native_extents: dict[str, tuple[float, float]] = {}
+        self._bodies: dict[str, int] = {}
+        self._loads = 0
+        self._build_scene()
 
     def _build_scene(self) -> None:
         p = self._p
@@ -298,9 +303,7 @@ class PandaWorld(World):
             raise ValueError("PandaWorld.set_objects: a world with the held-out object keeps its scene")
         if self._loads + len(kinds) > LOADS_PER_CLIENT:
             self._client.disconnect()
-            self._client = _connect_quietly()
-            self._native_extents, self._bodies, self._loads = {}, {}, 0
-            self._build_scene()
+            self._start_client()
         for body in self._bodies.values():
             self._p.removeBody(body)
         self._load_objects(dict(kinds))
