@@ -93,6 +93,15 @@ class ObjectKind:
     def to_dict(self) -> dict:
         return {"urdf": self.urdf, "rgba": list(self.rgba), "scale": self.scale, "size": self.size, "dims": list(self.dims)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ObjectKind:
+        """The kind `to_dict` wrote (a bag's `robot_app/objects`, a state's `object_kinds`)."""
+        try:
+            return cls(str(d["urdf"]), tuple(float(v) for v in d["rgba"]), float(d.get("scale", 1.0)),
+                       None if d.get("size") is None else float(d["size"]), tuple(float(v) for v in d.get("dims", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"ObjectKind.from_dict: not an object kind ({exc}): {d!r}") from None
+
 
 OBJECT_KINDS: dict[str, ObjectKind] = {
     "red_cube": ObjectKind("cube_small.urdf", (0.85, 0.12, 0.10, 1.0)),
@@ -457,10 +466,17 @@ class PandaWorld(World):
             "grip": self._grip,
             "arm_targets": [float(v) for v in self._arm_targets],
             "objects": objects,
+            "object_kinds": {name: kind.to_dict() for name, kind in self.object_kinds.items()},
         }
 
     def set_state(self, state: dict) -> Observation:
-        """Restore a state from get_state() (or built by a goal suite) and observe it."""
+        """Restore a state from get_state() (or built by a goal suite) and observe it.
+
+        A state that names its `object_kinds` (every get_state since varied play) brings its
+        objects along: a varied scene restores into any world that may swap objects, not only
+        into one that happens to hold the same kinds. Without them, the world's own must match.
+        """
+        self._adopt_object_kinds(state)
         self._check_state(state)
         p = self._p
         for j, q, v in zip(
@@ -477,6 +493,13 @@ class PandaWorld(World):
         self._grip = float(state["grip"])
         self._command_arm(list(state["arm_targets"]))
         return self._observe()
+
+    def _adopt_object_kinds(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or not isinstance(state.get("object_kinds"), dict):
+            return  # _check_state says what is wrong
+        kinds = {str(name): ObjectKind.from_dict(d) for name, d in state["object_kinds"].items()}
+        if kinds != self.object_kinds:
+            self.set_objects(kinds)
 
     def _check_state(self, state: dict) -> None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,22 @@ def test_a_long_varied_collection_renews_its_client_and_stays_reproducible(monke
         np.testing.assert_array_equal(a.image, b.image)
     with pytest.raises(ValueError, match="keeps its scene"):
         heldout_world.set_objects({"box": OBJECT_KINDS["red_cube"]})
+
+
+def test_a_varied_state_brings_its_objects_into_another_world(varied_world, heldout_world):
+    """get_state names the object kinds, so a varied scene restores exactly in a fresh world."""
+    collect_episode(varied_world, 5, task="play-varied", max_steps=6)
+    state = json.loads(json.dumps(varied_world.get_state()))
+    image = varied_world.render()
+    with PandaWorld(image_size=64) as other:
+        loads = other._loads
+        other.set_state(other.get_state())  # its own kinds: nothing is reloaded
+        assert other._loads == loads
+        restored = other.set_state(state)
+        assert other.object_names == varied_world.object_names
+        np.testing.assert_array_equal(restored.image, image)
+    with pytest.raises(ValueError, match="keeps its scene"):
+        heldout_world.set_state(state)
+    broken = {**state, "object_kinds": {"box": {"rgba": [1, 0, 0, 1]}}}
+    with pytest.raises(ValueError, match="not an object kind"):
+        varied_world.set_state(broken)
