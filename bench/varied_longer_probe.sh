@@ -11,21 +11,10 @@
 # About 2 hours on 2 CPU cores.
 set -euo pipefail
 SEEDS=${SEEDS:-"0 2"}; PRE_STEPS=${PRE_STEPS:-24000}; FT_STEPS=${FT_STEPS:-3000}; AT=${AT:-"12000 24000"}
-RA=(robot-app); OUT=bench/results/varied_s26; ONNX=runs/s26/onnx; mkdir -p "$ONNX" "$OUT"
-FLAGS=(--algo gcbc --set network.height_input=true --set gcbc.switch_weight=3 --set sampler.p_next=0
-       --set sampler.p_geometric=0 --set sampler.pre_grasp_steps=10 --set sampler.pre_grasp_weight=3
-       --set num_threads=1 --no-progress)
+SCRATCH_SEEDS=${SCRATCH_SEEDS:-"0 2"}
+OUT=bench/results/varied_s26; ONNX=runs/s26/onnx; mkdir -p "$ONNX" "$OUT"
+source "$(dirname "$0")/probe_common.sh"
 
-evaluate() {  # evaluate RUN CHECKPOINT NAME FAMILIES
-    "${RA[@]}" export "$1" --checkpoint "$2" -o "$ONNX/$3.onnx" > /dev/null
-    "${RA[@]}" eval --policy "$ONNX/$3.onnx" --suite "$4" --episodes 100 --seed 0 --json "$OUT/$3.json" --no-progress
-}
-task_model() {  # task_model GOAL_MODEL_NAME BANK_STORE NAME: `task-goals` (finds the object, proposes its goal), then eval
-    "${RA[@]}" task-goals --model "$ONNX/$1.onnx" --data data/task_50 --play "$2" \
-        --out "$ONNX/$3.onnx" --threads 1 --no-progress
-    "${RA[@]}" eval --policy "$ONNX/$3.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
-        --json "$OUT/$3.json" --no-progress
-}
 pretrain() {  # pretrain SEED
     [ -f "runs/s26/varied_s$1/checkpoints/step_$(printf %08d "$PRE_STEPS").pt" ] && return
     "${RA[@]}" train --data data/store_varied --out "runs/s26/varied_s$1" --steps "$PRE_STEPS" "${FLAGS[@]}" \
@@ -39,8 +28,10 @@ continue_on_attempts() {  # continue_on_attempts SEED AT: session 20's goal-mode
 
 for s in $SEEDS; do pretrain "$s" & done; wait
 for s in $SEEDS; do for at in $AT; do continue_on_attempts "$s" "$at" & done; done
-"${RA[@]}" train --data data/task_50 --out runs/s26/gcscratch_s2 --steps "$FT_STEPS" "${FLAGS[@]}" --set seed=2 &
-wait  # five single-thread runs share the two cores: the same total time as two at a time
+for s in $SCRATCH_SEEDS; do
+    "${RA[@]}" train --data data/task_50 --out "runs/s26/gcscratch_s$s" --steps "$FT_STEPS" "${FLAGS[@]}" --set seed="$s" &
+done
+wait  # six single-thread runs share the two cores: the same total time as two at a time
 for s in $SEEDS; do
     for at in $AT; do
         name=varied_s${s}_at$at
@@ -52,5 +43,20 @@ for s in $SEEDS; do
         wait
     done
 done
-evaluate runs/s26/gcscratch_s2 latest gcscratch_s2 grasp-heldout
-task_model gcscratch_s2 data/task_50 task_scratch_s2  # the labelled attempts alone (session 23's scratch)
+for s in $SCRATCH_SEEDS; do  # the labelled attempts alone (session 23's scratch)
+    evaluate "runs/s26/gcscratch_s$s" latest "gcscratch_s$s" grasp-heldout
+    task_model "gcscratch_s$s" data/task_50 "task_scratch_s$s"
+done
+# The two pretraining seeds' goal models as one (mean action), and the two scratch ones likewise:
+# `task-goals` gives a mean-of-N goal model the nearest picture alone (K = 1), as it does the shipped
+# one; K = 5, a single model's default, is measured beside it.
+mean_of() {  # mean_of NAME BANK RUN...: export the runs as one, judge it given goal pictures and as a task model
+    local name=$1 bank=$2; shift 2
+    "${RA[@]}" export "$@" -o "$ONNX/$name.onnx" > /dev/null
+    "${RA[@]}" eval --policy "$ONNX/$name.onnx" --suite grasp-heldout --episodes 100 --seed 0 --json "$OUT/$name.json" --no-progress
+    task_model "$name" "$bank" "task_$name"
+    task_model "$name" "$bank" "task_${name}_k5" --goals 5
+}
+mean_of gcft_varied_mean_at12000 data/store_pose $(for s in $SEEDS; do echo "runs/s26/gcft_varied_s${s}_at12000"; done) &
+mean_of gcscratch_mean data/task_50 $(for s in $SCRATCH_SEEDS; do echo "runs/s26/gcscratch_s$s"; done) &
+wait

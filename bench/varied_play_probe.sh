@@ -8,25 +8,13 @@
 # present), runs/s25/* and bench/results/varied_s25/*.json. About 2 hours on 2 CPU cores.
 set -euo pipefail
 SEEDS=${SEEDS:-"0 1"}; PRE_STEPS=${PRE_STEPS:-12000}; FT_STEPS=${FT_STEPS:-3000}
-RA=(robot-app); OUT=bench/results/varied_s25; mkdir -p runs/s25/onnx "$OUT"
-FLAGS=(--algo gcbc --set network.height_input=true --set gcbc.switch_weight=3 --set sampler.p_next=0
-       --set sampler.p_geometric=0 --set sampler.pre_grasp_steps=10 --set sampler.pre_grasp_weight=3
-       --set num_threads=1 --no-progress)
+OUT=bench/results/varied_s25; ONNX=runs/s25/onnx; mkdir -p "$ONNX" "$OUT"
+source "$(dirname "$0")/probe_common.sh"
 
 store() {  # store NAME TASK EPISODES SEED BAGS
     [ -d "data/$1" ] && return
     "${RA[@]}" collect --task "$2" --episodes "$3" --seed "$4" --workers 2 --out "data/$5" --no-progress
     "${RA[@]}" dataset build "data/$5" -o "data/$1" --workers 2
-}
-evaluate() {  # evaluate RUN NAME FAMILIES
-    "${RA[@]}" export "$1" -o "runs/s25/onnx/$2.onnx" > /dev/null
-    "${RA[@]}" eval --policy "runs/s25/onnx/$2.onnx" --suite "$3" --episodes 100 --seed 0 --json "$OUT/$2.json" --no-progress
-}
-task_model() {  # task_model GOAL_MODEL_NAME BANK_STORE NAME: `task-goals` (finds the object, proposes its goal), then eval
-    "${RA[@]}" task-goals --model "runs/s25/onnx/$1.onnx" --data data/task_50 --play "$2" \
-        --out "runs/s25/onnx/$3.onnx" --threads 1 --no-progress
-    "${RA[@]}" eval --policy "runs/s25/onnx/$3.onnx" --suite grasp-heldout --episodes 100 --seed 0 \
-        --json "$OUT/$3.json" --no-progress
 }
 
 store store_pose play 1000 1 bags
@@ -47,10 +35,10 @@ for s in $SEEDS; do
     "${RA[@]}" train --data data/task_50 --out "runs/s25/gcscratch_s$s" --steps "$FT_STEPS" "${FLAGS[@]}" --set seed="$s" &
     wait
     for play in plain varied; do
-        evaluate "runs/s25/${play}_s$s" "${play}_s${s}_12k" grasp,grasp-heldout
-        evaluate "runs/s25/gcft_${play}_s$s" "gcft_${play}_s$s" grasp,grasp-heldout
+        evaluate "runs/s25/${play}_s$s" latest "${play}_s${s}_12k" grasp,grasp-heldout
+        evaluate "runs/s25/gcft_${play}_s$s" latest "gcft_${play}_s$s" grasp,grasp-heldout
         task_model "gcft_${play}_s$s" data/store_pose "task_${play}_s$s"  # goal pictures from the plain play
     done
-    evaluate "runs/s25/gcscratch_s$s" "gcscratch_s$s" grasp,grasp-heldout
+    evaluate "runs/s25/gcscratch_s$s" latest "gcscratch_s$s" grasp,grasp-heldout
     task_model "gcscratch_s$s" data/task_50 "task_scratch_s$s"  # the labelled attempts alone (session 23's scratch)
 done
