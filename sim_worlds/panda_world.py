@@ -498,6 +498,9 @@ class PandaWorld(World):
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION or not isinstance(state.get("object_kinds"), dict):
             return  # _check_state says what is wrong
         kinds = {str(name): ObjectKind.from_dict(d) for name, d in state["object_kinds"].items()}
+        if set(kinds) != set(state.get("objects") or {}):  # refused before the world changes
+            raise ValueError(f"PandaWorld.set_state: the state's object_kinds {sorted(kinds)} and its objects "
+                             f"{sorted(state.get('objects') or {})} differ")
         if kinds != self.object_kinds:
             self.set_objects(kinds)
 

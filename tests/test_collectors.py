@@ -182,3 +182,8 @@ def test_a_varied_state_brings_its_objects_into_another_world(varied_world, held
     broken = {**state, "object_kinds": {"box": {"rgba": [1, 0, 0, 1]}}}
     with pytest.raises(ValueError, match="not an object kind"):
         varied_world.set_state(broken)
+    with PandaWorld(image_size=64) as other:
+        mismatched = {**state, "objects": dict(list(state["objects"].items())[1:])}
+        with pytest.raises(ValueError, match="differ"):
+            other.set_state(mismatched)
+        assert other.object_names == ("red_cube", "green_cube", "blue_cube")  # refused before any swap
