@@ -476,8 +476,9 @@ class PandaWorld(World):
         objects along: a varied scene restores into any world that may swap objects, not only
         into one that happens to hold the same kinds. Without them, the world's own must match.
         """
-        self._adopt_object_kinds(state)
-        self._check_state(state)
+        kinds = self._check_state(state)
+        if kinds is not None and kinds != self.object_kinds:
+            self.set_objects(kinds)
         p = self._p
         for j, q, v in zip(
             ARM_JOINTS + FINGER_JOINTS, state["joint_positions"], state["joint_velocities"], strict=True
@@ -494,17 +495,8 @@ class PandaWorld(World):
         self._command_arm(list(state["arm_targets"]))
         return self._observe()
 
-    def _adopt_object_kinds(self, state: dict) -> None:
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or not isinstance(state.get("object_kinds"), dict):
-            return  # _check_state says what is wrong
-        kinds = {str(name): ObjectKind.from_dict(d) for name, d in state["object_kinds"].items()}
-        if set(kinds) != set(state.get("objects") or {}):  # refused before the world changes
-            raise ValueError(f"PandaWorld.set_state: the state's object_kinds {sorted(kinds)} and its objects "
-                             f"{sorted(state.get('objects') or {})} differ")
-        if kinds != self.object_kinds:
-            self.set_objects(kinds)
-
-    def _check_state(self, state: dict) -> None:
+    def _check_state(self, state: dict) -> dict[str, ObjectKind] | None:
+        """Everything wrong with `state`, raised before the world changes; its object kinds if it names them."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"PandaWorld.set_state: not a version-{STATE_VERSION} state dict")
         missing = [
@@ -523,14 +515,21 @@ class PandaWorld(World):
         ]
         if missing:
             raise ValueError(f"PandaWorld.set_state: state lacks {missing}")
+        n = len(ARM_JOINTS + FINGER_JOINTS)
+        if len(state["joint_positions"]) != n or len(state["joint_velocities"]) != n:
+            raise ValueError(f"PandaWorld.set_state: expected {n} joint positions and velocities")
+        if isinstance(state.get("object_kinds"), dict):
+            kinds = {str(name): ObjectKind.from_dict(d) for name, d in state["object_kinds"].items()}
+            if set(kinds) != set(state["objects"]):
+                raise ValueError(f"PandaWorld.set_state: the state's object_kinds {sorted(kinds)} and its objects "
+                                 f"{sorted(state['objects'])} differ")
+            return kinds
         if set(state["objects"]) != set(self.object_names):
             raise ValueError(
                 f"PandaWorld.set_state: the state has objects {sorted(state['objects'])} but this world has "
                 f"{sorted(self.object_names)}; create the world with matching objects/heldout"
             )
-        n = len(ARM_JOINTS + FINGER_JOINTS)
-        if len(state["joint_positions"]) != n or len(state["joint_velocities"]) != n:
-            raise ValueError(f"PandaWorld.set_state: expected {n} joint positions and velocities")
+        return None
 
     # --- direct placement (used by reset, goal suites and held starts) ---
     def place_object(self, name: str, position, yaw: float = 0.0) -> None:

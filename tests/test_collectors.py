@@ -186,4 +186,6 @@ def test_a_varied_state_brings_its_objects_into_another_world(varied_world, held
         mismatched = {**state, "objects": dict(list(state["objects"].items())[1:])}
         with pytest.raises(ValueError, match="differ"):
             other.set_state(mismatched)
+        with pytest.raises(ValueError, match="joint positions"):
+            other.set_state({**state, "joint_positions": state["joint_positions"][:-1]})
         assert other.object_names == ("red_cube", "green_cube", "blue_cube")  # refused before any swap
