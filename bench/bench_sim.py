@@ -6,7 +6,8 @@ Panda meshes and for the collision-meshes-as-visuals copy (the default), in one 
 (one core), configurations interleaved round by round so drift on a shared machine hits
 them alike; medians over rounds (and the best round, the least disturbed one). Also: the
 same without rendering (physics + IK only), a render alone, and 240 Hz physics (24
-substeps) for comparison. Goal (issue 3): >= 200 steps/s per core at 64x64 with rendering.
+substeps) for comparison, and the default world with Bullet's contact pairs left unsorted
+(what PandaWorld did before session 27 sorted them for repeatable episodes). Goal (issue 3): >= 200 steps/s per core at 64x64 with rendering.
 
     .venv/bin/python bench/bench_sim.py [--steps 100] [--rounds 5]
 """
@@ -35,7 +36,16 @@ CONFIGS = {  # name: PandaWorld kwargs
     "fast_128": dict(image_size=128, visuals="fast"),
     "stock_128": dict(image_size=128, visuals="stock"),
     "fast_64_physics240": dict(image_size=64, visuals="fast", physics_hz=240.0),
+    "fast_64_unsorted_pairs": dict(image_size=64, visuals="fast"),
 }
+UNSORTED_PAIRS = ("fast_64_unsorted_pairs",)
+
+
+def make_world(name: str) -> PandaWorld:
+    world = PandaWorld(**CONFIGS[name])
+    if name in UNSORTED_PAIRS:
+        world._p.setPhysicsEngineParameter(deterministicOverlappingPairs=0)
+    return world
 
 
 def time_steps(world: PandaWorld, steps: int, rng: np.random.Generator) -> float:
@@ -76,7 +86,7 @@ def main() -> int:
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    worlds = {name: PandaWorld(**kw) for name, kw in CONFIGS.items()}
+    worlds = {name: make_world(name) for name in CONFIGS}
     runs: dict[str, list[float]] = {name: [] for name in CONFIGS}
     renders: dict[str, list[float]] = {name: [] for name in CONFIGS}
     physics: list[float] = []
@@ -104,6 +114,7 @@ def main() -> int:
         "steps_per_s_without_render_fast_64": float(np.median(physics)),
         "speedup_fast_vs_stock_64": med["fast_64"] / med["stock_64"],
         "speedup_fast_vs_stock_128": med["fast_128"] / med["stock_128"],
+        "cost_of_sorted_pairs_64": med["fast_64_unsorted_pairs"] / med["fast_64"],
         "mean_abs_pixel_diff_fast_vs_stock_64": image_diff,
         "goal_steps_per_s_64": GOAL_STEPS_PER_S,
         "goal_met": med["fast_64"] >= GOAL_STEPS_PER_S,

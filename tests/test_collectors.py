@@ -76,7 +76,9 @@ def test_grasp_heldout_labels_agree_with_the_state(heldout_world):
         lifted = heldout_world.object_positions()[HELDOUT_OBJECT][2] - heldout_world.rest_height(
             HELDOUT_OBJECT
         )
-        assert episode.success == held == (lifted > 0.05)
+        # A lift alone is no grasp: seed 102 ends with the object 19 cm up but wedged outside
+        # the closed fingers, 4.5 cm from the grasp target, and is labelled a failure.
+        assert episode.success == held and (lifted > 0.05 or not held)
         labels.append(episode.success)
     assert True in labels and False in labels, labels  # noisy attempts: some succeed, some fail
 
