@@ -8,8 +8,7 @@
 # the shipped models/varied_pretrained.onnx (its weights with Adam afresh), the fresh-checkout path.
 #
 #   PATH=$PWD/.venv/bin:$PATH SEEDS="0 1 2" bench/finetune_length_probe.sh
-#   .venv/bin/python bench/finetune_steps.py --recipe "pretrained on varied play=bench/results/finetune_length_s27/pretrained-at*" \
-#       --recipe "scratch=bench/results/finetune_length_s27/scratch-at*" --png docs/img/finetune_length_s27.png
+#   (then the table and picture: the bench/finetune_steps.py command in BENCHMARKS.md, session 27)
 # Needs data/{store_varied,task_50} as bench/varied_play_probe.sh makes them. Writes runs/s27/*
 # and bench/results/finetune_length_s27/*.json. About 2.5 hours on 2 CPU cores. (Session 27 ran
 # it in pieces: seeds 0 1 and 2 as two instances, scratch first to 6000 and then on to 12000 with
