@@ -7,7 +7,8 @@ Panda meshes and for the collision-meshes-as-visuals copy (the default), in one 
 them alike; medians over rounds (and the best round, the least disturbed one). Also: the
 same without rendering (physics + IK only), a render alone, and 240 Hz physics (24
 substeps) for comparison, and the default world with Bullet's contact pairs left unsorted
-(what PandaWorld did before session 27 sorted them for repeatable episodes). Goal (issue 3): >= 200 steps/s per core at 64x64 with rendering.
+(what PandaWorld did before session 27 sorted them for repeatable episodes). Goal (issue 3):
+>= 200 steps/s per core at 64x64 with rendering.
 
     .venv/bin/python bench/bench_sim.py [--steps 100] [--rounds 5]
 """

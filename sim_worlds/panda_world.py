@@ -289,9 +289,9 @@ class PandaWorld(World):
         # Unsorted, an episode's physics depended on the episodes this world ran before it:
         # `collect --workers 2` gave other episodes than one worker for the same seeds (25
         # against 24 successes of 50), and an evaluation task's outcome depended on the tasks
-        # before it in the suite. Sorted pairs make every
-        # episode a function of its seed alone, for about 3% of the step rate (bench_sim.py:
-        # 479 against 492 steps/s, medians of 7 interleaved rounds whose ranges overlap).
+        # before it in the suite. Sorted pairs make every episode a function of its seed alone,
+        # for about 3% of the step rate (bench_sim.py: 479 against 492 steps/s, medians of 7
+        # interleaved rounds whose ranges overlap).
         p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         self._table = self._box((0.45, 0.0, -0.025), (0.75, 0.75, 0.025), TABLE_RGBA)
         self._build_tray()

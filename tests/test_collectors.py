@@ -68,7 +68,7 @@ def test_the_heldout_object_never_appears_in_play(play_world, heldout_world):
 
 
 def test_grasp_heldout_labels_agree_with_the_state(heldout_world):
-    labels = []
+    labels, lifts = [], []
     for seed in range(4):
         episode = collect_episode(heldout_world, 100 + seed, task="grasp-heldout")
         assert episode.task == "grasp-heldout" and isinstance(episode.success, bool)
@@ -76,11 +76,13 @@ def test_grasp_heldout_labels_agree_with_the_state(heldout_world):
         lifted = heldout_world.object_positions()[HELDOUT_OBJECT][2] - heldout_world.rest_height(
             HELDOUT_OBJECT
         )
-        # A lift alone is no grasp: seed 102 ends with the object 19 cm up but wedged outside
-        # the closed fingers, 4.5 cm from the grasp target, and is labelled a failure.
-        assert episode.success == held and (lifted > 0.05 or not held)
+        assert episode.success == held
+        lifts.append(bool(lifted > 0.05))
         labels.append(episode.success)
-    assert True in labels and False in labels, labels  # noisy attempts: some succeed, some fail
+    # Noisy attempts: some succeed, some fail. And a lift alone is no grasp: seed 102 ends with
+    # the object 19 cm up but wedged outside the closed fingers, 4.5 cm from the grasp target,
+    # and is labelled a failure (the simulator repeats exactly since session 27).
+    assert lifts == [True, False, True, False] and labels == [True, False, False, False], (lifts, labels)
 
 
 def test_bad_arguments_are_refused(play_world):
