@@ -9,21 +9,20 @@
 # data/task_25, runs/s27/*25* and bench/results/finetune_length_s27/*_n25_*.json. About 30
 # minutes on 2 CPU cores.
 set -euo pipefail
-OUT=bench/results/finetune_length_s27; ONNX=runs/s27/onnx; TASK_DATA=data/task_25; mkdir -p "$ONNX" "$OUT"
+OUT=bench/results/finetune_length_s27; ONNX=runs/s27/onnx; RUNS=runs/s27; TASK_DATA=data/task_25
+mkdir -p "$ONNX" "$OUT"
 source "$(dirname "$0")/probe_common.sh"
 if [ ! -d "$TASK_DATA" ]; then
     "${RA[@]}" collect --task grasp-heldout --episodes 25 --seed 100 --out data/task_bags_25 --no-progress
     "${RA[@]}" dataset build data/task_bags_25 -o "$TASK_DATA"
 fi
 for s in 0 1 2; do
-    "${RA[@]}" train --data "$TASK_DATA" --out "runs/s27/gcft25_varied_s$s" --steps 3000 "${FLAGS[@]}" \
-        --set init_from="runs/s27/varied_s$s/checkpoints/step_00012000.pt" &
-    "${RA[@]}" train --data "$TASK_DATA" --out "runs/s27/gcscratch25_s$s" --steps 3000 "${FLAGS[@]}" --set seed="$s" &
+    continuation "gcft25_varied_s$s" 3000 --set init_from="$(ckpt "varied_s$s" 12000)" &
+    continuation "gcscratch25_s$s" 3000 --set seed="$s" &
 done
 wait
-for s in 0 1 2; do
-    for run in gcft25_varied gcscratch25; do "${RA[@]}" export "runs/s27/${run}_s$s" -o "$ONNX/${run}_s$s.onnx" > /dev/null; done
-    task_model "gcft25_varied_s$s" data/store_varied "pretrained25-at3000_n25_s$s" &
-    task_model "gcscratch25_s$s" "$TASK_DATA" "scratch25-at3000_n25_s$s" &
+for s in 0 1 2; do  # pretrained25-at3000_n25_sS.json and scratch25-at3000_n25_sS.json
+    judge "gcft25_varied_s$s" pretrained25 "$s" data/store_varied 3000 &
+    judge "gcscratch25_s$s" scratch25 "$s" "$TASK_DATA" 3000 &
     wait
 done

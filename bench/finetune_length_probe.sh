@@ -16,26 +16,13 @@
 set -euo pipefail
 SEEDS=${SEEDS:-"0 1 2"}; PRE_STEPS=${PRE_STEPS:-12000}; FT_STEPS=${FT_STEPS:-6000}; SCRATCH_STEPS=${SCRATCH_STEPS:-12000}
 AT=${AT:-"1500 3000 6000"}; SCRATCH_AT=${SCRATCH_AT:-"1500 3000 6000 9000 12000"}
-OUT=bench/results/finetune_length_s27; ONNX=runs/s27/onnx; mkdir -p "$ONNX" "$OUT"
+OUT=bench/results/finetune_length_s27; ONNX=runs/s27/onnx; RUNS=runs/s27; mkdir -p "$ONNX" "$OUT"
 source "$(dirname "$0")/probe_common.sh"
-ckpt() { echo "runs/s27/$1/checkpoints/step_$(printf %08d "$2").pt"; }
 
 pretrain() {  # pretrain SEED: session 25's varied pretraining
     [ -f "$(ckpt "varied_s$1" "$PRE_STEPS")" ] && return
-    "${RA[@]}" train --data data/store_varied --out "runs/s27/varied_s$1" --steps "$PRE_STEPS" "${FLAGS[@]}" \
+    "${RA[@]}" train --data data/store_varied --out "$RUNS/varied_s$1" --steps "$PRE_STEPS" "${FLAGS[@]}" \
         --set augment_hue=1 --set seed="$1" --set checkpoint_every=3000
-}
-continuation() {  # continuation NAME STEPS [FLAGS...]: STEPS on the attempts, a checkpoint every 1500
-    local name=$1 steps=$2; shift 2
-    [ -f "$(ckpt "$name" "$steps")" ] && return
-    "${RA[@]}" train --data data/task_50 --out "runs/s27/$name" --steps "$steps" "${FLAGS[@]}" \
-        --set checkpoint_every=1500 --set keep_checkpoints=10 "$@"
-}
-judge() {  # judge RUN LABEL SEED BANK LENGTHS: each length's goal model made a task model and evaluated
-    for at in $5; do
-        "${RA[@]}" export "runs/s27/$1" --checkpoint "$at" -o "$ONNX/$1_at$at.onnx" > /dev/null
-        task_model "$1_at$at" "$4" "$2-at${at}_n50_s$3"  # the name bench/finetune_steps.py reads
-    done
 }
 
 for s in $SEEDS; do pretrain "$s" & done; wait
