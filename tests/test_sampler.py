@@ -16,7 +16,7 @@ from training.augment import (
     shift_torch,
 )
 from training.runner import to_torch
-from training.sampler import GoalSampler, SamplerConfig, make_synthetic_store
+from training.sampler import GoalSampler, MixedSampler, SamplerConfig, make_synthetic_store
 
 torch.set_num_threads(1)
 
@@ -211,3 +211,54 @@ def test_pre_grasp_transitions_are_those_before_the_hand_takes_or_lets_go_and_ar
     np.testing.assert_array_equal(same.sample_indices(64)["t"], plain.sample_indices(64)["t"])
     with pytest.raises(ValueError, match="pre_grasp"):
         GoalSampler(store, SamplerConfig(pre_grasp_steps=2, pre_grasp_weight=0.0))
+
+
+# ---------------------------------------------------------------- sharing a second store
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory) -> Store:
+    return Store.open(make_synthetic_store(tmp_path_factory.mktemp("other") / "s", episodes=5, steps=9, seed=3))
+
+
+def test_shared_rows_are_the_shared_stores_own_relabelled_transitions(store, other):
+    mixed = MixedSampler(GoalSampler(store, SamplerConfig(), seed=0), GoalSampler(other, SamplerConfig(p_chain=0.0), seed=1), 0.25)
+    b = mixed.sample(32)
+    assert mixed.split(32) == (24, 8)
+    own, shared = slice(0, 24), slice(24, 32)
+    np.testing.assert_array_equal(b.image[own], store.images[b.t[own]])
+    offset = len(store)
+    t, goal = b.t[shared] - offset, b.goal_index[shared] - offset
+    assert (t >= 0).all() and (t < len(other)).all()
+    np.testing.assert_array_equal(b.image[shared], other.images[t])
+    np.testing.assert_array_equal(b.next_image[shared], other.images[t + 1])
+    np.testing.assert_array_equal(b.goal[shared], other.images[goal])
+    np.testing.assert_array_equal(b.action[shared], other.actions[t])
+    episode = np.asarray(other.episode)
+    assert (goal > t).all() and (episode[goal] == episode[t]).all()  # hindsight goals within the shared episode
+
+
+def test_a_mixed_sampler_restored_from_its_state_draws_the_same_batches(store, other):
+    def make():
+        return MixedSampler(GoalSampler(store, SamplerConfig(), seed=4), GoalSampler(other, SamplerConfig(), seed=5), 0.5)
+
+    a, b = make(), make()
+    a.sample(16)
+    b.set_state(a.get_state())
+    np.testing.assert_array_equal(a.sample(16).goal, b.sample(16).goal)
+    with pytest.raises(ValueError, match="without shared data"):
+        b.set_state(GoalSampler(store, SamplerConfig()).get_state())
+
+
+def test_sharing_refuses_other_image_sizes_other_action_scaling_and_a_share_of_nothing_or_everything(store, tmp_path):
+    main = GoalSampler(store, SamplerConfig())
+    small = Store.open(make_synthetic_store(tmp_path / "small", episodes=3, steps=6, image_size=32))
+    with pytest.raises(ValueError, match="image_size 32"):
+        MixedSampler(main, GoalSampler(small, SamplerConfig()), 0.5)
+    faster = Store.open(make_synthetic_store(tmp_path / "fast", episodes=3, steps=6,
+                                             manifest_extra={"action_scaling": {"max_linear_speed": 0.4}}))
+    with pytest.raises(ValueError, match="action scaling"):
+        MixedSampler(main, GoalSampler(faster, SamplerConfig()), 0.5)
+    for fraction in (0.0, 1.0):
+        with pytest.raises(ValueError, match="share_fraction"):
+            MixedSampler(main, GoalSampler(store, SamplerConfig()), fraction)

@@ -517,3 +517,27 @@ def test_runs_lists_each_runs_progress_state_and_best_evaluation(store_dir, tmp_
     assert lines[0].split()[:5] == ["run", "algo", "data", "step", "state"]
     assert lines[1].startswith(str(tmp_path / "b")) and lines[2].startswith(str(tmp_path / "a"))  # most recent last
     assert cli.main(["runs", str(tmp_path / "nothing")]) == 1
+
+
+def test_a_run_sharing_a_second_store_resumes_bit_for_bit_and_only_with_that_store(store_dir, tmp_path):
+    shared = make_synthetic_store(tmp_path / "shared", episodes=5, steps=9, seed=3)
+
+    def config(steps):
+        return resolve_config(algo="gcbc", debug=True, steps=steps, data=str(store_dir),
+                              overrides=["num_threads=1", "log_every=5", f"share_data={shared}", "share_fraction=0.25"])
+
+    train(config(20), tmp_path / "straight", progress=False)
+    train(config(10), tmp_path / "stopped", progress=False)
+    train(config(20), tmp_path / "stopped", resume=True, progress=False)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / f"step_{20:08d}.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped" / "checkpoints" / f"step_{20:08d}.pt", weights_only=True)
+    assert a["share_manifest_hash"] == Store.open(shared).manifest_hash() != ""
+    assert set(a["rng"][0]["sampler"]) == {"main", "shared"}
+    for name, tensor in a["algorithm"]["policy"].items():
+        assert torch.equal(tensor, b["algorithm"]["policy"][name]), f"policy.{name} differs after resume"
+
+    alone = resolve_config(algo="gcbc", debug=True, steps=30, data=str(store_dir), overrides=["num_threads=1"])
+    with pytest.raises(ValueError, match="resume needs the same shared store"):
+        train(alone, tmp_path / "stopped", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="share_fraction"):
+        check_config(replace(config(5), share_fraction=1.0))

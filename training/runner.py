@@ -51,7 +51,7 @@ from training.device_step import IMAGE_KEYS, DeviceFeed, DeviceStep
 from training.gcbc import GCBCConfig
 from training.gcivl import GCIVLConfig
 from training.networks import NetworkConfig, QNetwork
-from training.sampler import GoalSampler, SamplerConfig
+from training.sampler import GoalSampler, MixedSampler, SamplerConfig
 
 CHECKPOINT_FORMAT = 1
 ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc", "gcivl")
@@ -101,6 +101,8 @@ class TrainConfig:
     eval_families: tuple[str, ...] = ("reach",)  # goal families evaluated (sim_worlds.goals)
     eval_episodes: int = 10  # episodes a family per evaluation
     eval_seed: int = 0  # fixed seed of the evaluation episodes
+    share_data: str = ""  # a second store (the pretraining play) that keeps share_fraction of every batch: data sharing for a continuation
+    share_fraction: float = 0.5  # of each batch, from share_data when it is given (training/sampler.py MixedSampler)
     init_from: str = ""  # a run (its latest checkpoint), a .pt checkpoint or an exported cloned model to start from: goal-conditioned fine-tuning on new data
     sampler: SamplerConfig = SamplerConfig()  # hindsight and chained goals
     network: NetworkConfig = NetworkConfig()  # Q-network / BC trunk sizes
@@ -157,6 +159,8 @@ def check_config(c: TrainConfig) -> None:
     if c.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device={c.device!r}: expected auto, cpu or cuda")
     check_augment_hue(c.augment_hue)
+    if c.share_data and not 0.0 < c.share_fraction < 1.0:
+        raise ConfigError(f"share_fraction={c.share_fraction}: the share of each batch from share_data, in (0, 1)")
 
 
 def check_augment_hue(value: float) -> None:
@@ -288,16 +292,30 @@ def build_algorithm(c: TrainConfig, device: torch.device, seed: int | None = Non
     return am.ActionableModels(c.am, **common)
 
 
-def open_store(c: TrainConfig) -> Store:
-    if not c.data:
+def open_store(c: TrainConfig, path: str | None = None) -> Store:
+    """The training store (or `path`, the shared one), checked against the network's image size."""
+    path = c.data if path is None else path
+    if not path:
         raise ConfigError("no training data: pass --data DIR (a store from `robot-app dataset build`)")
-    store = Store.open(c.data)
+    store = Store.open(path)
     if store.image_size != c.network.image_size:
         raise ConfigError(
-            f"{c.data}: images are {store.image_size}x{store.image_size} but network.image_size={c.network.image_size}; "
+            f"{path}: images are {store.image_size}x{store.image_size} but network.image_size={c.network.image_size}; "
             f"pass --set network.image_size={store.image_size}"
         )
     return store
+
+
+def make_sampler(c: TrainConfig, store: Store, seed: int) -> GoalSampler | MixedSampler:
+    """The run's sampler: the training store's, mixed with the shared store's when share_data is set."""
+    sampler = GoalSampler(store, effective_sampler(c), seed=seed, height_input=c.network.height_input)
+    if not c.share_data:
+        return sampler
+    shared = GoalSampler(open_store(c, c.share_data), effective_sampler(c), seed=seed + 500, height_input=c.network.height_input)
+    try:
+        return MixedSampler(sampler, shared, c.share_fraction)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def to_torch(batch, device: torch.device, pad: int = 0, generator: torch.Generator | None = None,
@@ -326,7 +344,7 @@ def make_update(c: TrainConfig, algo, store: Store, sampler: GoalSampler, aug: t
                 batch: int, distributed: bool):
     """update() -> metrics of one training step on a fresh batch: on a GPU from the store in GPU memory
     (one CUDA graph replay a step when c.cuda_graph), otherwise sampled on the host and copied over."""
-    if device.type == "cuda" and c.data_on_device:
+    if device.type == "cuda" and c.data_on_device and not c.share_data:  # the device feed holds one store
         feed = DeviceFeed(store, device, c.augment_pad, c.augment_aligned, c.network.height_input, c.augment_hue,
                           algo.image_inputs)
         return DeviceStep(algo, feed, sampler, aug, batch, graph=c.cuda_graph and not distributed)
@@ -597,12 +615,13 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed shapes every step: let cuDNN time its conv algorithms once
     if c.batch_size % dist.world_size:
         raise ConfigError(f"batch_size={c.batch_size} does not split over {dist.world_size} processes")
-    c = replace(c, data=str(Path(c.data).resolve()) if c.data else c.data)
+    c = replace(c, data=str(Path(c.data).resolve()) if c.data else c.data,
+                share_data=str(Path(c.share_data).resolve()) if c.share_data else c.share_data)
     store = open_store(c)
     checkpoint = None
     if resume:
         checkpoint = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
-        _check_resume(checkpoint, store, dist, run_dir)
+        _check_resume(checkpoint, store, dist, run_dir, open_store(c, c.share_data) if c.share_data else None)
     elif list_checkpoints(run_dir):
         raise FileExistsError(f"{run_dir}: already holds a run's checkpoints; pass --resume to continue it or choose another --out")
     source = None
@@ -614,10 +633,14 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
 
     rank_seed = c.seed + 1000 * dist.rank
     algo = build_algorithm(c, device)  # same seed on every process: identical initial replicas
-    sampler = GoalSampler(store, effective_sampler(c), seed=rank_seed, height_input=c.network.height_input)
+    sampler = make_sampler(c, store, rank_seed)
     if sampler.row_cdf is not None and dist.main:
         print(f"train: {100 * sampler.pre_grasp_fraction:.0f}% of transitions are at most {c.sampler.pre_grasp_steps} steps "
               f"before a grasp or release, drawn {c.sampler.pre_grasp_weight:g}x as often", file=sys.stderr)
+    if isinstance(sampler, MixedSampler) and dist.main:
+        rows = c.batch_size // dist.world_size
+        print(f"train: {sampler.split(rows)[1]} of every {rows} transitions from "
+              f"{c.share_data} ({len(sampler.shared)} transitions), the rest from {c.data}", file=sys.stderr)
     aug = torch.Generator()
     aug.manual_seed(rank_seed + 2)
     if isinstance(algo, am.ActionableModels):
@@ -740,13 +763,17 @@ def _init_source(c: TrainConfig) -> tuple[dict, TrainConfig]:
     return source, replace(c, network=network)
 
 
-def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Path) -> None:
+def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Path, shared: Store | None = None) -> None:
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{run_dir}: checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}; "
                          f"this code cannot resume it exactly")
     if checkpoint.get("data_manifest_hash") != store.manifest_hash():
         raise ValueError(f"{run_dir}: the run was trained on data {checkpoint.get('data_manifest_hash')!r}, "
                          f"--data holds {store.manifest_hash()!r}; resume needs the same store")
+    shared_hash = shared.manifest_hash() if shared is not None else ""
+    if checkpoint.get("share_manifest_hash", "") != shared_hash:
+        raise ValueError(f"{run_dir}: the run shared data {checkpoint.get('share_manifest_hash', '') or 'from no store'!r}, "
+                         f"share_data holds {shared_hash or 'none'!r}; resume needs the same shared store")
     if checkpoint.get("world_size", 1) != dist.world_size:
         raise ValueError(f"{run_dir}: the run used {checkpoint.get('world_size', 1)} processes, this resume has "
                          f"{dist.world_size}; an exact resume needs the same number")
@@ -760,6 +787,7 @@ def weights_payload(c, step, algo, store, world_size: int) -> dict:
         "step": step,
         "config": to_dict(c),
         "data_manifest_hash": store.manifest_hash(),
+        "share_manifest_hash": Store.open(c.share_data).manifest_hash() if c.share_data else "",
         "action_scaling": store.action_scaling(),
         "world_size": world_size,
         "algorithm": algo.state_dict(),

@@ -183,8 +183,63 @@ class GoalSampler:
         )
 
 
+class MixedSampler:
+    """Batches whose last `round(fraction * B)` rows come from a second store: data sharing for a continuation.
+
+    Continuing a pretrained goal model on a few new attempts fits them within a few thousand
+    updates and then forgets what the play data taught (BENCHMARKS.md, session 27: 75.7% of
+    held-out grasps at 3000 updates, 68.3% at 6000). Keeping a share of every batch on the
+    pretraining store, relabelled by the same hindsight rules, is the cloning learner's form of
+    sharing the unlabelled data (CDS shares by a task Q, which a cloned policy does not have).
+    Each store keeps its own sampler and generator, so a resumed run draws the same batches.
+    """
+
+    def __init__(self, main: GoalSampler, shared: GoalSampler, fraction: float):
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"share_fraction={fraction}: must be in (0, 1) when share_data is given")
+        for what in ("image_size",):
+            if getattr(main.store, what) != getattr(shared.store, what):
+                raise ValueError(f"{shared.store.root}: {what} {getattr(shared.store, what)} differs from the training "
+                                 f"store's {getattr(main.store, what)}; shared data must be recorded alike")
+        main_scaling = {k: v for k, v in main.store.action_scaling().items() if k != "binary_gripper"}
+        shared_scaling = {k: v for k, v in shared.store.action_scaling().items() if k != "binary_gripper"}
+        if main_scaling != shared_scaling:
+            raise ValueError(f"{shared.store.root}: action scaling {shared_scaling} differs from the training store's "
+                             f"{main_scaling}; the same action would mean another motion")
+        self.main, self.shared, self.fraction = main, shared, fraction
+        self.store, self.row_cdf, self.pre_grasp_fraction = main.store, main.row_cdf, main.pre_grasp_fraction
+
+    def __len__(self) -> int:
+        return len(self.main) + len(self.shared)
+
+    def get_state(self) -> dict:
+        return {"main": self.main.get_state(), "shared": self.shared.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        if set(state) != {"main", "shared"}:
+            raise ValueError("the checkpoint was trained without shared data; resume it without share_data")
+        self.main.set_state(state["main"])
+        self.shared.set_state(state["shared"])
+
+    def split(self, batch: int) -> tuple[int, int]:
+        """(rows from the training store, rows from the shared store); each gets at least one."""
+        shared = min(max(int(round(self.fraction * batch)), 1), batch - 1)
+        return batch - shared, shared
+
+    def sample(self, batch: int) -> Batch:
+        own, shared = self.split(batch)
+        a, b = self.main.sample(own), self.shared.sample(shared)
+        # t and goal_index index different stores; the shared rows' are offset past the training store's
+        offset = len(self.main.store)
+        merged = {name: np.concatenate([getattr(a, name), getattr(b, name)]) for name in Batch.__dataclass_fields__}
+        merged["t"][own:] += offset
+        merged["goal_index"][own:] += offset
+        return Batch(**merged)
+
+
 def make_synthetic_store(
-    root, episodes: int = 8, steps: int = 12, image_size: int = 64, seed: int = 0, constant_actions: bool = False
+    root, episodes: int = 8, steps: int = 12, image_size: int = 64, seed: int = 0, constant_actions: bool = False,
+    manifest_extra: dict | None = None,
 ):
     """A small store whose frames follow its actions (for tests and benchmarks, not for training robots).
 
@@ -211,4 +266,4 @@ def make_synthetic_store(
         gripper = (actions[:, 4] > 0).astype(np.float32)
         out.append({"images": images, "actions": actions, "gripper": gripper, "timestamps": np.arange(steps) * 0.1,
                     "source": f"synthetic/{seed}/{e}", "sha256": f"{seed}-{e}"})
-    return write_store(root, out)
+    return write_store(root, out, manifest_extra)

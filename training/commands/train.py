@@ -1,7 +1,7 @@
 """`robot-app train`: offline goal-conditioned Q-learning (or a baseline) from a training store.
 
     robot-app train --data DIR --algo am --out RUN [--config YAML] [--set key=value ...]
-                    [--steps N] [--resume] [--debug] [--nproc N]
+                    [--share-data STORE] [--steps N] [--resume] [--debug] [--nproc N]
 
 Also runs as `python -m torch.distributed.run --nproc_per_node N -m training.commands.train ...`
 (which is what `--nproc N` launches). torch is imported only inside run().
@@ -20,6 +20,8 @@ ALGOS = ("am", "am-nonneg", "am-nochain", "gcbc", "gcivl")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="training store directory (from `robot-app dataset build`)")
+    parser.add_argument("--share-data", help="a second store (e.g. the pretraining play) that keeps share_fraction "
+                        "(default 0.5) of every batch while continuing on --data; same as --set share_data=STORE")
     parser.add_argument("--algo", choices=ALGOS, help="algorithm or ablation preset (default: the config's, else am)")
     parser.add_argument("--out", required=True, help="run directory: config.yaml, metrics.csv, curve.png, checkpoints/")
     parser.add_argument("--config", help="YAML config (see config/train_am.yaml); unknown keys are errors")
@@ -48,6 +50,9 @@ def run(args) -> int:
     if args.nproc < 1:
         print(f"robot-app train: --nproc {args.nproc}: must be >= 1", file=sys.stderr)
         return 2
+    if getattr(args, "share_data", None):
+        args.overrides = [*args.overrides, f"share_data={args.share_data}"]
+        args.share_data = None
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return subprocess.run(_torchrun_argv(args)).returncode
 
