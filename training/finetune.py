@@ -433,7 +433,8 @@ def run_train_config(config: FinetuneConfig, base: TrainConfig) -> TrainConfig:
                   checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
                   eval_every=config.eval_every, eval_episodes=config.eval_episodes,
                   eval_families=(config.task,) if config.eval_every else base.eval_families,  # a real task names no sim family
-                  eval_seed=config.eval_seed, augment_hue=config.augment_hue)
+                  eval_seed=config.eval_seed, augment_hue=config.augment_hue,
+                  share_data="")  # the base run's shared store is not this run's; --share-data here is FinetuneConfig's
     if config.mode in BC_MODES:
         if base.algo not in CLONING:
             raise ConfigError(f"mode={config.mode} clones a GCBC (or GCIVL) run's policy; {config.pretrained} is an {base.algo!r} "

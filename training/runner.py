@@ -689,7 +689,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
                 result = evaluator(step, algo.policy_module())
                 best = evaluator.best_step == step
                 if best:
-                    evaluator.save_best(weights_payload(c, step, algo, store, dist.world_size))
+                    evaluator.save_best(weights_payload(c, step, algo, store, dist.world_size, shared_store(sampler)))
                 bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items())
                           + (" (best so far: checkpoints/best.pt)" if best else ""))
             if step % c.checkpoint_every == 0 or step == c.steps or stop.requested:
@@ -779,19 +779,23 @@ def _check_resume(checkpoint: dict, store: Store, dist: Distributed, run_dir: Pa
                          f"{dist.world_size}; an exact resume needs the same number")
 
 
-def weights_payload(c, step, algo, store, world_size: int) -> dict:
-    """What a checkpoint holds to be loaded, exported or continued from (init_from)."""
+def weights_payload(c, step, algo, store, world_size: int, shared: Store | None = None) -> dict:
+    """What a checkpoint holds to be loaded, exported or continued from (init_from); `shared`: the share_data store."""
     return {
         "format": CHECKPOINT_FORMAT,
         "algo": c.algo,
         "step": step,
         "config": to_dict(c),
         "data_manifest_hash": store.manifest_hash(),
-        "share_manifest_hash": Store.open(c.share_data).manifest_hash() if c.share_data else "",
+        "share_manifest_hash": shared.manifest_hash() if shared is not None else "",
         "action_scaling": store.action_scaling(),
         "world_size": world_size,
         "algorithm": algo.state_dict(),
     }
+
+
+def shared_store(sampler: GoalSampler | MixedSampler) -> Store | None:
+    return sampler.shared.store if isinstance(sampler, MixedSampler) else None
 
 
 def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | None:
@@ -801,7 +805,8 @@ def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | Non
         raise RuntimeError(f"DDP replicas diverged at step {step}: parameter digests {digests}")
     if not dist.main:
         return None
-    payload = {**weights_payload(c, step, algo, store, dist.world_size), "replica_digests": digests, "rng": rngs}
+    payload = {**weights_payload(c, step, algo, store, dist.world_size, shared_store(sampler)),
+               "replica_digests": digests, "rng": rngs}
     path = save_checkpoint(run_dir, step, payload, c.keep_checkpoints)
     plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", CURVE_GROUPS, f"{c.algo} on {Path(c.data).name}")
     return path
