@@ -197,10 +197,9 @@ class MixedSampler:
     def __init__(self, main: GoalSampler, shared: GoalSampler, fraction: float):
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"share_fraction={fraction}: must be in (0, 1) when share_data is given")
-        for what in ("image_size",):
-            if getattr(main.store, what) != getattr(shared.store, what):
-                raise ValueError(f"{shared.store.root}: {what} {getattr(shared.store, what)} differs from the training "
-                                 f"store's {getattr(main.store, what)}; shared data must be recorded alike")
+        if main.store.image_size != shared.store.image_size:
+            raise ValueError(f"{shared.store.root}: image_size {shared.store.image_size} differs from the training "
+                             f"store's {main.store.image_size}; shared data must be recorded alike")
         main_scaling = {k: v for k, v in main.store.action_scaling().items() if k != "binary_gripper"}
         shared_scaling = {k: v for k, v in shared.store.action_scaling().items() if k != "binary_gripper"}
         if main_scaling != shared_scaling:
