@@ -8,8 +8,9 @@
 #
 #   PATH=$PWD/.venv/bin:$PATH bench/share_probe.sh
 # Needs runs/s27/varied_s{0,1,2} (bench/finetune_length_probe.sh), data/store_varied and
-# $TASK_DATA. Writes runs/s28/gcshare* and bench/results/finetune_s28/shared-*.json. About 40
-# minutes on 2 CPU cores.
+# $TASK_DATA. Writes runs/s28/gcshare* and bench/results/finetune_s28/sharedN-*.json. About 40
+# minutes on 2 CPU cores. Measured (BENCHMARKS.md, session 28): below plain continuation at 25, 50
+# and 100 attempts, at both lengths.
 set -euo pipefail
 OUT=bench/results/finetune_s28; ONNX=runs/s28/onnx; RUNS=runs/s28; TASK_DATA=${TASK_DATA:-data/task_50}
 mkdir -p "$ONNX" "$OUT"
