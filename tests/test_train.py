@@ -541,3 +541,9 @@ def test_a_run_sharing_a_second_store_resumes_bit_for_bit_and_only_with_that_sto
         train(alone, tmp_path / "stopped", resume=True, progress=False)
     with pytest.raises(ConfigError, match="share_fraction"):
         check_config(replace(config(5), share_fraction=1.0))
+
+    # the command line's --share-data is the same setting
+    assert cli.main(["train", "--data", str(store_dir), "--share-data", str(shared), "--algo", "gcbc", "--debug",
+                     "--steps", "2", "--set", "num_threads=1", "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    saved = torch.load(tmp_path / "cli" / "checkpoints" / f"step_{2:08d}.pt", weights_only=True)
+    assert saved["config"]["share_data"] == str(shared.resolve()) and saved["share_manifest_hash"] == a["share_manifest_hash"]

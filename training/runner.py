@@ -306,12 +306,12 @@ def open_store(c: TrainConfig, path: str | None = None) -> Store:
     return store
 
 
-def make_sampler(c: TrainConfig, store: Store, seed: int) -> GoalSampler | MixedSampler:
-    """The run's sampler: the training store's, mixed with the shared store's when share_data is set."""
+def make_sampler(c: TrainConfig, store: Store, shared_store: Store | None, seed: int) -> GoalSampler | MixedSampler:
+    """The run's sampler: the training store's, mixed with the shared store's (share_data) when there is one."""
     sampler = GoalSampler(store, effective_sampler(c), seed=seed, height_input=c.network.height_input)
-    if not c.share_data:
+    if shared_store is None:
         return sampler
-    shared = GoalSampler(open_store(c, c.share_data), effective_sampler(c), seed=seed + 500, height_input=c.network.height_input)
+    shared = GoalSampler(shared_store, effective_sampler(c), seed=seed + 500, height_input=c.network.height_input)
     try:
         return MixedSampler(sampler, shared, c.share_fraction)
     except ValueError as exc:
@@ -618,10 +618,11 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
     c = replace(c, data=str(Path(c.data).resolve()) if c.data else c.data,
                 share_data=str(Path(c.share_data).resolve()) if c.share_data else c.share_data)
     store = open_store(c)
+    shared = open_store(c, c.share_data) if c.share_data else None
     checkpoint = None
     if resume:
         checkpoint = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
-        _check_resume(checkpoint, store, dist, run_dir, open_store(c, c.share_data) if c.share_data else None)
+        _check_resume(checkpoint, store, dist, run_dir, shared)
     elif list_checkpoints(run_dir):
         raise FileExistsError(f"{run_dir}: already holds a run's checkpoints; pass --resume to continue it or choose another --out")
     source = None
@@ -633,7 +634,7 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
 
     rank_seed = c.seed + 1000 * dist.rank
     algo = build_algorithm(c, device)  # same seed on every process: identical initial replicas
-    sampler = make_sampler(c, store, rank_seed)
+    sampler = make_sampler(c, store, shared, rank_seed)
     if sampler.row_cdf is not None and dist.main:
         print(f"train: {100 * sampler.pre_grasp_fraction:.0f}% of transitions are at most {c.sampler.pre_grasp_steps} steps "
               f"before a grasp or release, drawn {c.sampler.pre_grasp_weight:g}x as often", file=sys.stderr)
@@ -689,11 +690,11 @@ def _train(c: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Di
                 result = evaluator(step, algo.policy_module())
                 best = evaluator.best_step == step
                 if best:
-                    evaluator.save_best(weights_payload(c, step, algo, store, dist.world_size, shared_store(sampler)))
+                    evaluator.save_best(weights_payload(c, step, algo, store, dist.world_size, shared))
                 bar.write(f"step {step}: success " + ", ".join(f"{f} {r['success_rate']}" for f, r in result["families"].items())
                           + (" (best so far: checkpoints/best.pt)" if best else ""))
             if step % c.checkpoint_every == 0 or step == c.steps or stop.requested:
-                last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist)
+                last_path = _checkpoint(c, run_dir, step, algo, sampler, aug, store, shared, dist)
             if stop.requested:
                 bar.close()
                 print(f"train: interrupted at step {step}; saved {last_path}; continue with --resume", file=sys.stderr)
@@ -794,18 +795,14 @@ def weights_payload(c, step, algo, store, world_size: int, shared: Store | None 
     }
 
 
-def shared_store(sampler: GoalSampler | MixedSampler) -> Store | None:
-    return sampler.shared.store if isinstance(sampler, MixedSampler) else None
-
-
-def _checkpoint(c, run_dir, step, algo, sampler, aug, store, dist) -> Path | None:
+def _checkpoint(c, run_dir, step, algo, sampler, aug, store, shared, dist) -> Path | None:
     rngs = dist.gather(_rng_state(sampler, aug))
     digests = dist.gather(parameter_digest(algo.modules().values()))
     if len(set(digests)) != 1:
         raise RuntimeError(f"DDP replicas diverged at step {step}: parameter digests {digests}")
     if not dist.main:
         return None
-    payload = {**weights_payload(c, step, algo, store, dist.world_size, shared_store(sampler)),
+    payload = {**weights_payload(c, step, algo, store, dist.world_size, shared),
                "replica_digests": digests, "rng": rngs}
     path = save_checkpoint(run_dir, step, payload, c.keep_checkpoints)
     plot_columns(run_dir / "metrics.csv", run_dir / "curve.png", "step", CURVE_GROUPS, f"{c.algo} on {Path(c.data).name}")

@@ -187,10 +187,12 @@ class MixedSampler:
     """Batches whose last `round(fraction * B)` rows come from a second store: data sharing for a continuation.
 
     Continuing a pretrained goal model on a few new attempts fits them within a few thousand
-    updates and then forgets what the play data taught (BENCHMARKS.md, session 27: 75.7% of
-    held-out grasps at 3000 updates, 68.3% at 6000). Keeping a share of every batch on the
+    updates and then begins to lose what the play data taught (BENCHMARKS.md, session 27: 75.7%
+    of held-out grasps at 3000 updates, 68.3% at 6000). Keeping a share of every batch on the
     pretraining store, relabelled by the same hindsight rules, is the cloning learner's form of
     sharing the unlabelled data (CDS shares by a task Q, which a cloned policy does not have).
+    Measured, it does not pay for the held-out grasp: below plain continuation at 25, 50 and 100
+    attempts (session 28), so the recipe does not use it; it stays as #8's third mode.
     Each store keeps its own sampler and generator, so a resumed run draws the same batches.
     """
 
@@ -206,7 +208,18 @@ class MixedSampler:
             raise ValueError(f"{shared.store.root}: action scaling {shared_scaling} differs from the training store's "
                              f"{main_scaling}; the same action would mean another motion")
         self.main, self.shared, self.fraction = main, shared, fraction
-        self.store, self.row_cdf, self.pre_grasp_fraction = main.store, main.row_cdf, main.pre_grasp_fraction
+
+    @property
+    def store(self) -> Store:
+        return self.main.store
+
+    @property
+    def row_cdf(self) -> np.ndarray | None:
+        return self.main.row_cdf
+
+    @property
+    def pre_grasp_fraction(self) -> float:
+        return self.main.pre_grasp_fraction
 
     def __len__(self) -> int:
         return len(self.main) + len(self.shared)
