@@ -202,16 +202,13 @@ class MixedSampler:
         if main.store.image_size != shared.store.image_size:
             raise ValueError(f"{shared.store.root}: image_size {shared.store.image_size} differs from the training "
                              f"store's {main.store.image_size}; shared data must be recorded alike")
-        main_scaling = {k: v for k, v in main.store.action_scaling().items() if k != "binary_gripper"}
-        shared_scaling = {k: v for k, v in shared.store.action_scaling().items() if k != "binary_gripper"}
+        # the manifests' logged scaling; Store.action_scaling() would also scan every action for binary_gripper
+        main_scaling = main.store.manifest.get("action_scaling") or {}
+        shared_scaling = shared.store.manifest.get("action_scaling") or {}
         if main_scaling != shared_scaling:
             raise ValueError(f"{shared.store.root}: action scaling {shared_scaling} differs from the training store's "
                              f"{main_scaling}; the same action would mean another motion")
         self.main, self.shared, self.fraction = main, shared, fraction
-
-    @property
-    def store(self) -> Store:
-        return self.main.store
 
     @property
     def row_cdf(self) -> np.ndarray | None:
