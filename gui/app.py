@@ -42,6 +42,7 @@ from gui import gallery
 from gui.gallery import GalleryLoad, GoalEntry
 from gui.images import IMAGE_SUFFIXES, GoalImageError, fit_to_camera
 from gui.ros_bridge import RosBridge, TopicHealth
+from gui.teleop import TeleopPanel
 from gui.widgets import HealthPanel, ImageView, QPlot, to_pixmap
 
 SETTINGS_GOAL_FOLDER = "goal_folder"
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.frame_time = 0.0
         self.frames_shown = 0
         self.last_step = 0
+        self.policy_state = ""  # policy/status's last state
         self.last_health: dict[str, TopicHealth] = {}
         self.messages: list[tuple[str, str]] = []  # (level, text), newest last
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery")
@@ -136,6 +138,7 @@ class MainWindow(QMainWindow):
         side = QVBoxLayout()
         side.addWidget(policy_box)
         side.addWidget(self._build_recording())
+        side.addWidget(self._build_teleop())
         side.addWidget(graph_box)
         side.addStretch(1)
 
@@ -253,6 +256,21 @@ class MainWindow(QMainWindow):
         self._show_recording()
         return box
 
+    def _build_teleop(self) -> TeleopPanel:
+        """Drive the arm by hand on the policy's command topics, e.g. to record episodes of one's own."""
+        self.teleop = TeleopPanel()
+        self.teleop.twist.connect(self.bridge.send_twist)
+        self.teleop.grip.connect(self.bridge.send_grip)
+        self.teleop.engaged.connect(self.take_over)
+        self.bridge.grip_command.connect(self.teleop.saw_grip_command)
+        return self.teleop
+
+    def take_over(self) -> None:
+        """A person starts driving: a running policy is stopped first, so the two never mix commands."""
+        if self.policy_state == "running":
+            self.report("warning", "teleop takes over: stopping the policy")
+            self.call("stop")
+
     def finish_episode(self, success: bool | None) -> None:
         """Label the episode (unless None), then finish its bag once the label has had time to arrive."""
         for button in self.finish_buttons.values():  # one label per episode: no second click in the lead time
@@ -326,6 +344,7 @@ class MainWindow(QMainWindow):
 
     def on_status(self, status: dict) -> None:
         state = str(status.get("state", "?"))
+        self.policy_state = state
         colour = STATE_COLOURS.get(state, "#1f2328")
         parts = [f"<b style='color:{colour}'>{state}</b>"]
         step = status.get("step")
@@ -488,6 +507,8 @@ class MainWindow(QMainWindow):
             self.bridge.set_policy_model(path)
 
     def closeEvent(self, event) -> None:
+        self.teleop.keyboard.setChecked(False)  # the keys stop driving with the window
+        self.teleop.let_go_of_everything()
         self._stale_timer.stop()
         self._loader.shutdown(wait=False, cancel_futures=True)
         super().closeEvent(event)

@@ -26,12 +26,12 @@ from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Float64, String
 from std_srvs.srv import Trigger
 
 from robot_app.spec import IMAGE_SIZE, Topics
 from ros_nodes import qos
-from ros_nodes.conversions import image_to_msg, msg_to_image
+from ros_nodes.conversions import action_to_twist, image_to_msg, msg_to_image
 
 HEALTH_PERIOD_S = 0.5
 RATE_WINDOW_S = 2.0  # message rates are counted over this window
@@ -43,6 +43,7 @@ PARAMETERS = {
     "goal_topic": Topics.GOAL_IMAGE,
     "proposed_goal_topic": Topics.PROPOSED_GOAL,
     "cmd_ee_delta_topic": Topics.CMD_EE_DELTA,
+    "cmd_gripper_topic": Topics.CMD_GRIPPER,
     "reset_service": Topics.RESET,
     "start_service": Topics.POLICY_START,
     "stop_service": Topics.POLICY_STOP,
@@ -130,6 +131,11 @@ class GuiNode(Node):
         # The twist alone: each action also sends a gripper target, and counting both showed
         # twice the control rate.
         self.create_subscription(TwistStamped, p["cmd_ee_delta_topic"], self._on_command, qos.SENSOR)
+        # Whoever sets the grip target (a policy, a teleop), the window's gripper toggle goes the other way.
+        self.create_subscription(Float64, p["cmd_gripper_topic"], self._on_grip_command, qos.SENSOR)
+        # Teleop: the same topics and QoS as the policy node's commands (gui/teleop.py).
+        self.twist_pub = self.create_publisher(TwistStamped, p["cmd_ee_delta_topic"], qos.COMMAND)
+        self.grip_pub = self.create_publisher(Float64, p["cmd_gripper_topic"], qos.COMMAND)
         self.goal_pub = self.create_publisher(Image, p["goal_topic"], qos.LATCHED)
         # Latched like the goal: a window opened mid-run still shows what a task model pursues.
         self.create_subscription(Image, p["proposed_goal_topic"], self._on_proposed_goal, qos.LATCHED)
@@ -205,6 +211,10 @@ class GuiNode(Node):
     def _on_command(self, _msg) -> None:
         self.watches["commands"].tick()
 
+    def _on_grip_command(self, msg: Float64) -> None:
+        if np.isfinite(msg.data):
+            self.bridge.grip_command.emit(float(msg.data))
+
     # --- health and deadlines -------------------------------------------------------
     def _report_health(self) -> None:
         now = time.monotonic()
@@ -212,14 +222,18 @@ class GuiNode(Node):
         for role, watch in self.watches.items():
             name = self.topic_names[role]
             age, rate = watch.age_and_rate(now)
-            health[role] = TopicHealth(
-                role, name, self.count_publishers(name), age, rate, streaming=role == "camera"
-            )
+            health[role] = TopicHealth(role, name, self._other_publishers(name), age, rate, streaming=role == "camera")
         for role, client in self.clients_by_role.items():
             name = self.service_names[role]
             health[role] = TopicHealth(role, name, int(client.service_is_ready()), is_service=True)
         self.bridge.health.emit(health)
         self._expire_calls(now)
+
+    def _other_publishers(self, topic: str) -> int:
+        """Publishers on a topic other than this window's own teleop: the window driving the arm
+        does not make a missing policy or driver look alive."""
+        return sum(1 for info in self.get_publishers_info_by_topic(topic)
+                   if (info.node_name, info.node_namespace) != (self.get_name(), self.get_namespace()))
 
     def _expire_calls(self, now: float) -> None:
         with self.pending_lock:
@@ -241,6 +255,7 @@ class RosBridge(QObject):
     status = pyqtSignal(dict)  # policy/status JSON
     recorder_status = pyqtSignal(dict)  # recorder/status JSON: recording, path, messages, last_written
     proposed_goal = pyqtSignal(object)  # the goal picture a task model proposed (np.ndarray)
+    grip_command = pyqtSignal(float)  # a grip target someone sent on cmd/gripper (0 open .. 1 closed)
     health = pyqtSignal(dict)  # role -> TopicHealth, every HEALTH_PERIOD_S
     service_result = pyqtSignal(str, bool, str)  # what was called, success, message
     problem = pyqtSignal(str)  # something the user should read
@@ -299,6 +314,15 @@ class RosBridge(QObject):
     # --- outgoing ---------------------------------------------------------------------
     def publish_goal(self, image: np.ndarray) -> None:
         self.node.goal_pub.publish(image_to_msg(image, stamp=self.node.get_clock().now().to_msg()))
+
+    def send_twist(self, motion: np.ndarray) -> None:
+        """Teleop: a normalised (vx, vy, vz, wz) as the policy node sends it, without a grip target."""
+        twist, _ = action_to_twist(np.append(motion, 0.0), self.node.get_clock().now().to_msg())
+        self.node.twist_pub.publish(twist)
+
+    def send_grip(self, closed: bool) -> None:
+        """Teleop: close or open the gripper (cmd/gripper 1 or 0)."""
+        self.node.grip_pub.publish(Float64(data=1.0 if closed else 0.0))
 
     def label_episode(self, success: bool) -> None:
         """The episode being recorded succeeded or failed (task/success, what `dataset build` reads)."""

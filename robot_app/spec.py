@@ -35,7 +35,11 @@ class Topics:
     GOAL_IMAGE = "goal_image"
     POLICY_STATUS = "policy/status"
     PROPOSED_GOAL = "policy/proposed_goal"  # the goal picture a task model chose for this run (latched)
-    TASK_SUCCESS = "task/success"
+    TASK_SUCCESS = "task/success"  # an episode's success label, from whoever judges it (the GUI's Stop buttons)
+    # The sim's own success check of its goal task, every tick (demo, evaluation through the graph).
+    # Not task/success: a live check there would land in recorded bags after the person's label and
+    # override it (`dataset build` takes the last label).
+    SIM_SUCCESS = "sim/success"
     RESET = "reset"
     POLICY_START = "policy/start"
     POLICY_STOP = "policy/stop"

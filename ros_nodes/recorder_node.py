@@ -31,6 +31,11 @@ from ros_nodes.params import change_refused, declare_checked
 from ros_nodes.runner import run_node
 
 START, STOP = Topics.RECORDER_START, Topics.RECORDER_STOP
+# Commands that stay in force until the next one: the driver's watchdog stops motion half a
+# second after the last twist, but a grip target holds. Each bag therefore opens with the one
+# in force, or `dataset build` would read every step before the episode's first grip command
+# as "no command" (0: half closed) while the hand was in fact open or closed.
+HELD_COMMANDS = (Topics.CMD_GRIPPER,)
 # topic -> (message class, QoS that matches its publisher)
 RECORDABLE = {
     Topics.IMAGE: (Image, qos.SENSOR),
@@ -80,9 +85,10 @@ class RecorderNode(Node):
 
         self.writer: BagWriter | None = None
         self.count = 0
+        self.held: dict[str, tuple[str, bytes]] = {}  # resolved topic -> (msgtype, CDR) of the last held command
         for topic in self._param("topics"):
             cls, profile = RECORDABLE[topic]
-            record = self._writer_for(self.resolve_topic_name(topic), msgtype_of(cls))
+            record = self._writer_for(self.resolve_topic_name(topic), msgtype_of(cls), held=topic in HELD_COMMANDS)
             self.create_subscription(cls, topic, record, profile, raw=True)
         self.status_pub = self.create_publisher(String, Topics.RECORDER_STATUS, qos.LATCHED)
         self.create_service(Trigger, START, self._on_start)
@@ -110,8 +116,10 @@ class RecorderNode(Node):
         reason = change_refused(params, RESTART_ONLY, self._validate)
         return SetParametersResult(successful=not reason, reason=reason)
 
-    def _writer_for(self, topic: str, msgtype: str):
+    def _writer_for(self, topic: str, msgtype: str, held: bool = False):
         def record(data: bytes) -> None:
+            if held:
+                self.held[topic] = (msgtype, data)
             if self.writer is not None:
                 self.writer.write_cdr(topic, msgtype, time.time_ns(), data)
                 self.count += 1
@@ -144,6 +152,9 @@ class RecorderNode(Node):
             self.get_logger().error(response.message)
             return response
         self.count = 0
+        for topic, (msgtype, data) in self.held.items():  # the grip target in force as the episode begins
+            self.writer.write_cdr(topic, msgtype, time.time_ns(), data)
+            self.count += 1
         response.success, response.message = True, str(path)
         self.get_logger().info(f"recording to {path}")
         self._publish_status()

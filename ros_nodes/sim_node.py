@@ -8,8 +8,10 @@ node that was commanding it; commands beyond the arm's speed limits are clipped 
 and the world keeps the end effector inside its workspace.
 
 With a goal task set (`goal_family`, `goal_seed`, `goal_index`), `reset` puts the world
-in that task's start state and `task/success` reports the task's success check on
-simulator state every tick, which is what `robot-app demo` and evaluation rely on.
+in that task's start state and `sim/success` reports the task's success check on
+simulator state every tick, which is what `robot-app demo` and evaluation rely on. It is
+not `task/success`, the episode label a person gives when recording: the label must be the
+last word in a bag, and a check every tick would come after it.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class SimNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, Topics.CAMERA_INFO, qos.SENSOR)
         self.joint_pub = self.create_publisher(JointState, Topics.JOINT_STATES, qos.SENSOR)
         self.pose_pub = self.create_publisher(PoseStamped, Topics.EE_POSE, qos.SENSOR)
-        self.success_pub = self.create_publisher(Bool, Topics.TASK_SUCCESS, qos.COMMAND)
+        self.success_pub = self.create_publisher(Bool, Topics.SIM_SUCCESS, qos.COMMAND)
         self.create_subscription(TwistStamped, Topics.CMD_EE_DELTA, self._on_twist, qos.COMMAND)
         self.create_subscription(Float64, Topics.CMD_GRIPPER, self._on_gripper, qos.COMMAND)
         self.create_service(Trigger, Topics.RESET, self._on_reset)

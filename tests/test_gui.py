@@ -539,3 +539,15 @@ def test_a_bad_status_message_is_reported_once(qtbot, window):
     new = [text for _, text in window.messages[before:] if "unreadable" in text]
     assert len(new) == 2 and "recorder status: unreadable ('recording' must be a bool)" in new[0]
     assert "unreadable (expected a JSON object, got list)" in new[1]
+
+
+def test_driving_by_hand_stops_a_running_policy_first(qtbot, window, robot):
+    """The fake policy says "running": the first teleop command asks it to stop, so the person's
+    commands and the policy's never mix on cmd/ee_delta (gui/teleop.py)."""
+    qtbot.waitUntil(lambda: window.policy_state == "running", timeout=WAIT_MS)
+    before = robot.calls["stop"]
+    qtbot.mousePress(window.teleop.buttons["x+"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: robot.calls["stop"] == before + 1, timeout=WAIT_MS)
+    assert "teleop takes over" in messages(window)
+    qtbot.mouseRelease(window.teleop.buttons["x+"], Qt.MouseButton.LeftButton)
+    assert not window.teleop.teleop.moving

@@ -149,7 +149,7 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     from ros_nodes.conversions import image_to_msg, msg_to_image
 
     client.listen(Image, Topics.IMAGE, qos.SENSOR)
-    client.listen(Bool, Topics.TASK_SUCCESS, qos.COMMAND)
+    client.listen(Bool, Topics.SIM_SUCCESS, qos.COMMAND)
     client.listen(String, Topics.POLICY_STATUS, qos.STATUS)
     client.listen(Image, Topics.PROPOSED_GOAL, qos.LATCHED)  # a task model's own goal, for the strip
     goal_pub = client.node.create_publisher(Image, Topics.GOAL_IMAGE, qos.LATCHED)
@@ -187,7 +187,7 @@ def _drive(client, launcher, task, out_dir: Path, gui: bool) -> DemoResult:
     if final is None:
         raise TimeoutError("the policy to finish its run")
     time.sleep(0.3)  # the driver's next ticks report the state the arm stopped in
-    success = client.latest(Topics.TASK_SUCCESS)
+    success = client.latest(Topics.SIM_SUCCESS)
     frames = [msg_to_image(m) for m in client.since(Topics.IMAGE, t_run)]
     out_dir.mkdir(parents=True, exist_ok=True)
     picture = out_dir / "rollout.png"
