@@ -5,8 +5,17 @@ force after it. The alignment rule, on bag receive timestamps:
 
     the action of frame t is the last cmd/ee_delta and the last cmd/gripper received
     before frame t+1 (strictly earlier); for the last frame, the last ones in the bag.
-    A part with no command yet is 0 (normalised), so frames before any command say
-    "hold still, grip half".
+    Frames before any twist say "hold still" (0: the driver halts without commands).
+    Frames before any grip command take the grip the gripper measurably holds: closed
+    (+1) where its state is above spec.GRIPPER_CLOSED_ABOVE, open (-1) otherwise.
+
+The grip rule is there because a grip target holds until the next one, so a bag that starts
+after the last grip command (a `ros2 bag record` begun mid-session, a teleop that has not
+touched the gripper) knows the command in force only from the fingers. Taking 0 there, as
+the twist does, would say "half closed", a command no one sent, and one such step makes the
+whole store's gripper non-binary (Store.gripper_is_binary), which changes how every policy
+trained on it acts (spec.ActionScaling.settle). The steps filled this way are counted per bag
+(the manifest's `grip_from_state`).
 
 Commands go back to normalised actions through `spec.ActionScaling.from_command`, the
 inverse of what a driver was sent. The gripper state of a frame comes from the latest
@@ -42,6 +51,7 @@ from robot_app.spec import (
     SUPPORTED_IMAGE_SIZES,
     TASK_SUCCESS_TYPE,
     ActionScaling,
+    GRIPPER_CLOSED_ABOVE,
     GripperJoints,
     Topics,
 )
@@ -192,11 +202,13 @@ def episode_from_bag(
     order = np.argsort(np.asarray(frame_ns, dtype=np.int64), kind="stable")
     frame_stamps = np.asarray(frame_ns, dtype=np.int64)[order]
     next_frame = np.append(frame_stamps[1:], np.iinfo(np.int64).max)
+    js_stamps, js_grip = _sorted(joint_ns, joint_grip)
+    gripper = js_grip[np.maximum(np.searchsorted(js_stamps, frame_stamps, side="right") - 1, 0)]
     actions = np.zeros((len(frames), 5), dtype=np.float32)
     actions[:, :4] = _last_before(*_sorted(twist_ns, twists), next_frame, (4,))
     actions[:, 4] = _last_before(*_sorted(grip_ns, grips), next_frame)
-    js_stamps, js_grip = _sorted(joint_ns, joint_grip)
-    gripper = js_grip[np.maximum(np.searchsorted(js_stamps, frame_stamps, side="right") - 1, 0)]
+    no_grip_yet = next_frame <= min(grip_ns, default=np.iinfo(np.int64).max)
+    actions[no_grip_yet, 4] = np.where(gripper[no_grip_yet] > GRIPPER_CLOSED_ABOVE, 1.0, -1.0)
     ee_position = None  # a bag without ee_pose still builds; only a height-input network needs it
     if pose_ns:
         pose_stamps, pose_values = _sorted(pose_ns, poses)
@@ -213,6 +225,7 @@ def episode_from_bag(
         "task": task,
         "clipped_commands": clipped,
         "commands": len(twists),
+        "grip_from_state": int(no_grip_yet.sum()),
     }
 
 
@@ -294,11 +307,14 @@ def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, gripper: G
     skipped += [{"bag": str(path), "error": err} for path, ep, err in results if ep is None]
     clipped = [{"bag": ep["source"], "clipped": ep["clipped_commands"], "commands": ep["commands"]}
                for ep in episodes if ep["clipped_commands"]]
+    grip_from_state = [{"bag": ep["source"], "steps": ep["grip_from_state"], "of": len(ep["images"])}
+                       for ep in episodes if ep["grip_from_state"]]
     summary = {
         "out": str(out_dir),
         "built": [ep["source"] for ep in episodes],
         "skipped": skipped,
         "clipped": clipped,
+        "grip_from_state": grip_from_state,
         "num_episodes": len(episodes),
         "num_steps": int(sum(len(ep["images"]) for ep in episodes)),
     }
@@ -310,6 +326,7 @@ def _build(jobs: list, out_dir: Path, skipped: list[dict], topic_map, gripper: G
         manifest_extra={
             "skipped": skipped,
             "clipped": clipped,
+            "grip_from_state": grip_from_state,
             "action_scaling": DEFAULT_SCALING.to_dict(),
             "topic_map": dict(topic_map or {}),
             "gripper_joints": gripper.to_dict(),

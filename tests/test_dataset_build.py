@@ -320,3 +320,18 @@ def test_commands_faster_than_the_action_range_are_reported_not_silently_clipped
     store = Store.open(tmp_path / "store")
     assert [(c["bag"].endswith("fast"), c["clipped"], c["commands"]) for c in store.manifest["clipped"]] == [(True, 1, 2)]
     assert store.actions[0, 0] == 1.0  # what the learner sees: the top speed
+
+
+def test_steps_before_the_first_grip_command_take_the_measured_grip(tmp_path):
+    """A grip target holds until the next one: before a bag's first cmd/gripper the command in
+    force shows only in the fingers (closed above spec.GRIPPER_CLOSED_ABOVE), never as 0 (half)."""
+    frames = [t * 100 * MS for t in range(6)]  # measured state 1.0, 0.75, 0.5, 0.25, 0.0, 0.0 (clipped)
+    twists = [(t * 100 * MS + 5 * MS, (0.1, 0.0)) for t in range(6)]
+    bag = _write_custom_bag(tmp_path / "bags" / "late_grip", ABSOLUTE, frames, twists=twists, grips=[(450 * MS, 0.0)])
+    ep = episode_from_bag(bag)
+    np.testing.assert_allclose(ep["actions"][:, 4], [1.0, 1.0, 1.0, 1.0, -1.0, -1.0])
+    assert ep["grip_from_state"] == 4  # frames 0-3: nothing before their next frame; frame 4's next is at 500 ms
+    summary = build_dataset(tmp_path / "bags", tmp_path / "store", progress=False)
+    assert summary["grip_from_state"] == [{"bag": str(bag), "steps": 4, "of": 6}]
+    store = Store.open(tmp_path / "store")
+    assert store.gripper_is_binary and store.manifest["grip_from_state"] == summary["grip_from_state"]

@@ -92,6 +92,9 @@ def _build(args: argparse.Namespace) -> int:
         for item in summary["clipped"]:
             print(f"warning: {item['bag']}: {item['clipped']} of {item['commands']} velocity commands were faster than "
                   f"the action range ({top}) and were clipped to it; the policy will drive no faster", file=sys.stderr)
+    for item in summary["grip_from_state"]:
+        print(f"note: {item['bag']}: {item['steps']} of {item['of']} steps came before the episode's first "
+              f"cmd/gripper; their grip is the gripper's measured open or closed state", file=sys.stderr)
     if not summary["num_episodes"]:
         print("robot-app dataset build: no bag could be built; nothing written", file=sys.stderr)
         return 1
