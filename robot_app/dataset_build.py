@@ -47,11 +47,11 @@ from robot_app.bags import CUSTOM_TASK, BagError, BagReader, bag_sha256, find_ba
 from robot_app.spec import (
     DEFAULT_SCALING,
     EPISODE_TOPICS,
+    GRIPPER_CLOSED_ABOVE,
     PANDA_GRIPPER,
     SUPPORTED_IMAGE_SIZES,
     TASK_SUCCESS_TYPE,
     ActionScaling,
-    GRIPPER_CLOSED_ABOVE,
     GripperJoints,
     Topics,
 )
