@@ -134,6 +134,7 @@ class TeleopPanel(QGroupBox):
                 grid.addWidget(button, row, column)
         self.grip_button = QPushButton("gripper", clicked=self.toggle_gripper)
         self.state_label = QLabel("")
+        self.state_label.setWordWrap(True)
         grid.addWidget(self.grip_button, 0, 4)
         grid.addWidget(self.speed_choice, 1, 4)
         grid.addWidget(self.keyboard, 2, 0, 1, 5)
