@@ -42,9 +42,12 @@ CONTROLS: dict[str, tuple[int, float]] = {
     "z+": (2, 1.0), "z-": (2, -1.0),
     "yaw+": (3, 1.0), "yaw-": (3, -1.0),
 }
+# Keys move the hand the way it moves in the sim camera's picture, which looks at the arm from
+# +x (sim_worlds.panda_world.CAMERA_EYE): W away from the camera (x-), S toward it, A to the
+# picture's left (y-), D to its right; R up, F down. The buttons name base_link axes.
 KEYS: dict[Qt.Key, str] = {
-    Qt.Key.Key_W: "x+", Qt.Key.Key_S: "x-",
-    Qt.Key.Key_A: "y+", Qt.Key.Key_D: "y-",
+    Qt.Key.Key_W: "x-", Qt.Key.Key_S: "x+",
+    Qt.Key.Key_A: "y-", Qt.Key.Key_D: "y+",
     Qt.Key.Key_R: "z+", Qt.Key.Key_F: "z-",
     Qt.Key.Key_Q: "yaw+", Qt.Key.Key_E: "yaw-",
 }
@@ -113,8 +116,9 @@ class TeleopPanel(QGroupBox):
         super().__init__("Drive (teleop)", parent)
         self.teleop = Teleop()
         self._timer = QTimer(self, interval=int(round(1000 / CONTROL_HZ)), timeout=self._send)
-        self.keyboard = QCheckBox("keys: W/S x, A/D y, R/F z, Q/E yaw, Space gripper")
-        self.keyboard.setToolTip("while checked and this window has focus, the keys drive the arm (base_link axes)")
+        self.keyboard = QCheckBox("keys: W/A/S/D as in the sim camera's picture, R/F up/down, Q/E yaw, Space gripper")
+        self.keyboard.setToolTip("while checked and this window has focus, the keys drive the arm: W away from the "
+                                 "sim camera (x-), S toward it (x+), A left (y-), D right (y+)")
         self.keyboard.toggled.connect(self._listen_to_keys)
         self.speed_choice = QComboBox()
         for speed in SPEEDS:

@@ -129,10 +129,10 @@ def test_a_held_key_drives_the_arm_and_letting_go_stops_it_at_once(qtbot, window
     grips = grips_sent(probe)
     start = ee(probe)
     # Sent to the gallery list, which would take a letter for type-to-search: the drive keys win.
-    qtbot.keyPress(window.gallery_list, Qt.Key.Key_S)
+    qtbot.keyPress(window.gallery_list, Qt.Key.Key_W)  # away from the sim camera: x-
     qtbot.wait(1000)  # speed 0.5 = 0.1 m/s
     released = time.monotonic()
-    qtbot.keyRelease(window.gallery_list, Qt.Key.Key_S)
+    qtbot.keyRelease(window.gallery_list, Qt.Key.Key_W)
     assert not window.teleop.teleop.held
     moved = ee(probe) - start
     assert moved[0] < -0.04, moved  # x- by about 10 cm, and nothing else
@@ -205,9 +205,9 @@ def test_an_episode_recorded_while_driving_builds_into_the_commands_given(qtbot,
     qtbot.waitUntil(lambda: window.recording_since is not None, timeout=15000)
     window.teleop.keyboard.setChecked(True)
     window.teleop.speed_choice.setCurrentIndex(0)  # speed 0.25
-    qtbot.keyPress(window, Qt.Key.Key_A)
+    qtbot.keyPress(window, Qt.Key.Key_D)  # to the right in the sim camera's picture: y+
     qtbot.wait(1200)
-    qtbot.keyRelease(window, Qt.Key.Key_A)
+    qtbot.keyRelease(window, Qt.Key.Key_D)
     qtbot.wait(500)
     window.finish_episode(True)
     qtbot.waitUntil(lambda: window.recording_since is None, timeout=15000)
