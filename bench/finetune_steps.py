@@ -66,7 +66,8 @@ def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path, xlabel: str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    many = len(recipes) > 3  # the legend goes beside the axes rather than over the lines
+    fig, ax = plt.subplots(figsize=(9.6 if many else 6.4, 4.0), dpi=120)
     for i, (recipe, models) in enumerate(recipes.items()):
         colour = f"C{i}"
         for curve in models.values():
@@ -79,7 +80,7 @@ def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path, xlabel: str, 
     ax.set_ylabel("held-out grasps of 100")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **({"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if many else {}))
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png)
