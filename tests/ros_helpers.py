@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,28 @@ def stop_node(proc: subprocess.Popen, sig=signal.SIGINT, timeout: float = 10.0) 
     return proc.wait()
 
 
+def sim_and_recorder(workdir: Path, goal_seed: int = 0) -> dict[str, tuple[str, ...]]:
+    """The driver on the first reach task and a recorder flushing often into workdir/bags, as
+    `nodes_running` takes them: what the graph tests put a policy or a window in front of."""
+    return {
+        "sim": ("ros_nodes.sim_node", "-p", "goal_family:=reach", "-p", f"goal_seed:={goal_seed}"),
+        "recorder": ("ros_nodes.recorder_node", "-p", f"output_dir:={workdir / 'bags'}", "-p", "flush_period_s:=0.2"),
+    }
+
+
+@contextmanager
+def nodes_running(workdir: Path, nodes: dict[str, tuple[str, ...]]):
+    """name -> (module, *ros_args) started as processes logging to workdir/NAME.log; stopped on exit."""
+    procs = {}
+    try:
+        for name, (module, *ros_args) in nodes.items():
+            procs[name] = start_node(module, *ros_args, log=workdir / f"{name}.log")
+        yield procs
+    finally:
+        for proc in procs.values():
+            stop_node(proc)
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
     """client.wait_for, failing the test (AssertionError) instead of raising TimeoutError."""
     try:
@@ -83,6 +106,20 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
 
 class Probe(client.GraphClient):
     """The test's node; service calls that time out fail the test."""
+
+    def listen_to_the_arm(self) -> None:
+        """The driver's joints and pose and the commands it obeys, with the QoS they are sent with."""
+        from geometry_msgs.msg import PoseStamped, TwistStamped
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64
+
+        from robot_app.spec import Topics
+        from ros_nodes import qos
+
+        self.listen(JointState, Topics.JOINT_STATES, qos.SENSOR)
+        self.listen(PoseStamped, Topics.EE_POSE, qos.SENSOR)
+        self.listen(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
+        self.listen(Float64, Topics.CMD_GRIPPER, qos.COMMAND)
 
     def call(self, srv_type, name: str, timeout: float = 15.0, request=None):
         try:

@@ -22,9 +22,19 @@ from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from rcl_interfaces.msg import Parameter as RosParameter  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from ros_helpers import Probe, make_tiny_bc_model, make_tiny_model, pose_xyz, start_node, stop_node, wait_for  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
-from std_msgs.msg import Bool, Float64, String  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    Probe,
+    make_tiny_bc_model,
+    make_tiny_model,
+    nodes_running,
+    pose_xyz,
+    sim_and_recorder,
+    start_node,
+    stop_node,
+    wait_for,
+)
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from robot_app.spec import FINGER_JOINT_NAMES, Topics  # noqa: E402
@@ -48,17 +58,9 @@ def model(workdir) -> Path:
 @pytest.fixture(scope="module")
 def graph(workdir, model):
     """sim_node on the first reach task, policy_node on a random-weight model, recorder_node."""
-    procs = {
-        "sim": start_node("ros_nodes.sim_node", "-p", "goal_family:=reach", "-p", f"goal_seed:={GOAL_SEED}",
-                          log=workdir / "sim.log"),
-        "policy": start_node("ros_nodes.policy_node", "-p", f"model_path:={model}", "-p", "q_threshold:=1.0",
-                             "-p", "max_steps:=10000", log=workdir / "policy.log"),
-        "recorder": start_node("ros_nodes.recorder_node", "-p", f"output_dir:={workdir / 'bags'}",
-                               "-p", "flush_period_s:=0.2", log=workdir / "recorder.log"),
-    }
-    yield procs
-    for proc in procs.values():
-        stop_node(proc)
+    policy = ("ros_nodes.policy_node", "-p", f"model_path:={model}", "-p", "q_threshold:=1.0", "-p", "max_steps:=10000")
+    with nodes_running(workdir, {**sim_and_recorder(workdir, GOAL_SEED), "policy": policy}) as procs:
+        yield procs
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +68,7 @@ def probe(graph):
     p = Probe("graph_probe")
     p.listen(Image, Topics.IMAGE, qos.SENSOR)
     p.listen(CameraInfo, Topics.CAMERA_INFO, qos.SENSOR)
-    p.listen(JointState, Topics.JOINT_STATES, qos.SENSOR)
-    p.listen(PoseStamped, Topics.EE_POSE, qos.SENSOR)
-    p.listen(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
-    p.listen(Float64, Topics.CMD_GRIPPER, qos.COMMAND)
+    p.listen_to_the_arm()
     p.listen(Bool, Topics.SIM_SUCCESS, qos.COMMAND)
     p.listen(String, Topics.POLICY_STATUS, qos.STATUS)
     p.goal_pub = p.node.create_publisher(Image, Topics.GOAL_IMAGE, qos.LATCHED)

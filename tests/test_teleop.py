@@ -17,16 +17,12 @@ import pytest
 pytest.importorskip("PyQt6")
 pytest.importorskip("rclpy")
 
-from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from PyQt6.QtCore import QEvent, QSettings, Qt  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
-from ros_helpers import Probe, pose_xyz, start_node, stop_node, wait_for  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Float64  # noqa: E402
+from ros_helpers import Probe, nodes_running, pose_xyz, sim_and_recorder, wait_for  # noqa: E402
 
 from gui.teleop import CONTROLS, Teleop  # noqa: E402
 from robot_app.spec import FINGER_JOINT_NAMES, Topics  # noqa: E402
-from ros_nodes import qos  # noqa: E402
 
 
 # --- the state, without a window -----------------------------------------------------------
@@ -62,23 +58,14 @@ def test_the_gripper_toggles_from_what_was_last_seen():
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("teleop")
-    procs = {
-        "sim": start_node("ros_nodes.sim_node", "-p", "goal_family:=reach", "-p", "goal_seed:=0", log=workdir / "sim.log"),
-        "recorder": start_node("ros_nodes.recorder_node", "-p", f"output_dir:={workdir / 'bags'}",
-                               "-p", "flush_period_s:=0.2", log=workdir / "recorder.log"),
-    }
-    yield workdir
-    for proc in procs.values():
-        stop_node(proc)
+    with nodes_running(workdir, sim_and_recorder(workdir)):
+        yield workdir
 
 
 @pytest.fixture(scope="module")
 def probe(graph):
     p = Probe("teleop_probe")
-    p.listen(PoseStamped, Topics.EE_POSE, qos.SENSOR)
-    p.listen(JointState, Topics.JOINT_STATES, qos.SENSOR)
-    p.listen(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
-    p.listen(Float64, Topics.CMD_GRIPPER, qos.COMMAND)
+    p.listen_to_the_arm()
     wait_for(lambda: p.latest(Topics.EE_POSE), 30, "the sim's end effector pose")
     yield p
     p.close()
