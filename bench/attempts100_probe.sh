@@ -26,3 +26,6 @@ for s in 0 1 2; do  # pretrained100-atN_n100_sS.json and scratch100-atN_n100_sS.
     judge "gcscratch100_s$s" scratch100 "$s" "$TASK_DATA" "3000 6000" &
     wait
 done
+for s in 0 1 2; do  # session 29: the pretrained runs at 1500 too, a shorter length than the recipe's
+    judge "gcft100_varied_s$s" pretrained100 "$s" data/store_varied 1500
+done

@@ -33,8 +33,8 @@ from ros_nodes.runner import run_node
 START, STOP = Topics.RECORDER_START, Topics.RECORDER_STOP
 # Commands that stay in force until the next one: the driver's watchdog stops motion half a
 # second after the last twist, but a grip target holds. Each bag therefore opens with the one
-# in force, or `dataset build` would read every step before the episode's first grip command
-# as "no command" (0: half closed) while the hand was in fact open or closed.
+# in force. Without it `dataset build` could only read the steps before the episode's first
+# grip command from the fingers (their measured state), and refuses a bag with none at all.
 HELD_COMMANDS = (Topics.CMD_GRIPPER,)
 # topic -> (message class, QoS that matches its publisher)
 RECORDABLE = {

@@ -15,8 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
 
-from ros_nodes import client
+from robot_app.spec import Topics
+from ros_nodes import client, qos
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,13 +113,6 @@ class Probe(client.GraphClient):
 
     def listen_to_the_arm(self) -> None:
         """The driver's joints and pose and the commands it obeys, with the QoS they are sent with."""
-        from geometry_msgs.msg import PoseStamped, TwistStamped
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64
-
-        from robot_app.spec import Topics
-        from ros_nodes import qos
-
         self.listen(JointState, Topics.JOINT_STATES, qos.SENSOR)
         self.listen(PoseStamped, Topics.EE_POSE, qos.SENSOR)
         self.listen(TwistStamped, Topics.CMD_EE_DELTA, qos.COMMAND)
