@@ -121,6 +121,12 @@ class SimNode(Node):
                 return f"{name} must be positive, got {value}"
             if name in ("goal_index", "goal_seed") and value < 0:
                 return f"{name} must be >= 0, got {value}"
+        # The held-out family's tasks need the world variant that has the object; the other world
+        # refuses it deep inside, at the first reset, with no word about this parameter.
+        given = {param.name: param.value for param in params}
+        family, heldout = (given.get(name, self._param(name)) for name in ("goal_family", "heldout"))
+        if family == "grasp-heldout" and not heldout:
+            return "goal_family grasp-heldout needs heldout: true (the world variant with the held-out object)"
         return ""
 
     def _on_set_parameters(self, params) -> SetParametersResult:

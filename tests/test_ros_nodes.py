@@ -181,6 +181,8 @@ def test_sim_and_recorder_nodes_refuse_bad_parameters_before_building_anything(c
         SimNode(context=context, parameter_overrides=[Parameter("image_size", value=100)])
     with pytest.raises(ValueError, match="command_timeout_s must be positive"):
         SimNode(context=context, parameter_overrides=[Parameter("command_timeout_s", value=0.0)])
+    with pytest.raises(ValueError, match="goal_family grasp-heldout needs heldout: true"):
+        SimNode(context=context, parameter_overrides=[Parameter("goal_family", value="grasp-heldout")])
     with pytest.raises(ValueError, match="storage must be one of"):
         RecorderNode(context=context, parameter_overrides=[Parameter("storage", value="zip"),
                                                            Parameter("output_dir", value=str(tmp_path))])
