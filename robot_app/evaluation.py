@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_app.spec import ACTION_DIM, IMAGE_SIZE
+from robot_app.spec import ACTION_DIM, IMAGE_SIZE, needs_heldout_world
 
 STRIP_FRAMES = 6  # frames between start and final in a family's picture strip
 
@@ -169,7 +169,7 @@ def _world_for(goals, family: str, image_size: int):
         return goals.world_for(family, image_size)
     from sim_worlds.panda_world import PandaWorld
 
-    return PandaWorld(image_size=image_size, heldout=family == "grasp-heldout")
+    return PandaWorld(image_size=image_size, heldout=needs_heldout_world(family))
 
 
 def _strip(task, result, goal: np.ndarray | None = None) -> dict:

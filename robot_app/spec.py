@@ -191,6 +191,16 @@ class RobotState(NamedTuple):
 EE_HEIGHT_SCALE_M = 0.25  # height / 0.25 m: the workspace's heights land in about [0, 1]
 
 
+HELDOUT_TASK = "grasp-heldout"  # the fine-tuning task of design section 8: a collection task and a goal family
+
+
+def needs_heldout_world(task_or_family: str) -> bool:
+    """Whether a collection task or goal family runs in the world variant that has the held-out
+    object (PandaWorld(heldout=True), sim_node's `heldout`): only the held-out task does, since
+    the pretraining data and every other family must never show that object."""
+    return task_or_family == HELDOUT_TASK
+
+
 GRIPPER_CLOSED_ABOVE = 0.2  # measured gripper state (0 open .. 1 closed) above which it counts as closed; ~0.4 holding a cube
 GRIPPER_EMPTY_ABOVE = 0.7  # closed on nothing: ~0.95 (play store: 12,870 frames in 0.3-0.4, 16,450 in 0.9-1.0, ~200 between)
 

@@ -37,6 +37,7 @@ from robot_app.spec import (
     IMAGE_SIZE,
     SUPPORTED_IMAGE_SIZES,
     Topics,
+    needs_heldout_world,
 )
 from ros_nodes import qos
 from ros_nodes.conversions import image_to_msg, twist_to_action
@@ -125,8 +126,8 @@ class SimNode(Node):
         # refuses it deep inside, at the first reset, with no word about this parameter.
         given = {param.name: param.value for param in params}
         family, heldout = (given.get(name, self._param(name)) for name in ("goal_family", "heldout"))
-        if family == "grasp-heldout" and not heldout:
-            return "goal_family grasp-heldout needs heldout: true (the world variant with the held-out object)"
+        if needs_heldout_world(family) and not heldout:
+            return f"goal_family {family} needs heldout: true (the world variant with the held-out object)"
         return ""
 
     def _on_set_parameters(self, params) -> SetParametersResult:

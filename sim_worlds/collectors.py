@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_app.spec import needs_heldout_world
 from robot_app.world import Observation
 from sim_worlds.panda_world import (
     HELDOUT_OBJECT,
@@ -296,7 +297,7 @@ def collect_episode(world: PandaWorld, seed: int, task: str = "play", max_steps:
         raise ValueError(
             f"collect_episode: play episodes must never contain the held-out object {HELDOUT_OBJECT!r}; use PandaWorld(heldout=False)"
         )
-    if task == "grasp-heldout" and HELDOUT_OBJECT not in world.object_names:
+    if needs_heldout_world(task) and HELDOUT_OBJECT not in world.object_names:
         raise ValueError(
             "collect_episode: task 'grasp-heldout' needs a world with the held-out object; use PandaWorld(heldout=True)"
         )

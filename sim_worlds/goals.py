@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_app.spec import needs_heldout_world
 from sim_worlds.panda_world import (
     DEFAULT_OBJECTS,
     HELDOUT_OBJECT,
@@ -107,7 +108,7 @@ def world_for(family: str, image_size: int = 64, **kwargs) -> PandaWorld:
     for "grasp-heldout" only (the rest of the suite never shows it)."""
     _check_family(family)
     return PandaWorld(
-        image_size=image_size, objects=DEFAULT_OBJECTS, heldout=family == "grasp-heldout", **kwargs
+        image_size=image_size, objects=DEFAULT_OBJECTS, heldout=needs_heldout_world(family), **kwargs
     )
 
 

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from robot_app.spec import IMAGE_SIZE
+from robot_app.spec import IMAGE_SIZE, needs_heldout_world
 
 # Settings that define the episodes; --episodes and --workers may change between runs.
 _IDENTITY_KEYS = ("seed", "task", "steps", "image_size", "storage")
@@ -67,7 +67,7 @@ def _init_worker(settings: dict, in_pool: bool = True) -> None:
 
     _settings = settings
     _world = PandaWorld(
-        image_size=settings["image_size"], seed=settings["seed"], heldout=settings["task"] == "grasp-heldout"
+        image_size=settings["image_size"], seed=settings["seed"], heldout=needs_heldout_world(settings["task"])
     )
 
 

@@ -99,6 +99,7 @@ def run_demo(model=None, seed: int = 0, out_dir="out/demo", gui: bool = False, f
     policy = check_model(model)
 
     from robot_app.commands.launch import Launcher, node_environment
+    from robot_app.spec import needs_heldout_world
     from ros_nodes.client import GraphClient
     from ros_nodes.graph import sim_graph
     from sim_worlds.goals import make_suite
@@ -112,7 +113,7 @@ def run_demo(model=None, seed: int = 0, out_dir="out/demo", gui: bool = False, f
     specs = sim_graph(
         model=str(policy.onnx_path.resolve()), headless=not gui,
         sim_overrides={"goal_family": family, "goal_seed": seed, "goal_index": 0, "image_size": policy.image_size,
-                       "heldout": family == "grasp-heldout"},
+                       "heldout": needs_heldout_world(family)},
         policy_overrides={"max_steps": task.max_steps},
     )
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
