@@ -31,9 +31,13 @@ from robot_app.evaluation import seed_interval
 
 
 def read_recipe(pattern: str) -> dict[str, dict[int, int]]:
-    """{model: {step: successes}}, a model being the file's label and seed (one fine-tuning run)."""
+    """{model: {step: successes}}, a model being the file's label and seed (one fine-tuning run).
+
+    PATTERN is one glob or several joined by commas, so that a table drawn in one session can
+    name its folders and keep its numbers when a later session adds results of the same name."""
     models: dict[str, dict[int, int]] = defaultdict(dict)
-    for path in sorted(Path(p) for p in glob.glob(pattern)):
+    paths = {Path(p) for one in pattern.split(",") for p in glob.glob(one.strip())}
+    for path in sorted(paths):
         run = eval_run(path, json.loads(path.read_text()))  # its "mode" is LABEL-atSTEP
         label, at, step = run["mode"].rpartition("-at")
         if not at or not step.isdigit():
@@ -89,9 +93,10 @@ def draw(recipes: dict[str, dict[str, dict[int, int]]], png: Path, xlabel: str, 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", action="append", required=True, metavar="NAME=GLOB", help="a recipe's checkpoint results")
+    p.add_argument("--recipe", action="append", required=True, metavar="NAME=GLOB[,GLOB...]",
+                   help="a recipe's checkpoint results")
     p.add_argument("--png", type=Path, help="write the picture here")
-    p.add_argument("--xlabel", default="fine-tuning updates (batch 64)",
+    p.add_argument("--xlabel", default="updates on the labelled attempts",
                    help="what STEP counts (session 20: the pretraining updates a fine-tune started from)")
     p.add_argument("--title", default="grasp-heldout, 50 labelled attempts: thin lines are single models")
     args = p.parse_args(argv)
