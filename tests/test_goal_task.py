@@ -104,3 +104,35 @@ def test_goal_mode_refuses_what_it_cannot_use_before_training(stores, capsys):
     other = main(["finetune", "--mode", "bc", "--from", str(stores["gcbc"]), "--data", str(stores["task"]),
                   "--out", str(root / "bc"), "--play", str(stores["play"]), "--debug", "--no-progress"])
     assert other == 2 and "--play go with --mode goal" in capsys.readouterr().err
+
+
+def test_the_readme_fine_tuning_path_on_real_sim_attempts_from_a_shipped_model(tmp_path, capsys):
+    """collect -> dataset build -> finetune --mode goal (from the shipped varied pretraining, the
+    play bank being the attempts' own frames) -> eval, on real pybullet attempts: every part the
+    user's path touches (a real store's gripper heights, the shipped model's import, the localiser
+    on rendered frames, the task model in the runtime and the suite), at a few updates."""
+    import json
+
+    from robot_app.cli import main
+
+    bags, store, run = tmp_path / "bags", tmp_path / "store", tmp_path / "run"
+    assert main(["collect", "--task", "grasp-heldout", "--episodes", "8", "--seed", "100", "--out", str(bags),
+                 "--no-progress"]) == 0
+    assert main(["dataset", "build", str(bags), "-o", str(store)]) == 0
+    assert main(["finetune", "--mode", "goal", "--from", "models/varied_pretrained.onnx", "--data", str(store),
+                 "--out", str(run), "--steps", "10", "--debug", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "on 8 attempts for 10 updates" in err and "goal pictures from the attempts' own frames" in err
+    result = tmp_path / "eval.json"
+    assert main(["eval", "--policy", str(run / "task_model.onnx"), "--suite", "grasp-heldout", "--episodes", "2",
+                 "--json", str(result), "--no-progress"]) == 0
+    judged = json.loads(result.read_text())
+    assert judged["families"]["grasp-heldout"]["n"] == 2 and judged["training_step"] == 10  # the continuation, judged
+    from robot_app.policy import Policy
+
+    card = Policy.load(run / "task_model.onnx").card
+    assert card.source.startswith(f"{run.resolve()}@") and "(8 labelled episodes)" in card.source
+    from training.config import load_yaml
+
+    assert load_yaml(run / "config.yaml")["init_from"] == "models/varied_pretrained.onnx"
+    assert card.goal_proposer["bank_pictures"] > 0 and card.goal_proposer["play_data"] == str(store)
