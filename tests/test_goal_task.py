@@ -91,12 +91,15 @@ def test_goal_mode_refuses_what_it_cannot_use_before_training(stores, capsys):
     root = stores["root"]
     assert _finetune(stores, root / "no_from", "--play", str(stores["play"])) == 2
     assert "--from RUN" in capsys.readouterr().err
-    assert _finetune(stores, root / "am_from", "--from", str(stores["am"])) == 2
+    assert _finetune(stores, root / "no_play", "--from", str(stores["gcbc"])) == 2
+    assert "pass --play STORE" in capsys.readouterr().err
+    assert _finetune(stores, root / "am_from", "--from", str(stores["am"]), "--play", str(stores["play"])) == 2
     assert "a 'am' run; mode=goal continues a goal-conditioned GCBC policy" in capsys.readouterr().err
     assert not (root / "am_from" / "checkpoints").exists()  # refused before anything was trained
     assert _finetune(stores, root / "cfg", "--from", str(stores["gcbc"]), "--config", "x.yaml") == 2
     assert "--config are for the other modes" in capsys.readouterr().err
-    assert _finetune(stores, root / "bad_name", "--from", str(stores["gcbc"]), "--export", "model.bin") == 2
+    assert _finetune(stores, root / "bad_name", "--from", str(stores["gcbc"]), "--play", str(stores["play"]),
+                     "--export", "model.bin") == 2
     assert "must end in .onnx" in capsys.readouterr().err
 
     from robot_app.cli import main
@@ -108,7 +111,7 @@ def test_goal_mode_refuses_what_it_cannot_use_before_training(stores, capsys):
 
 def test_the_readme_fine_tuning_path_on_real_sim_attempts_from_a_shipped_model(tmp_path, capsys):
     """collect -> dataset build -> finetune --mode goal (from the shipped varied pretraining, the
-    play bank being the attempts' own frames) -> eval, on real pybullet attempts: every part the
+    goal bank from the attempts' own frames) -> eval, on real pybullet attempts: every part the
     user's path touches (a real store's gripper heights, the shipped model's import, the localiser
     on rendered frames, the task model in the runtime and the suite), at a few updates."""
     import json
@@ -120,9 +123,8 @@ def test_the_readme_fine_tuning_path_on_real_sim_attempts_from_a_shipped_model(t
                  "--no-progress"]) == 0
     assert main(["dataset", "build", str(bags), "-o", str(store)]) == 0
     assert main(["finetune", "--mode", "goal", "--from", "models/varied_pretrained.onnx", "--data", str(store),
-                 "--out", str(run), "--steps", "10", "--debug", "--no-progress"]) == 0
-    err = capsys.readouterr().err
-    assert "on 8 attempts for 10 updates" in err and "goal pictures from the attempts' own frames" in err
+                 "--play", str(store), "--out", str(run), "--steps", "10", "--debug", "--no-progress"]) == 0
+    assert "on 8 attempts for 10 updates" in capsys.readouterr().err
     result = tmp_path / "eval.json"
     assert main(["eval", "--policy", str(run / "task_model.onnx"), "--suite", "grasp-heldout", "--episodes", "2",
                  "--json", str(result), "--no-progress"]) == 0

@@ -42,7 +42,7 @@ RECIPE = ("gcbc.switch_weight=3", "sampler.p_next=0", "sampler.p_geometric=0",
 class GoalTaskConfig:
     pretrained: str  # goal-conditioned GCBC run, .pt checkpoint or exported cloned model (--from)
     data: str  # labelled attempts (`robot-app dataset build` of `collect --task ...` or recorded bags)
-    play: str = ""  # store the goal pictures come from (frames holding a lifted object); "" = the attempts' own
+    play: str = ""  # store the goal pictures come from (frames holding a lifted object): the pretraining play
     task: str = "grasp-heldout"  # the task's name in the card
     steps: int = 0  # updates on the attempts; 0 = by their number (default_updates)
     seed: int = 0  # the continuation's sampling and augmentation, and the localiser's
@@ -78,6 +78,11 @@ def check(config: GoalTaskConfig) -> None:
                           "e.g. models/play_pretrained.onnx)")
     if not config.data:
         raise ConfigError("no task data: pass --data DIR (a labelled store from `robot-app dataset build`)")
+    if not config.play:
+        raise ConfigError("mode=goal takes its goal pictures from a store whose frames hold a lifted object: pass --play "
+                          "STORE, the pretraining play (`robot-app collect --episodes 1000` and `dataset build`, a few "
+                          "minutes); the attempts' own store as --play also works, but its task models grasped about half "
+                          "as often (BENCHMARKS.md, session 30)")
     if config.steps < 0 or config.localiser_steps < 1:
         raise ConfigError(f"steps={config.steps}, localiser_steps={config.localiser_steps}: "
                           "steps must be >= 0 (0 = by the attempts) and localiser_steps >= 1")
@@ -129,12 +134,8 @@ def finetune_goal(config: GoalTaskConfig, out: str | Path, task_model: str | Pat
         from robot_app.policy import Policy
 
         camera = PinholeCamera.from_file(config.camera, Policy.load(goal_model, split=False).image_size)
-    play = config.play or config.data
-    if not config.play:
-        print(f"finetune goal: goal pictures from the attempts' own frames ({config.data}); a play store "
-              "(--play) offers more places", file=sys.stderr)
     localiser = LocaliserConfig(seed=config.seed, mirror=config.mirror, steps=20 if debug else config.localiser_steps)
-    build_task_model(str(goal_model), config.data, play, str(task_model), localiser, task=config.task,
+    build_task_model(str(goal_model), config.data, config.play, str(task_model), localiser, task=config.task,
                      camera=camera, progress=progress)
     return goal_model, task_model
 

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(filtered behaviour cloning from a GCBC run's or model's policy), bc-scratch (the same from a fresh "
                         "policy) or goal (continue a GCBC policy on the attempts, then let it propose its goal: grasps most)")
     parser.add_argument("--play", help="goal mode: a store whose frames hold a lifted object, where the goal pictures come "
-                        "from (the pretraining play); default the attempts' own frames")
+                        "from (the pretraining play)")
     parser.add_argument("--camera", metavar="FILE", help="goal mode: the fixed camera (as task-goals --camera); default the sim's")
     parser.add_argument("--no-mirror", action="store_true", help="goal mode: no mirrored localiser frames (as task-goals)")
     parser.add_argument("--share-data", help="unlabelled store, e.g. the pretraining store: cds shares from it, "
