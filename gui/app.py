@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import QSettings, QSize, Qt, QTimer, pyqtSignal, qInstallMessageHandler
+from PyQt6.QtCore import QFileSystemWatcher, QSettings, QSize, Qt, QTimer, pyqtSignal, qInstallMessageHandler
 from PyQt6.QtGui import QIcon
 from PyQt6.QtWidgets import (
     QApplication,
@@ -122,11 +122,14 @@ class MainWindow(QMainWindow):
         for button in (self.start_button, self.stop_button, self.reset_button):
             buttons.addWidget(button)
         self.model_choice = QComboBox()
-        self.model_choice.addItem("model: as launched", None)
-        for name, path, summary in gallery.goal_models(self.models_dir) if self.models_dir else []:
-            self.model_choice.addItem(f"model: {name} ({summary})", str(path))
+        self.refresh_models()
         self.model_choice.setToolTip("the policy node loads the chosen model (refused while it runs: stop first)")
         self.model_choice.activated.connect(self.choose_model)
+        # A model exported while the window is open (finetune --export, robot-app export) is
+        # offered without a restart: the folder is watched, and the list rebuilt when it changes.
+        self._models_watch = QFileSystemWatcher([str(self.models_dir)] if self.models_dir and self.models_dir.is_dir() else [],
+                                                self)
+        self._models_watch.directoryChanged.connect(lambda _: self.refresh_models())
         policy_box = QGroupBox("Policy")
         policy_layout = QVBoxLayout(policy_box)
         policy_layout.addWidget(self.model_choice)
@@ -498,6 +501,16 @@ class MainWindow(QMainWindow):
             self.report("info", f"asking the policy to load {entry.model.name} for task {entry.task!r}")
             self.bridge.set_policy_model(str(entry.model))
         return True
+
+    def refresh_models(self) -> None:
+        """(Re)fill the model list from the models folder, keeping the entry picked if it is still there."""
+        picked = self.model_choice.currentData()
+        found = gallery.goal_models(self.models_dir) if self.models_dir else []
+        self.model_choice.clear()
+        self.model_choice.addItem("model: as launched", None)
+        for name, path, summary in found:
+            self.model_choice.addItem(f"model: {name} ({summary})", str(path))
+        self.model_choice.setCurrentIndex(max(0, self.model_choice.findData(picked)) if picked else 0)
 
     def choose_model(self, index: int) -> None:
         """Ask the policy node to load the model picked in the list (its answer comes as "set model")."""

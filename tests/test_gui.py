@@ -410,6 +410,23 @@ def test_goal_models_are_offered_and_picking_one_sets_the_model(qtbot, window, r
     qtbot.waitUntil(lambda: "asking the policy to load general.onnx" in messages(window), timeout=WAIT_MS)
 
 
+def test_a_model_exported_while_the_window_is_open_is_offered_without_a_restart(qtbot, window, models_dir):
+    def offered():
+        return [window.model_choice.itemText(i) for i in range(window.model_choice.count())]
+
+    before = offered()
+    window.model_choice.setCurrentIndex(1)  # "general", picked: it stays picked across the refresh
+    (models_dir / "fresh.json").write_text(json.dumps({"image_size": 64, "algo": "gcbc"}))
+    (models_dir / "fresh.onnx").write_bytes(b"stand-in")
+    try:
+        qtbot.waitUntil(lambda: "model: fresh (gcbc)" in offered(), timeout=WAIT_MS)
+        assert window.model_choice.currentText() == "model: general (gcbc: grasp 44%)"
+    finally:
+        (models_dir / "fresh.json").unlink()
+        (models_dir / "fresh.onnx").unlink()
+    qtbot.waitUntil(lambda: offered() == before, timeout=WAIT_MS)  # and a deleted one goes
+
+
 def test_cli_screenshot_renders_the_window_with_its_goal(tmp_path, goal_dir, robot):
     out = tmp_path / "gui.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
