@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -150,6 +151,12 @@ def window(qapp, robot, tmp_path_factory, models_dir):
     bridge = RosBridge()
     win = MainWindow(bridge, settings, models_dir)
     win.show()
+    # The tests that switch the model need the robot's parameter service discovered; alone (-k),
+    # one of them could otherwise come first, before DDS has found it.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not bridge.node.set_params_client.service_is_ready() and time.monotonic() < deadline:
+        qapp.processEvents()
+        time.sleep(0.05)
     yield win
     win.close()
     bridge.shutdown()
