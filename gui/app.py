@@ -42,6 +42,7 @@ from gui import gallery
 from gui.gallery import GalleryLoad, GoalEntry
 from gui.images import IMAGE_SUFFIXES, GoalImageError, fit_to_camera
 from gui.ros_bridge import RosBridge, TopicHealth
+from gui.teach import TeachPanel
 from gui.teleop import TeleopPanel
 from gui.widgets import HealthPanel, ImageView, QPlot, to_pixmap
 
@@ -129,7 +130,7 @@ class MainWindow(QMainWindow):
         # offered without a restart: the folder is watched, and the list rebuilt when it changes.
         self._models_watch = QFileSystemWatcher([str(self.models_dir)] if self.models_dir and self.models_dir.is_dir() else [],
                                                 self)
-        self._models_watch.directoryChanged.connect(lambda _: self.refresh_models())
+        self._models_watch.directoryChanged.connect(self._models_changed)
         policy_box = QGroupBox("Policy")
         policy_layout = QVBoxLayout(policy_box)
         policy_layout.addWidget(self.model_choice)
@@ -142,6 +143,7 @@ class MainWindow(QMainWindow):
         side.addWidget(policy_box)
         side.addWidget(self._build_recording())
         side.addWidget(self._build_teleop())
+        side.addWidget(self._build_teach())
         side.addWidget(graph_box)
         side.addStretch(1)
 
@@ -267,6 +269,12 @@ class MainWindow(QMainWindow):
         self.teleop.engaged.connect(self.take_over)
         self.bridge.grip_command.connect(self.teleop.saw_grip_command)
         return self.teleop
+
+    def _build_teach(self) -> TeachPanel:
+        self.teach = TeachPanel(self.models_dir)
+        self.teach.message.connect(self.report)
+        self.teach.taught.connect(lambda _: self.load_tasks())  # the new task model joins the gallery
+        return self.teach
 
     def take_over(self) -> None:
         """A person starts driving: a running policy is stopped first, so the two never mix commands."""
@@ -502,6 +510,10 @@ class MainWindow(QMainWindow):
             self.bridge.set_policy_model(str(entry.model))
         return True
 
+    def _models_changed(self, _folder: str) -> None:
+        self.refresh_models()
+        self.teach.refresh_start_models()
+
     def refresh_models(self) -> None:
         """(Re)fill the model list from the models folder, keeping the entry picked if it is still there."""
         picked = self.model_choice.currentData()
@@ -520,6 +532,7 @@ class MainWindow(QMainWindow):
             self.bridge.set_policy_model(path)
 
     def closeEvent(self, event) -> None:
+        self.teach.cancel()  # a child process would otherwise outlive the window unseen
         self.teleop.keyboard.setChecked(False)  # the keys stop driving with the window
         self.teleop.let_go_of_everything()
         self._stale_timer.stop()
