@@ -34,6 +34,7 @@ from PyQt6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -142,8 +143,10 @@ class MainWindow(QMainWindow):
         side = QVBoxLayout()
         side.addWidget(policy_box)
         side.addWidget(self._build_recording())
-        side.addWidget(self._build_teleop())
-        side.addWidget(self._build_teach())
+        self.hands_tabs = QTabWidget()  # driving and teaching share one place: the window fits a laptop screen
+        self.hands_tabs.addTab(self._build_teleop(), "Drive (teleop)")
+        self.hands_tabs.addTab(self._build_teach(), "Teach a task")
+        side.addWidget(self.hands_tabs)
         side.addWidget(graph_box)
         side.addStretch(1)
 

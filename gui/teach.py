@@ -120,7 +120,7 @@ class TeachPanel(QGroupBox):
     message = pyqtSignal(str, str)  # level, text: for the window's message bar
 
     def __init__(self, models_dir: Path | None, bags: str = "data/recorded", play: str = "data/store", parent=None):
-        super().__init__("Teach a task (from the recorded attempts)", parent)
+        super().__init__("from the attempts recorded above", parent)
         self.models_dir = models_dir
         self.plan: TeachPlan | None = None
         self.process: QProcess | None = None

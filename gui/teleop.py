@@ -113,7 +113,7 @@ class TeleopPanel(QGroupBox):
     engaged = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__("Drive (teleop)", parent)
+        super().__init__("base_link, hold to move", parent)
         self.teleop = Teleop()
         self._timer = QTimer(self, interval=int(round(1000 / CONTROL_HZ)), timeout=self._send)
         self.keyboard = QCheckBox("keys: W/A/S/D as in the sim camera's picture, R/F up/down, Q/E yaw, Space gripper")
