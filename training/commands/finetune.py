@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", metavar="FILE", help="goal mode: the fixed camera (as task-goals --camera); default the sim's")
     parser.add_argument("--no-mirror", action="store_true", help="goal mode: no mirrored localiser frames (as task-goals)")
     parser.add_argument("--share-data", help="unlabelled store, e.g. the pretraining store: cds shares from it, "
-                        "the bc modes co-train on it")
+                        "the bc modes co-train on it, goal mode keeps half of every batch on it (as train --share-data; "
+                        "measured below plain continuation)")
     parser.add_argument("--share-percentile", type=float, help="share a transition whose task Q is at least this percentile "
                         "of the task data's Q (default 90)")
     parser.add_argument("--steps", type=int, help="gradient updates (default: 9000 for bc and bc-scratch, 2000 for the Q-function "
