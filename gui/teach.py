@@ -102,15 +102,15 @@ class TeachPlan:
 
 def run_progress(run: Path) -> str:
     """How far a continuation run is, from its own files: "step 1200 / 3000", or "" before it starts."""
-    try:
-        import yaml
+    import yaml
 
+    try:
         total = yaml.safe_load((run / "config.yaml").read_text()).get("steps")
         rows = (run / "metrics.csv").read_text().splitlines()
-        step = rows[-1].split(",")[0] if len(rows) > 1 else "0"
-        return f"step {step} / {total}"
-    except (OSError, ValueError, AttributeError, IndexError):
+    except (OSError, yaml.YAMLError, AttributeError):
         return ""
+    step = rows[-1].split(",")[0] if len(rows) > 1 else "0"
+    return f"step {step} / {total}"
 
 
 class TeachPanel(QGroupBox):
