@@ -96,13 +96,21 @@ def test_goal_mode_refuses_what_it_cannot_use_before_training(stores, capsys):
     assert _finetune(stores, root / "am_from", "--from", str(stores["am"]), "--play", str(stores["play"])) == 2
     assert "a 'am' run; mode=goal continues a goal-conditioned GCBC policy" in capsys.readouterr().err
     assert not (root / "am_from" / "checkpoints").exists()  # refused before anything was trained
+    assert _finetune(stores, root / "bad_play", "--from", str(stores["gcbc"]), "--play", str(root / "nowhere")) == 2
+    assert "not a dataset store" in capsys.readouterr().err
+    assert not (root / "bad_play" / "checkpoints").exists()  # refused before the continuation, not after it
+    no_heights = write_store(root / "no_heights", [{k: v for k, v in e.items() if k != "ee_position"}
+                                                   for e in task_episodes([(20, 30), (40, 30)], np.random.default_rng(0))])
+    from robot_app.cli import main
+
+    assert main(["finetune", "--mode", "goal", "--from", str(stores["gcbc"]), "--data", str(no_heights), "--play",
+                 str(stores["play"]), "--out", str(root / "no_heights_run"), "--debug", "--no-progress"]) == 2
+    assert "no ee_position" in capsys.readouterr().err and not (root / "no_heights_run" / "checkpoints").exists()
     assert _finetune(stores, root / "cfg", "--from", str(stores["gcbc"]), "--config", "x.yaml") == 2
     assert "--config are for the other modes" in capsys.readouterr().err
     assert _finetune(stores, root / "bad_name", "--from", str(stores["gcbc"]), "--play", str(stores["play"]),
                      "--export", "model.bin") == 2
     assert "must end in .onnx" in capsys.readouterr().err
-
-    from robot_app.cli import main
 
     other = main(["finetune", "--mode", "bc", "--from", str(stores["gcbc"]), "--data", str(stores["task"]),
                   "--out", str(root / "bc"), "--play", str(stores["play"]), "--debug", "--no-progress"])

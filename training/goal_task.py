@@ -59,7 +59,7 @@ def default_updates(attempts: int) -> int:
     sooner that costs (sessions 27-30, from the varied-play pretraining of
     models/varied_pretrained.onnx, 100 held-out tasks, three seeds a length): from 25 attempts
     it grasps 48.0 / 61.0 / 58.3 / 59.7 / 53.3 / 49.0% at 250 / 500 / 1000 / 1500 / 2000 / 3000
-    updates, confirmed at 62.0% on 200 tasks it was not picked on; from 50, 67.7 / 75.7 / 68.3%
+    updates (500 picked on those tasks, then 59.5% on 600 it was not picked on); from 50, 67.7 / 75.7 / 68.3%
     at 1500 / 3000 / 6000; from 100, 76.3 / 83.3 / 83.0%. Between 25 and 50 nothing was
     measured; the switch sits halfway on a log scale.
 
@@ -79,7 +79,7 @@ def train_config(config: GoalTaskConfig, attempts: int, debug: bool = False) -> 
 def check(config: GoalTaskConfig) -> None:
     if not config.pretrained:
         raise ConfigError("mode=goal continues a goal-conditioned GCBC policy: pass --from RUN (or a cloned model .onnx, "
-                          "e.g. models/play_pretrained.onnx)")
+                          "e.g. models/varied_pretrained.onnx)")
     if not config.data:
         raise ConfigError("no task data: pass --data DIR (a labelled store from `robot-app dataset build`)")
     if not config.play:
@@ -104,7 +104,7 @@ def check_source(pretrained: str) -> None:
     algo = torch.load(path, map_location="cpu", weights_only=True).get("config", {}).get("algo")
     if algo != "gcbc":
         raise ConfigError(f"--from {pretrained}: a {algo!r} run; mode=goal continues a goal-conditioned GCBC policy "
-                          "(a `train --algo gcbc` run or a cloned model such as models/play_pretrained.onnx)")
+                          "(a `train --algo gcbc` run or a cloned model such as models/varied_pretrained.onnx)")
 
 
 def finetune_goal(config: GoalTaskConfig, out: str | Path, task_model: str | Path | None = None,
@@ -125,19 +125,22 @@ def finetune_goal(config: GoalTaskConfig, out: str | Path, task_model: str | Pat
     if runner.list_checkpoints(out):
         raise FileExistsError(f"{out}: already holds a run's checkpoints; choose another --out")
     check_source(config.pretrained)
-    attempts = Store.open(config.data).num_episodes
-    continuation = train_config(config, attempts, debug)
-    why = "" if config.steps or debug else f" (the measured best for {attempts} attempts: training/goal_task.py)"
-    print(f"finetune goal: continuing {config.pretrained} on {attempts} attempts for {continuation.steps} updates{why}",
-          file=sys.stderr)
-    checkpoint = runner.train(continuation, out, progress=progress)
-    goal_model, _ = export_run(out, out / "goal_model.onnx", checkpoint=str(checkpoint))
+    # What the task model needs from the stores and the camera is checked before the training,
+    # not after it: a wrong --play or camera file should cost seconds, not the whole continuation.
+    attempts = Store.open(config.data)
+    attempts.require_ee_height("the localiser learns from where each attempt's gripper closed (ee_pose)")
+    Store.open(config.play)
     camera = None
     if config.camera:
         from robot_app.camera import PinholeCamera
-        from robot_app.policy import Policy
 
-        camera = PinholeCamera.from_file(config.camera, Policy.load(goal_model, split=False).image_size)
+        camera = PinholeCamera.from_file(config.camera, attempts.image_size)
+    continuation = train_config(config, attempts.num_episodes, debug)
+    why = "" if config.steps or debug else f" (the measured best for {attempts.num_episodes} attempts: training/goal_task.py)"
+    print(f"finetune goal: continuing {config.pretrained} on {attempts.num_episodes} attempts for {continuation.steps} "
+          f"updates{why}", file=sys.stderr)
+    checkpoint = runner.train(continuation, out, progress=progress)
+    goal_model, _ = export_run(out, out / "goal_model.onnx", checkpoint=str(checkpoint))
     localiser = LocaliserConfig(seed=config.seed, mirror=config.mirror, steps=20 if debug else config.localiser_steps)
     build_task_model(str(goal_model), config.data, config.play, str(task_model), localiser, task=config.task,
                      camera=camera, progress=progress)
