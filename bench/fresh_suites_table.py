@@ -28,7 +28,7 @@ NAME = re.compile(r"(?P<cell>(?P<label>.+?)-at(?P<step>\d+)_n(?P<attempts>\d+))_
 
 def successes(path: Path) -> tuple[int, int]:
     family = json.loads(path.read_text())["families"]["grasp-heldout"]
-    return round(family["success_rate"] * family["n"]), family["n"]
+    return int(family["successes"]), int(family["n"])
 
 
 def read(paths: list[Path]) -> dict[str, dict[int, dict[int, tuple[int, int]]]]:
