@@ -76,13 +76,14 @@ class TeachPlan:
 
     @property
     def model(self) -> Path:
-        return self.models_dir / f"{self.task}.onnx"
+        """models/<task>.onnx; a quick check's useless model stays in its run, leaving the name free."""
+        return self.run / "task_model.onnx" if self.quick else self.models_dir / f"{self.task}.onnx"
 
     def problem(self) -> str | None:
         """What stops the plan before anything runs, in words; None when it can run."""
         if not TASK_NAME.match(self.task):
             return f"task name {self.task!r}: letters, digits, '-' and '_' only (it names models/{self.task}.onnx)"
-        if self.model.exists():
+        if not self.quick and self.model.exists():
             return f"{self.model} exists already: choose another task name (nothing is overwritten)"
         if not self.bags.is_dir() or not any(self.bags.iterdir()):
             return f"no recorded attempts in {self.bags}: record some (Record, then Stop: success / failure)"
@@ -232,8 +233,9 @@ class TeachPanel(QGroupBox):
             self._next()
         else:
             model = str(self.plan.model)
-            self._end("info", f"taught {self.plan.task}: {model} (the task gallery offers it; judge it with "
-                              f"robot-app eval --policy {model})")
+            where = ("a quick check's model, in its run: the set-up works" if self.plan.quick else
+                     f"the task gallery offers it; judge it with robot-app eval --policy {model}")
+            self._end("info", f"taught {self.plan.task}: {model} ({where})")
             self.taught.emit(model)
 
     def cancel(self) -> None:

@@ -50,7 +50,10 @@ def test_the_plan_is_the_two_commands_a_user_would_type_and_refuses_what_cannot_
                             str(tmp_path / "data" / "mug_s"), "--play", str(play), "--out", str(tmp_path / "runs" / "teach_mug_s"),
                             "--export", str(models / "mug.onnx"), "--task", "mug", "--no-progress"]
     plan.updates, plan.quick = 700, True
-    assert plan.commands()[1][-3:] == ["--steps", "700", "--debug"]
+    quick = plan.commands()[1]
+    assert quick[-3:] == ["--steps", "700", "--debug"]  # a quick check's useless model stays in its run
+    assert quick[quick.index("--export") + 1] == str(tmp_path / "runs" / "teach_mug_s" / "task_model.onnx")
+    plan.updates, plan.quick = 0, False
 
     plan.task = "my mug!"
     assert "letters, digits" in plan.problem()
@@ -69,7 +72,7 @@ def test_run_progress_reads_the_runs_own_files(tmp_path):
     assert run_progress(tmp_path) == "step 1200 / 3000"
 
 
-def test_teach_builds_the_attempts_and_writes_a_task_model_the_gallery_offers(qtbot, tmp_path, monkeypatch):
+def test_a_quick_teach_builds_the_attempts_and_writes_a_task_model_in_its_run(qtbot, tmp_path, monkeypatch):
     from gui import gallery
     from robot_app.cli import main
     from robot_app.policy import Policy
@@ -94,17 +97,14 @@ def test_teach_builds_the_attempts_and_writes_a_task_model_the_gallery_offers(qt
     with qtbot.waitSignal(panel.taught, timeout=120_000) as taught:
         panel.teach()
         assert not panel.teach_button.isEnabled() and panel.cancel_button.isEnabled()
-    assert taught.args == [str(models / "blob.onnx")]
-    assert panel.teach_button.isEnabled() and said[-1][0] == "info" and "taught blob" in said[-1][1]
-    card = Policy.load(models / "blob.onnx").card
+    run = next(Path("runs").glob("teach_blob_*"))  # relative to the working folder, as the defaults are
+    assert taught.args == [str(run / "task_model.onnx")]
+    assert panel.teach_button.isEnabled() and said[-1][0] == "info" and "the set-up works" in said[-1][1]
+    card = Policy.load(run / "task_model.onnx").card
     assert card.task == "blob" and card.training_steps == 10 and card.goal_proposer
-    assert [e.name for e in gallery.from_models(models).entries] == ["task: blob"]
-    run = next((tmp_path / "runs").glob("teach_blob_*"))
+    assert gallery.from_models(models).entries == []  # the quick check left models/ and the name alone
     assert json.loads((next((tmp_path / "data" / "tasks").glob("blob_*")) / "manifest.json").read_text())["episodes"]
     assert run_progress(run) == "step 10 / 10"
-
-    panel.teach()  # the same name again: refused before anything runs, nothing overwritten
-    assert said[-1][0] == "error" and "exists already" in said[-1][1] and panel.process is None
 
 
 def test_a_failing_step_says_why_and_cancel_stops_a_run(qtbot, tmp_path):
