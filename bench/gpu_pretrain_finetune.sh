@@ -8,7 +8,7 @@
 # fine-tunes (host-fed, one thread each) run side by side on the machine's many cores.
 #
 #   bench/gpu_pretrain_finetune.sh WORK PLAY_STORE TASK_STORE
-#   environment: PRE_SEEDS="0 1 2" PRE_STEPS=60000 PRE_EVERY=12000 FT_FROM="12000 36000 60000"
+#   environment: PRE_SEEDS="0 1 2" PRE_STEPS=60000 PRE_EVERY=12000 FT_FROM="12000 36000 60000" (empty: pretraining only)
 #                FT_SEEDS="0" SCRATCH_SEEDS="0 1" (empty: none) FT_STEPS=0 (= finetune's default) PARALLEL=12
 #                PYTHON=python3 (the interpreter that runs `robot_app.cli`)
 #                EXTRA_TASK=DIR (a second labelled store, e.g. 100 episodes: one fine-tune per
@@ -19,7 +19,7 @@ set -euo pipefail
 
 WORK=${1:?WORK directory}; PLAY=${2:?play store}; TASK=${3:?labelled task store}
 PRE_SEEDS=${PRE_SEEDS:-"0 1 2"}; PRE_STEPS=${PRE_STEPS:-60000}; PRE_EVERY=${PRE_EVERY:-12000}
-FT_FROM=${FT_FROM:-"12000 36000 60000"}; FT_SEEDS=${FT_SEEDS:-0}; SCRATCH_SEEDS=${SCRATCH_SEEDS-"0 1"}
+FT_FROM=${FT_FROM-"12000 36000 60000"}; FT_SEEDS=${FT_SEEDS:-0}; SCRATCH_SEEDS=${SCRATCH_SEEDS-"0 1"}
 FT_STEPS=${FT_STEPS:-0}; PARALLEL=${PARALLEL:-12}; PYTHON=${PYTHON:-python3}
 RA=("$PYTHON" -m robot_app.cli)
 # The README's pre-grasp GCBC recipe with hue turns (BENCHMARKS.md, session 15).
