@@ -181,6 +181,15 @@ def from_models(models_dir: str | os.PathLike) -> GalleryLoad:
     return load
 
 
+def untasked_models(models_dir: str | os.PathLike):
+    """(card path, card, .onnx path) of each readable card in models_dir without a "task" field and
+    with its graph beside it: the goal-conditioned models (the GUI's model list, the Teach tab's starts)."""
+    for card_path, card, problem in read_cards(models_dir) if Path(models_dir).is_dir() else []:
+        model_path = card_path.with_suffix(".onnx")
+        if not problem and not card.get("task") and model_path.is_file():
+            yield card_path, card, model_path
+
+
 def goal_models(models_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
     """Goal-reaching models in a models folder: (name, .onnx path, what its card says).
 
@@ -190,10 +199,7 @@ def goal_models(models_dir: str | os.PathLike) -> list[tuple[str, Path, str]]:
     cards and cards without a graph are left out; the task gallery reports those.
     """
     found = []
-    for card_path, card, problem in read_cards(models_dir) if Path(models_dir).is_dir() else []:
-        model_path = card_path.with_suffix(".onnx")
-        if problem or card.get("task") or not model_path.is_file():
-            continue
+    for card_path, card, model_path in untasked_models(models_dir):
         families = ((card.get("evaluation") or {}).get("families")) or {}
         rates = ", ".join(f"{f} {round(100 * r['success_rate'])}%" for f, r in families.items()
                           if isinstance(r, dict) and isinstance(r.get("success_rate"), int | float))

@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
     QSpinBox,
 )
 
-from gui.gallery import read_cards
+from gui.gallery import untasked_models
 
 CLONED_ALGOS = ("gcbc", "gcivl")  # what finetune --mode goal continues: cloned policies
 # The start that made the best task models (BENCHMARKS.md, session 30): from 25 / 50 attempts its
@@ -44,13 +44,8 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # a file name in models/
 def start_models(models_dir: str | Path) -> list[tuple[str, Path]]:
     """(name, .onnx) of the exported cloned policies without a task in `models_dir`: what a task
     can start from (the shipped varied_pretrained and play_pretrained, gcbc_grasp, your own)."""
-    found = []
-    for card_path, card, problem in read_cards(models_dir) if Path(models_dir).is_dir() else []:
-        model = card_path.with_suffix(".onnx")
-        algo = str(card.get("algo", "")) if card else ""
-        if not problem and not card.get("task") and algo.split("-")[0] in CLONED_ALGOS and model.is_file():
-            found.append((card_path.stem, model))
-    return found
+    return [(card_path.stem, model) for card_path, card, model in untasked_models(models_dir)
+            if str(card.get("algo", "")).split("-")[0] in CLONED_ALGOS]
 
 
 @dataclass
@@ -251,7 +246,6 @@ class TeachPanel(QGroupBox):
         self._progress.stop()
         self.teach_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.state.setText(text)
         self._say(level, text)
 
     def _say(self, level: str, text: str) -> None:
