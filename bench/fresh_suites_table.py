@@ -8,6 +8,11 @@ fresh_suites/LABEL-atSTEP_nATTEMPTS_sSEED_suiteK.json.
 
     .venv/bin/python bench/fresh_suites_table.py bench/results/finetune_s30/fresh_suites \
         --suite0 "bench/results/finetune_*"
+
+Several folders may be given; a result named ..._suite0.json counts as suite 0. Each label
+other than "scratch" is divided by scratch's at the same number of attempts, a label's own
+attempts number and "+" variants kept apart (pretrained25+paste: "pretrained+paste").
+(session 31: bench/results/finetune_s31/paste with the session 30 folder, --suite0 the same.)
 """
 
 from __future__ import annotations
@@ -49,12 +54,12 @@ def pooled(runs: dict[int, tuple[int, int]]) -> tuple[int, int, str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("fresh", type=Path, help="folder of *_suiteK.json results")
+    p.add_argument("fresh", type=Path, nargs="+", help="folders of *_suiteK.json results")
     p.add_argument("--suite0", default="bench/results/finetune_*", help="glob of the folders holding suite 0's results")
     args = p.parse_args(argv)
-    fresh = read(sorted(args.fresh.glob("*_suite*.json")))
+    fresh = read(sorted(path for folder in args.fresh for path in folder.glob("*_suite[12].json")))
     if not fresh:
-        raise SystemExit(f"no *_suiteK.json results in {args.fresh}")
+        raise SystemExit(f"no *_suiteK.json results in {', '.join(map(str, args.fresh))}")
     picked = read([Path(f) for d in glob.glob(args.suite0) for f in glob.glob(f"{d}/*.json")])
     print("| cell | suite 0 (picked on) | suites 1 + 2 (fresh) | per model, suite 1 / suite 2 |")
     print("|---|---:|---:|---|")
@@ -63,16 +68,16 @@ def main(argv=None) -> int:
         match = NAME.match(cell + "_s0")
         on_fresh = {(suite, seed): r for suite in (1, 2) for seed, r in fresh[cell].get(suite, {}).items()}
         got, n, text = pooled(on_fresh)
-        rates[(match["attempts"], match["label"].removesuffix(match["attempts"]))] = got / n
+        rates[(match["attempts"], match["label"].replace(match["attempts"], "", 1))] = got / n
         zero = pooled(picked[cell][0])[2] if picked.get(cell, {}).get(0) else "-"
         seeds = sorted({seed for _, seed in on_fresh})
         per_model = ", ".join(f"s{seed}: {fresh[cell][1].get(seed, ('-',))[0]} / {fresh[cell][2].get(seed, ('-',))[0]}"
                               for seed in seeds)
         print(f"| {cell} | {zero} | {text} | {per_model} |")
-    for attempts in sorted({a for a, _ in rates}, key=int):
-        if (attempts, "pretrained") in rates and (attempts, "scratch") in rates:
-            ratio = rates[(attempts, "pretrained")] / rates[(attempts, "scratch")]
-            print(f"{attempts} attempts, fresh suites: pretrained / scratch = {ratio:.1f}x")
+    for attempts, label in sorted(rates, key=lambda key: (int(key[0]), key[1])):
+        if label != "scratch" and (attempts, "scratch") in rates:
+            ratio = rates[(attempts, label)] / rates[(attempts, "scratch")]
+            print(f"{attempts} attempts, fresh suites: {label} / scratch = {ratio:.1f}x")
     return 0
 
 

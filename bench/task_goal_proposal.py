@@ -180,7 +180,8 @@ def trained_localiser(args, size: int):
             raise SystemExit(f"--localiser-set {item!r}: LocaliserConfig has no {key!r} (has {sorted(fields)})")
         overrides[key] = value.lower() in ("1", "true", "yes") if fields[key] in (bool, "bool") else type(getattr(LocaliserConfig, key))(value)
     config = LocaliserConfig(**{"steps": args.localiser_steps, "seed": args.seed, "num_threads": args.threads, **overrides})
-    net, height = fit_localiser(store, camera, config)
+    play = Store.open(args.play) if config.paste_fraction > 0 else None
+    net, height = fit_localiser(store, camera, config, play=play)
     return lambda images: camera.to_plane(localise(net, images), height)[..., :2]
 
 

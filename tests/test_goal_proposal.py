@@ -68,6 +68,64 @@ def test_localiser_finds_a_blob_and_its_onnx_graph_agrees(tmp_path):
     np.testing.assert_allclose(session.run(None, {LOCALISER_INPUT: test_images})[0], found, atol=1e-3)
 
 
+TABLE = (150, 120, 90)
+YELLOW, RED = (240, 215, 30), (200, 30, 30)
+
+
+def flat_scene(rng, yellow=None, red=None, arm=None) -> np.ndarray:
+    """A table (colour plus a little noise) with optional 4x4 yellow and red squares centred on
+    (column, row) pixels, and a grey 'arm' rectangle (c0, r0, c1, r1)."""
+    image = np.clip(np.asarray(TABLE) + rng.integers(-4, 5, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+    if arm is not None:
+        image[arm[1]:arm[3], arm[0]:arm[2]] = 200
+    for place, colour in ((red, RED), (yellow, YELLOW)):
+        if place is not None:
+            c, r = int(round(place[0])), int(round(place[1]))
+            image[r - 2:r + 2, c - 2:c + 2] = colour
+    return image
+
+
+def test_a_cutout_takes_the_labelled_object_only_and_a_paste_lands_where_its_label_says():
+    from training.localiser import object_cutout, paste_batch
+
+    rng = np.random.default_rng(0)
+    scene = flat_scene(rng, yellow=(30, 30), red=(36, 30))  # a red cube 2 px beside the yellow one
+    cut = object_cutout(scene, np.array([30.5, 30.5]))
+    assert cut is not None and cut.mask.sum() == 16  # the yellow square, not the red one beside it
+    assert (cut.pixels[cut.mask] == YELLOW).all()
+    assert object_cutout(flat_scene(rng), np.array([30.5, 30.5])) is None  # bare table: nothing to cut
+
+    arm = (0, 0, 64, 26)  # the upper part of every background is "arm"
+    backgrounds = np.stack([flat_scene(rng, red=(50, 50), arm=arm) for _ in range(4)])
+    places = np.array([[20.0, 40.0], [44.0, 44.0], [32.0, 20.0]])  # the last lies on the arm
+    images, labels = paste_batch(backgrounds, [cut], places, 200, np.random.default_rng(1), jitter=3)
+    for image, label in zip(images, labels, strict=True):
+        ys, xs = np.nonzero((image == YELLOW).all(-1))
+        assert len(xs) == 16  # exactly one object, whole
+        np.testing.assert_allclose([xs.mean() + 0.5, ys.mean() + 0.5], label, atol=1.0)
+    on_arm = (labels[:, 1] < 26 + 2).mean()
+    assert on_arm < 0.05, on_arm  # places on the arm are tried again on bare table (8 tries)
+
+
+def test_pasting_onto_play_frames_teaches_the_object_from_few_scenes(tmp_path):
+    """Three labelled scenes, and a red cube always 8 px right of the yellow one in them: pasted
+    scenes over play frames (red cubes anywhere, no yellow) still find the yellow cube alone."""
+    from training.localiser import LocaliserConfig, localise, train_localiser
+
+    rng = np.random.default_rng(0)
+    scenes = [(18, 40), (40, 34), (28, 48)]
+    images = np.stack([flat_scene(rng, yellow=p, red=(p[0] + 8, p[1])) for p in scenes for _ in range(8)])
+    pixels = np.repeat(np.asarray(scenes, np.float32) + 0.5, 8, axis=0)
+    backgrounds = np.stack([flat_scene(rng, red=rng.uniform(8, 56, 2)) for _ in range(64)])
+    config = LocaliserConfig(steps=250, channels=16, seed=0, paste_fraction=0.5)
+    net = train_localiser(images, pixels, config, backgrounds=backgrounds)
+    test = rng.uniform(10, 54, (24, 2)).round()
+    red = np.clip(test + rng.choice([-1, 1], (24, 1)) * rng.uniform(8, 16, (24, 2)).round(), 4, 60)  # anywhere near
+    found = localise(net, np.stack([flat_scene(rng, yellow=p, red=q) for p, q in zip(test, red, strict=True)]))
+    error = np.linalg.norm(found - (test + 0.5), axis=1)
+    assert np.median(error) < 2.0, error  # the red cube is 8-23 px away
+
+
 def test_goal_bank_keeps_held_lifted_frames_one_per_cell(tmp_path):
     gripper = np.array([0.0, 0.35, 0.35, 0.35, 0.95, 0.35, 0.35], dtype=np.float32)  # 0.95: closed on nothing
     ee = np.array([[0.5, 0.0, 0.15], [0.5, 0.0, 0.15], [0.503, 0.002, 0.15], [0.6, 0.1, 0.05],

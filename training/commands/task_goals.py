@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "mean-of-N goal model, which already averages; 1: the nearest alone)")
     parser.add_argument("--goal-spread", type=float, default=None, metavar="M",
                         help="...none held more than M metres beyond the nearest (default 0.01)")
+    parser.add_argument("--paste", type=float, default=None, metavar="F",
+                        help="share of each localiser batch made by pasting the attempts' object onto play frames "
+                             "(default 0.5, 0 = off; off anyway when --play is --data); play frames must not show the task's object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,7 +53,8 @@ def run(args) -> int:
     from training.localiser import LocaliserConfig, build_task_model
 
     config = replace(LocaliserConfig(seed=args.seed, num_threads=args.threads, mirror=not args.no_mirror),
-                     **({"steps": args.steps} if args.steps is not None else {}))
+                     **({"steps": args.steps} if args.steps is not None else {}),
+                     **({"paste_fraction": args.paste} if args.paste is not None else {}))
     try:
         camera = None
         if args.camera:
