@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     fresh = read(sorted(path for folder in args.fresh for path in folder.glob("*_suite[12].json")))
     if not fresh:
         raise SystemExit(f"no *_suiteK.json results in {', '.join(map(str, args.fresh))}")
-    picked = read([Path(f) for d in glob.glob(args.suite0) for f in glob.glob(f"{d}/*.json")])
+    picked = read([Path(f) for d in glob.glob(args.suite0) for f in glob.glob(f"{d}/*.json")]
+                  + [path for folder in args.fresh for path in folder.glob("*_suite0.json")])
     print("| cell | suite 0 (picked on) | suites 1 + 2 (fresh) | per model, suite 1 / suite 2 |")
     print("|---|---:|---:|---|")
     rates: dict[tuple[str, str], float] = {}

@@ -38,3 +38,15 @@ for s in 0 1 2; do
     wait
     pasted "runs/s27/onnx/gcscratch25_s$s.onnx" data/task_25 "scratch25+playbank+paste-at3000_n25_s$s" "$s" "1 2"
 done
+# Then the 100-attempt cell (session 29's picks: pretrained at 3000 updates, scratch at 12000), on
+# the fresh suites: pretrained with the pasting localiser, and scratch with its own-attempts task
+# model as before (no play data; its task model is the one session 29 judged on suite seed 0).
+for s in 0 1 2; do
+    pasted "runs/s28/onnx/gcft100_varied_s${s}_at3000.onnx" data/task_100 "pretrained100+paste-at3000_n100_s$s" "$s" "0 1 2" &
+    for suite in 1 2; do
+        [ -f "$OUT/scratch100-at12000_n100_s${s}_suite$suite.json" ] || robot-app eval \
+            --policy "runs/s28/onnx/scratch100-at12000_n100_s$s.onnx" --suite grasp-heldout --episodes 100 \
+            --seed "$suite" --json "$OUT/scratch100-at12000_n100_s${s}_suite$suite.json" --no-progress
+    done &
+    wait
+done

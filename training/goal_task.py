@@ -2,10 +2,10 @@
 it propose its own goal: `robot-app finetune --mode goal`.
 
 Why this is the mode to use: on the held-out grasp it grasps most from few attempts of every
-recipe measured (BENCHMARKS.md, sessions 22-30; three seeds, 100 tasks each, no goal picture
-given): from the varied pretraining 61.0 / 75.7 / 83.3% from 25 / 50 / 100 attempts, against
-14.0 / 40.7 / 64.3% for the same recipe from scratch at its best length, where the task
-Q-function modes grasp 0-1.3% and cloning the successes about 30% at 50.
+recipe measured (BENCHMARKS.md, sessions 22-31; three seeds, no goal picture given): from the
+varied pretraining 68.3 / 81.8% of 600 tasks from 25 / 50 attempts, against 14.2 / 39.7% for
+the same recipe from scratch at its best length, where the task Q-function modes grasp 0-1.3%
+and cloning the successes about 30% at 50.
 
 It is two steps, each also a command of its own (`robot-app train --set init_from=...`, then
 `robot-app task-goals`):
@@ -16,8 +16,9 @@ It is two steps, each also a command of its own (`robot-app train --set init_fro
    recipe the pretraining used (far goals only, switches weighted x3, the steps before a grasp
    drawn x3: README, "A tour"); the network comes from the source.
 2. Make it a task model (training/localiser.py): a heatmap localiser fitted to where the
-   successful attempts closed finds the object in a run's first frame, and the play data's
-   picture of a held, lifted object nearest that spot becomes the goal.
+   successful attempts closed (and to scenes made by pasting their object onto play frames)
+   finds the object in a run's first frame, and the play data's pictures of a held, lifted
+   object nearest that spot become the goal.
 
 How long to continue depends on how many attempts there are, and is measured (`default_updates`).
 """
@@ -57,7 +58,8 @@ def default_updates(attempts: int) -> int:
 
     The continuation forgets pretraining as it fits the attempts, and the fewer there are the
     sooner that costs (sessions 27-30, from the varied-play pretraining of
-    models/varied_pretrained.onnx, 100 held-out tasks, three seeds a length): from 25 attempts
+    models/varied_pretrained.onnx, 100 held-out tasks, three seeds a length, the localiser not
+    yet pasting, which session 31 found worth 9-10 points at both picked lengths): from 25 attempts
     it grasps 48.0 / 61.0 / 58.3 / 59.7 / 53.3 / 49.0% at 250 / 500 / 1000 / 1500 / 2000 / 3000
     updates (500 picked on those tasks, then 59.5% on 600 it was not picked on); from 50, 67.7 / 75.7 / 68.3%
     at 1500 / 3000 / 6000; from 100, 76.3 / 83.3 / 83.0%. Between 25 and 50 nothing was
