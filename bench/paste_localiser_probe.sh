@@ -2,7 +2,7 @@
 # Session 31's probe (#8): the task models' localiser with pasted scenes (training/localiser.py,
 # paste_fraction 0.5: the attempts' object cut out and pasted onto play frames at other places).
 # At 25 attempts the localiser found the object within 2 cm in 48-55% of suite seed 0's start
-# frames, and with pasting in 88-94% (bench/task_goal_proposal.py --localiser, three seeds). Here
+# frames, and with pasting in 88-99% (bench/task_goal_proposal.py --localiser, three seeds). Here
 # the same goal models as session 30's fresh-suite cells (pretrained, 25 attempts at 500 updates;
 # 50 attempts at 3000) get a pasting localiser, judged on suite seeds 1 and 2, the tasks session
 # 30 judged them on with the old localiser (bench/fresh_suites_probe.sh). Scratch models keep their
@@ -10,8 +10,12 @@
 #
 #   PATH=$PWD/.venv/bin:$PATH bench/paste_localiser_probe.sh
 # Needs runs/s30/onnx/gcft25_varied_s*_at500.onnx (bench/pretrained25_early_probe.sh),
-# runs/s27/onnx/gcft_varied_s*_at3000.onnx (bench/finetune_length_probe.sh), data/task_25,
-# data/task_50 and data/store_varied. Writes bench/results/finetune_s31/paste/*_suite{0,1,2}.json.
+# runs/s27/onnx/gcft_varied_s*_at3000.onnx (bench/finetune_length_probe.sh),
+# runs/s28/onnx/gcft100_varied_s*_at3000.onnx and scratch100-at12000_n100_s*.onnx (bench/attempts100_probe.sh,
+# bench/scratch100_length_probe.sh), data/task_25, data/task_50, data/task_100 and data/store_varied.
+# Writes bench/results/finetune_s31/paste/*_suite{0,1,2}.json (table: bench/fresh_suites_table.py
+# bench/results/finetune_s30/fresh_suites bench/results/finetune_s31/paste) and finetune_s31/shipped/. About
+# 50 minutes on 2 CPU cores.
 set -euo pipefail
 OUT=bench/results/finetune_s31/paste; ONNX=runs/s31/onnx
 mkdir -p "$ONNX" "$OUT"
@@ -49,4 +53,15 @@ for s in 0 1 2; do
             --seed "$suite" --json "$OUT/scratch100-at12000_n100_s${s}_suite$suite.json" --no-progress
     done &
     wait
+done
+# Last, the shipped task model's goal graph (models/grasp_heldout_goal.onnx, the same graph as
+# models/grasp_heldout.onnx) made a task model again as the cells above are: today's data/task_50,
+# the pasting localiser, the varied play bank, K = 5 (the shipped one: session 22's attempts, no
+# pasting, the cube play bank of data/store_pose, K = 1; 84 / 79 / 79 on suites 0 / 1 / 2).
+SHIPPED=runs/s31/shipped; mkdir -p "$SHIPPED" bench/results/finetune_s31/shipped
+[ -f "$SHIPPED/grasp_heldout.onnx" ] || robot-app task-goals --model models/grasp_heldout_goal.onnx --data data/task_50 \
+    --play data/store_varied --out "$SHIPPED/grasp_heldout.onnx" --threads 1 --no-progress
+for suite in 0 1 2; do
+    [ -f "bench/results/finetune_s31/shipped/rebuilt_suite$suite.json" ] || robot-app eval --policy "$SHIPPED/grasp_heldout.onnx" \
+        --suite grasp-heldout --episodes 100 --seed "$suite" --json "bench/results/finetune_s31/shipped/rebuilt_suite$suite.json" --no-progress
 done
