@@ -175,6 +175,7 @@ def test_task_goals_writes_a_task_model_that_proposes_the_nearest_bank_picture(t
     assert len(policy.goal_proposer.bank.images) == len(spots)
     assert policy.goal_proposer.goals_per_run == 5  # a single goal model: act toward 5 pictures (1 for a -meanN one)
     assert [default_goals_per_run(a) for a in ("gcbc", "am", "gcbc-mean3")] == [5, 5, 1]
+    assert policy.card.goal_proposer["localiser_config"]["paste_fraction"] == 0.5  # pasting is the default
     rng = np.random.default_rng(7)
     hits = 0
     for k in (1, 5, 9):  # the blob under play spot k: the proposal is that spot's picture
@@ -184,6 +185,26 @@ def test_task_goals_writes_a_task_model_that_proposes_the_nearest_bank_picture(t
         assert proposal.goals.shape[1:] == (SIZE, SIZE, 3) and 1 <= len(proposal.goals) <= 5
         assert np.array_equal(proposal.goals[0], proposal.goal)
     assert hits >= 2, "the localiser should put the blob on its own spot's picture"
+
+
+def test_the_localiser_pastes_onto_the_play_frames_and_never_onto_the_attempts_own(task_model):
+    """The attempts' frames already show the object: given as the play store, pasting stays off
+    (the same weights as --paste 0), where another play store changes what is learnt."""
+    from dataclasses import replace
+
+    from training.localiser import LocaliserConfig, fit_localiser
+
+    out, _ = task_model
+    task, play = Store.open(out / "task"), Store.open(out / "play")
+    config = LocaliserConfig(steps=5, channels=8, seed=0)
+
+    def weights(config, play_store):
+        net, _ = fit_localiser(task, camera(), config, play=play_store)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    off = weights(replace(config, paste_fraction=0.0), play)
+    assert torch.equal(weights(config, task), off)
+    assert not torch.equal(weights(config, play), off)
 
 
 def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_model):
