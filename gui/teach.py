@@ -34,9 +34,10 @@ from PyQt6.QtWidgets import (
 from gui.gallery import untasked_models
 
 CLONED_ALGOS = ("gcbc", "gcivl")  # what finetune --mode goal continues: cloned policies
-# The start that made the best task models (BENCHMARKS.md, session 30): from 25 / 50 attempts its
-# continuation grasped 66 / 79 of 100 held-out tasks at finetune's default lengths, where
-# play_pretrained's grasped 38 / 72 at the same lengths and 46 / 72 at its best.
+# The start that made the best task models (BENCHMARKS.md, sessions 30-31): from 25 / 50 attempts
+# its continuation grasped 66 / 79 of 100 held-out tasks at finetune's default lengths, where
+# play_pretrained's grasped 38 / 72 at the same lengths and 46 / 72 at its best; with the
+# localiser pasting (session 31) 72.7 / 83.0% of 300.
 DEFAULT_START = "varied_pretrained"
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # a file name in models/ and a card's task
 
