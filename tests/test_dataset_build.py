@@ -335,3 +335,45 @@ def test_steps_before_the_first_grip_command_take_the_measured_grip(tmp_path):
     assert summary["grip_from_state"] == [{"bag": str(bag), "steps": 4, "of": 6}]
     store = Store.open(tmp_path / "store")
     assert store.gripper_is_binary and store.manifest["grip_from_state"] == summary["grip_from_state"]
+
+
+def _play_episode(length: int, lift_at: int | None, rng) -> dict:
+    """A play episode whose hand holds an object (gripper 0.35) from lift_at - 2 on and is 15 cm up
+    from lift_at on; lift_at None: the hand stays open at the table."""
+    gripper = np.zeros(length, np.float32)
+    ee = np.tile(np.array([0.5, 0.0, 0.03], np.float32), (length, 1))
+    if lift_at is not None:
+        gripper[max(lift_at - 2, 0):] = 0.35
+        ee[lift_at:, 2] = 0.15
+    return {"images": rng.integers(0, 255, (length, 8, 8, 3), dtype=np.uint8),
+            "actions": rng.uniform(-1, 1, (length, 5)).astype(np.float32), "gripper": gripper,
+            "timestamps": np.arange(length) * 0.1, "ee_position": ee}
+
+
+def test_dataset_lifts_keeps_the_lifting_episodes_up_to_their_first_lift(tmp_path, capsys):
+    from robot_app.lift_segments import FRAMES_AFTER_LIFT
+    from robot_app.store import write_store
+
+    rng = np.random.default_rng(0)
+    episodes = [_play_episode(12, None, rng), _play_episode(12, 5, rng), _play_episode(12, 11, rng), _play_episode(10, 2, rng)]
+    write_store(tmp_path / "play", episodes)
+    assert main(["dataset", "lifts", str(tmp_path / "play"), "-o", str(tmp_path / "lifts")]) == 0
+    assert "3 of 4 episodes lift something" in capsys.readouterr().out
+    lifts = Store.open(tmp_path / "lifts")
+    lengths = [int(b - a) for a, b in lifts.episode_bounds()]
+    assert lengths == [5 + FRAMES_AFTER_LIFT, 12, 2 + FRAMES_AFTER_LIFT]  # the last frame, or 3 past the first lift
+    for kept, source in zip(range(3), (1, 2, 3), strict=True):
+        start, end = lifts.episode_bounds()[kept]
+        np.testing.assert_array_equal(lifts.actions[start:end], episodes[source]["actions"][:end - start])
+        np.testing.assert_array_equal(np.asarray(lifts.images[start:end]), episodes[source]["images"][:end - start])
+
+    assert main(["dataset", "lifts", str(tmp_path / "play"), "-o", str(tmp_path / "lifts")]) == 1  # never overwrites
+    assert "exists" in capsys.readouterr().err
+    write_store(tmp_path / "still", [_play_episode(6, None, rng)])
+    assert main(["dataset", "lifts", str(tmp_path / "still"), "-o", str(tmp_path / "none")]) == 1
+    assert "no episode holds an object 12-20 cm up" in capsys.readouterr().err
+    no_pose = {k: v for k, v in _play_episode(6, 2, rng).items() if k != "ee_position"}
+    write_store(tmp_path / "blind", [no_pose])
+    assert main(["dataset", "lifts", str(tmp_path / "blind"), "-o", str(tmp_path / "none")]) == 1
+    assert "ee_pose" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -1,4 +1,4 @@
-"""`robot-app dataset build|info|view|recover`: bags to a training store, and a look at one.
+"""`robot-app dataset build|info|view|recover|lifts`: bags to a training store, and a look at one.
 
 `build` never stops at a bad bag: it names it with the problem, builds the others, and
 exits non-zero only when nothing could be built.
@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     view.add_argument("--fps", type=float, default=CONTROL_HZ, help=f"frames a second (default: the control rate, {CONTROL_HZ:g})")
     recover = sub.add_parser("recover", help="complete the .partial bag(s) of a killed recorder or collector")
     recover.add_argument("partials", nargs="+", metavar="PARTIAL", help="DIR.partial directories")
+    lifts = sub.add_parser("lifts", help="a store of the episodes that lift something, each cut at its first lift "
+                           "(the hand holding an object 12-20 cm up): to teach a cloned policy the grasp")
+    lifts.add_argument("store", help="play store directory (with ee_pose)")
+    lifts.add_argument("-o", "--out", required=True, help="store directory to write")
 
 
 def add_gripper_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +72,7 @@ def gripper_from_arguments(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": _build, "info": _info, "view": _view, "recover": _recover}[args.dataset_command](args)
+    return {"build": _build, "info": _info, "view": _view, "recover": _recover, "lifts": _lifts}[args.dataset_command](args)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -209,3 +213,20 @@ def _recover(args: argparse.Namespace) -> int:
             print(f"robot-app dataset recover: {exc}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def _lifts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robot_app.lift_segments import write_lift_store
+
+    if Path(args.out).exists():
+        print(f"robot-app dataset lifts: {args.out} exists; choose another --out", file=sys.stderr)
+        return 1
+    try:
+        segments, episodes, steps = write_lift_store(args.store, args.out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"robot-app dataset lifts: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {segments} of {episodes} episodes lift something, cut at their first lift; {steps} steps")
+    return 0

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Session 31's #4 probe: does a short continuation on the play data's lifting segments lift the
+# cube grasp family? The play episodes (`collect --episodes 400 --seed 1`, the first 400 of the
+# tour's store) cut at the first frame whose measured gripper holds an object 12-20 cm up (plus 2
+# frames; robot_app/goal_proposal.held_lift_rows: proprioception only, no labels, no simulator
+# state), so every hindsight goal of a segment is on the way to a lifted object. Continued with the
+# pre-grasp recipe from models/gcbc_grasp.onnx (grasp 42/100 at suite seed 0) and from
+# models/play_pretrained.onnx (37/100), 1000 updates, judged every 250 on the grasp family's 100
+# tasks at suite seed 0.
+#
+#   PATH=$PWD/.venv/bin:$PATH bench/lift_segments_probe.sh
+# Writes data/bags_play400 (session 31 then moved it to data/bags_play), data/store_play400, data/store_lift400,
+# data/store_play1000, data/store_lift1000, runs/s31/lift*_from_*,
+# bench/results/s31/lift_segments/*.json.
+set -euo pipefail
+OUT=bench/results/s31/lift_segments; ONNX=runs/s31/onnx; mkdir -p "$OUT" "$ONNX"
+if [ ! -d data/store_lift400 ]; then
+    [ -d data/store_play400 ] || { robot-app collect --episodes 400 --workers 2 --seed 1 --out data/bags_play400 --no-progress
+                                   robot-app dataset build data/bags_play400 -o data/store_play400; }
+    robot-app dataset lifts data/store_play400 -o data/store_lift400
+fi
+RECIPE=(--set gcbc.switch_weight=3 --set sampler.p_next=0 --set sampler.p_geometric=0 --set sampler.pre_grasp_steps=10
+        --set sampler.pre_grasp_weight=3 --set num_threads=1 --set checkpoint_every=250 --set keep_checkpoints=10 --no-progress)
+continue_from() {  # continue_from MODEL NAME [STORE]
+    [ -f "runs/s31/$2/checkpoints/step_00001000.pt" ] || robot-app train --data "${3:-data/store_lift400}" --algo gcbc \
+        --out "runs/s31/$2" --steps 1000 --set init_from="$1" "${RECIPE[@]}"
+    for at in ${STEPS:-250 500 1000}; do
+        [ -f "$OUT/$2_at$at.json" ] && continue
+        robot-app export "runs/s31/$2" --checkpoint "$at" -o "$ONNX/$2_at$at.onnx" > /dev/null
+        robot-app eval --policy "$ONNX/$2_at$at.onnx" --suite grasp --episodes 100 --seed 0 --json "$OUT/$2_at$at.json" --no-progress
+    done
+}
+continue_from models/gcbc_grasp.onnx lift_from_gcbc_grasp &
+continue_from models/play_pretrained.onnx lift_from_play_pretrained &
+wait
+# Then the same from all 1000 play episodes of the tour's store (756 lift something), from
+# play_pretrained, the better start above.
+if [ ! -d data/store_lift1000 ]; then
+    robot-app collect --episodes 1000 --workers 2 --seed 1 --out data/bags_play --no-progress
+    [ -d data/store_play1000 ] || robot-app dataset build data/bags_play -o data/store_play1000
+    robot-app dataset lifts data/store_play1000 -o data/store_lift1000
+fi
+continue_from models/play_pretrained.onnx lift1000_from_play_pretrained data/store_lift1000
