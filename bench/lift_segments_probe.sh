@@ -41,3 +41,28 @@ if [ ! -d data/store_lift1000 ]; then
     robot-app dataset lifts data/store_play1000 -o data/store_lift1000
 fi
 continue_from models/play_pretrained.onnx lift1000_from_play_pretrained data/store_lift1000
+# Seed 0 was continued to 3000 updates and then 6000 (`train --resume --steps N`, a checkpoint every
+# 250 then 1000), judged at 2000, 3000 and 6000; 3000 (picked on suite seed 0) was then judged on
+# suite seeds 1 and 2 and run for seeds 1 and 2 from the same start, each judged on suites 0-2.
+R=runs/s31/lift1000_from_play_pretrained
+for steps in 3000 6000; do
+    [ -f "$R/checkpoints/step_$(printf %08d $steps).pt" ] || robot-app train --out "$R" --resume --steps "$steps" \
+        --data data/store_lift1000 --no-progress $([ "$steps" = 6000 ] && echo --set checkpoint_every=1000)
+done
+judge_lift() {  # judge_lift RUN NAME STEP SUITES
+    [ -f "$ONNX/$2_at$3.onnx" ] || robot-app export "$1" --checkpoint "$3" -o "$ONNX/$2_at$3.onnx" > /dev/null
+    for suite in $4; do
+        local json="$OUT/$2_at$3_grasp_suite$suite.json"; [ "$suite" = 0 ] && json="$OUT/$2_at$3.json"
+        [ -f "$json" ] || robot-app eval --policy "$ONNX/$2_at$3.onnx" --suite grasp --episodes 100 --seed "$suite" \
+            --json "$json" --no-progress
+    done
+}
+judge_lift "$R" lift1000_from_play_pretrained 2000 0
+judge_lift "$R" lift1000_from_play_pretrained 6000 0
+judge_lift "$R" lift1000_from_play_pretrained 3000 "0 1 2"
+for seed in 1 2; do
+    [ -f "${R}_seed$seed/checkpoints/step_00003000.pt" ] || robot-app train --data data/store_lift1000 --algo gcbc \
+        --out "${R}_seed$seed" --steps 3000 --set init_from=models/play_pretrained.onnx --set seed=$seed "${RECIPE[@]}" \
+        --set checkpoint_every=500
+    judge_lift "${R}_seed$seed" "lift1000_from_play_pretrained_seed$seed" 3000 "0 1 2"
+done
