@@ -30,7 +30,7 @@ def test_a_task_starts_from_cloned_policies_only(tmp_path):
     _card(tmp_path, "task", {"algo": "gcbc", "task": "grasp-heldout"})  # a task model already
     (tmp_path / "lonely.json").write_text(json.dumps({"algo": "gcbc"}))  # no graph beside it
     assert [name for name, _ in start_models(tmp_path)] == ["grasp", "pre"]
-    assert [name for name, _ in start_models(ROOT / "models")] == ["gcbc_grasp", "grasp_heldout_goal", "play_pretrained",
+    assert [name for name, _ in start_models(ROOT / "models")] == ["gcbc_grasp", "grasp_heldout_goal", "lift_grasp", "play_pretrained",
                                                                    "varied_pretrained"]
 
 
