@@ -205,6 +205,8 @@ def test_the_localiser_pastes_onto_the_play_frames_and_never_onto_the_attempts_o
     off = weights(replace(config, paste_fraction=0.0), play)
     assert torch.equal(weights(config, task), off)
     assert not torch.equal(weights(config, play), off)
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+        weights(replace(config, paste_fraction=1.5), play)
 
 
 def test_a_proposing_task_model_keeps_its_first_frame_goal_for_the_episode(task_model):

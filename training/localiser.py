@@ -183,6 +183,8 @@ def train_localiser(images: np.ndarray, pixels: np.ndarray, config: LocaliserCon
                     backgrounds: np.ndarray | None = None) -> HeatmapNet:
     """Fit a heatmap net to frames (N, H, W, 3) uint8 labelled with (N, 2) input pixels;
     `backgrounds` (M, H, W, 3), unlabelled frames without the object, for config.paste_fraction."""
+    if not 0.0 <= config.paste_fraction <= 1.0:
+        raise ValueError(f"paste fraction {config.paste_fraction}: the share of a batch pasted must be in [0, 1]")
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.num_threads)
     rng = np.random.default_rng(config.seed)
