@@ -1,4 +1,4 @@
-"""`robot-app dataset build|info|view|recover|lifts`: bags to a training store, and a look at one.
+"""`robot-app dataset build|info|view|recover|lifts`: bags to a training store, a look at one, and its lifting segments.
 
 `build` never stops at a bad bag: it names it with the problem, builds the others, and
 exits non-zero only when nothing could be built.

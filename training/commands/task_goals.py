@@ -1,7 +1,7 @@
 """`robot-app task-goals`: make a goal-conditioned model a task model that proposes its own goal picture.
 
     robot-app task-goals --model models/grasp_heldout_goal.onnx --data DIR --play STORE --out models/NAME.onnx
-                         [--steps N] [--seed S] [--task grasp-heldout] [--no-mirror] [--camera FILE]
+                         [--steps N] [--seed S] [--task grasp-heldout] [--no-mirror] [--camera FILE] [--paste F]
 
 Fits the object localiser (training/localiser.py) to the labelled attempts in DIR, takes a
 bank of held-and-lifted pictures from the unlabelled play store, and writes NAME.onnx with
