@@ -21,14 +21,19 @@ if [ ! -d data/store_lift400 ]; then
 fi
 RECIPE=(--set gcbc.switch_weight=3 --set sampler.p_next=0 --set sampler.p_geometric=0 --set sampler.pre_grasp_steps=10
         --set sampler.pre_grasp_weight=3 --set num_threads=1 --set checkpoint_every=250 --set keep_checkpoints=10 --no-progress)
-continue_from() {  # continue_from MODEL NAME [STORE]
-    [ -f "runs/s31/$2/checkpoints/step_00001000.pt" ] || robot-app train --data "${3:-data/store_lift400}" --algo gcbc \
-        --out "runs/s31/$2" --steps 1000 --set init_from="$1" "${RECIPE[@]}"
-    for at in ${STEPS:-250 500 1000}; do
-        [ -f "$OUT/$2_at$at.json" ] && continue
-        robot-app export "runs/s31/$2" --checkpoint "$at" -o "$ONNX/$2_at$at.onnx" > /dev/null
-        robot-app eval --policy "$ONNX/$2_at$at.onnx" --suite grasp --episodes 100 --seed 0 --json "$OUT/$2_at$at.json" --no-progress
+judge_lift() {  # judge_lift RUN NAME STEP SUITES: export at STEP, grasp family per suite seed
+    [ -f "$ONNX/$2_at$3.onnx" ] || robot-app export "$1" --checkpoint "$3" -o "$ONNX/$2_at$3.onnx" > /dev/null
+    for suite in $4; do
+        local json="$OUT/$2_at$3_grasp_suite$suite.json"; [ "$suite" = 0 ] && json="$OUT/$2_at$3.json"
+        [ -f "$json" ] || robot-app eval --policy "$ONNX/$2_at$3.onnx" --suite grasp --episodes 100 --seed "$suite" \
+            --json "$json" --no-progress
     done
+}
+continue_from() {  # continue_from MODEL NAME [STORE]
+    # (any checkpoint: seed 0's run was later continued to 6000 and its rolling checkpoints dropped 1000)
+    compgen -G "runs/s31/$2/checkpoints/step_*.pt" > /dev/null || robot-app train --data "${3:-data/store_lift400}" --algo gcbc \
+        --out "runs/s31/$2" --steps 1000 --set init_from="$1" "${RECIPE[@]}"
+    for at in ${STEPS:-250 500 1000}; do judge_lift "runs/s31/$2" "$2" "$at" 0; done
 }
 continue_from models/gcbc_grasp.onnx lift_from_gcbc_grasp &
 continue_from models/play_pretrained.onnx lift_from_play_pretrained &
@@ -49,14 +54,6 @@ for steps in 3000 6000; do
     [ -f "$R/checkpoints/step_$(printf %08d $steps).pt" ] || robot-app train --out "$R" --resume --steps "$steps" \
         --data data/store_lift1000 --no-progress $([ "$steps" = 6000 ] && echo --set checkpoint_every=1000)
 done
-judge_lift() {  # judge_lift RUN NAME STEP SUITES
-    [ -f "$ONNX/$2_at$3.onnx" ] || robot-app export "$1" --checkpoint "$3" -o "$ONNX/$2_at$3.onnx" > /dev/null
-    for suite in $4; do
-        local json="$OUT/$2_at$3_grasp_suite$suite.json"; [ "$suite" = 0 ] && json="$OUT/$2_at$3.json"
-        [ -f "$json" ] || robot-app eval --policy "$ONNX/$2_at$3.onnx" --suite grasp --episodes 100 --seed "$suite" \
-            --json "$json" --no-progress
-    done
-}
 judge_lift "$R" lift1000_from_play_pretrained 2000 0
 judge_lift "$R" lift1000_from_play_pretrained 3000 "0 1 2"
 judge_lift "$R" lift1000_from_play_pretrained 6000 "0 1 2"
